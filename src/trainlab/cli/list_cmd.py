@@ -1,0 +1,34 @@
+"""`trainlab list [FAMILY]`: every registered name with its description and reference."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "list"
+HELP = "list the techniques trainlab knows, by family"
+EPILOG = """examples:
+  trainlab list                # every family
+  trainlab list activation     # one family
+  trainlab list init
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("family", nargs="?", help="family to list (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import trainlab  # noqa: F401  (importing registers every family)
+    from trainlab.registry import Registry
+
+    families = Registry.families()
+    chosen = [Registry.family_of(args.family)] if args.family else list(families.values())
+    for reg in chosen:
+        print(f"{reg.family} ({len(reg)})")
+        width = max((len(e.name) for e in reg), default=0)
+        for e in reg:
+            alias = f"  [also: {', '.join(e.aliases)}]" if e.aliases else ""
+            ref = f"  — {e.reference}" if e.reference else ""
+            print(f"  {e.name:<{width}}  {e.description}{ref}{alias}")
+        print()
+    return 0

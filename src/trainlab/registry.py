@@ -1,0 +1,208 @@
+"""One small registry type: name -> factory, with aliases and "did you mean" errors.
+
+Every family of techniques (activations, initializers, norms, optimizers, losses, datasets,
+preprocessors, studies ...) owns one :class:`Registry`. An entry is a frozen
+:class:`Entry` record: the canonical name, the factory, a one-line description, the reference
+(paper or lecture), default keyword arguments and free-form capability metadata (for example
+an activation's output range or the rule that says when a unit is saturated). The CLI's
+``trainlab list`` and the HTML reports read the descriptions from here, so each text is
+written once.
+
+Lookup normalizes case and ``-``/``_``/spaces, so ``"Leaky-ReLU"``, ``"leaky_relu"`` and
+``"LEAKY RELU"`` are the same name. An unknown name raises :class:`ValueError` naming the
+close matches and the full list.
+
+Example::
+
+    >>> from trainlab.registry import Registry
+    >>> ACTS = Registry("activation")
+    >>> @ACTS.register("relu", description="max(0, x)", reference="Nair & Hinton 2010")
+    ... class ReLU(torch.nn.Module): ...
+    >>> ACTS.build("ReLU")        # -> ReLU()
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["Entry", "Registry", "normalize_name"]
+
+
+def normalize_name(name: str) -> str:
+    """Canonical form of a user-typed name: lower case, ``-`` and spaces become ``_``."""
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered technique.
+
+    Attributes:
+        name: canonical lower-case name.
+        factory: class or function that builds the object.
+        description: one line, shown by ``trainlab list`` and in reports.
+        reference: paper or lecture the technique comes from.
+        aliases: other accepted names.
+        defaults: keyword arguments merged under the caller's in :meth:`Registry.build`.
+        meta: capability metadata for probes, builders and reports (read-only mapping).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    reference: str = ""
+    aliases: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Freeze the mappings so an entry cannot be changed behind the registry's back.
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory with ``defaults`` updated by ``kwargs``."""
+        return self.factory(*args, **{**self.defaults, **kwargs})
+
+
+class Registry:
+    """A named family of techniques.
+
+    Args:
+        family: the family's name as users see it (``"activation"``, ``"init"`` ...), used in
+            error messages and by ``trainlab list FAMILY``.
+    """
+
+    _families: dict[str, Registry] = {}
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._entries: dict[str, Entry] = {}
+        self._lookup: dict[str, str] = {}  # normalized name or alias -> canonical name
+        Registry._families[family] = self
+
+    # -- registration -----------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        description: str = "",
+        reference: str = "",
+        aliases: tuple[str, ...] | list[str] = (),
+        defaults: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """Register ``factory`` under ``name`` (and ``aliases``); return the entry."""
+        key = normalize_name(name)
+        entry = Entry(
+            name=key,
+            factory=factory,
+            description=description,
+            reference=reference,
+            aliases=tuple(normalize_name(a) for a in aliases),
+            defaults=dict(defaults or {}),
+            meta=dict(meta or {}),
+        )
+        for k in (key, *entry.aliases):
+            if k in self._lookup:
+                raise ValueError(
+                    f"{self.family} name {k!r} is already registered "
+                    f"(for {self._lookup[k]!r})."
+                )
+        self._entries[key] = entry
+        for k in (key, *entry.aliases):
+            self._lookup[k] = key
+        return entry
+
+    def register(self, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator form of :meth:`add`; returns the decorated object unchanged."""
+
+        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(name, obj, **kwargs)
+            return obj
+
+        return deco
+
+    # -- lookup -----------------------------------------------------------------------------
+    def get(self, name: str) -> Entry:
+        """The entry for ``name`` or an alias; ``ValueError`` with close matches otherwise."""
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{self.family} name must be a string. Received: {name!r} "
+                f"of type {type(name).__name__}."
+            )
+        key = normalize_name(name)
+        if key in self._lookup:
+            return self._entries[self._lookup[key]]
+        close = difflib.get_close_matches(key, list(self._lookup), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown {self.family} {name!r}.{hint} "
+            f"Available: {', '.join(sorted(self._entries))}."
+        )
+
+    def build(self, spec: Any, *args: Any, **kwargs: Any) -> Any:
+        """Build an object from a spec.
+
+        ``spec`` may be a registered name, a ``(name, kwargs)`` pair, a ``{"name": ...,
+        **kwargs}`` dict, a class or callable (called with ``*args, **kwargs``), or an
+        already-built object that is not callable-as-a-factory (returned as is).
+        """
+        if isinstance(spec, str):
+            return self.get(spec).build(*args, **kwargs)
+        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+            return self.get(spec[0]).build(*args, **{**dict(spec[1]), **kwargs})
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
+            if "name" not in spec:
+                raise ValueError(
+                    f"A {self.family} spec given as a mapping needs a 'name' key. "
+                    f"Received: {spec!r}."
+                )
+            name = spec.pop("name")
+            return self.get(name).build(*args, **{**spec, **kwargs})
+        if isinstance(spec, type) or callable(spec):
+            return spec(*args, **kwargs)
+        raise TypeError(
+            f"Cannot build a {self.family} from {spec!r} of type {type(spec).__name__}; "
+            f"give a name, a (name, kwargs) pair, a dict with 'name', or a callable."
+        )
+
+    def names(self) -> list[str]:
+        """Canonical names in registration order."""
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and normalize_name(name) in self._lookup
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.family!r}, {len(self)} entries)"
+
+    # -- all families -----------------------------------------------------------------------
+    @classmethod
+    def families(cls) -> dict[str, Registry]:
+        """Every registry created so far, by family name (import trainlab first)."""
+        return dict(cls._families)
+
+    @classmethod
+    def family_of(cls, family: str) -> Registry:
+        """The registry of ``family``; ``ValueError`` with close matches otherwise."""
+        key = normalize_name(family)
+        if key in cls._families:
+            return cls._families[key]
+        close = difflib.get_close_matches(key, list(cls._families), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown family {family!r}.{hint} Available: {', '.join(sorted(cls._families))}."
+        )
