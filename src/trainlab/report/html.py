@@ -77,7 +77,8 @@ class HtmlPage:
     ) -> HtmlPage:
         out = ["<table>"]
         if header:
-            out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
+            ths = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+            out.append(f"<tr>{ths}</tr>")
         for row in rows:
             cells = []
             for v in row:
@@ -91,9 +92,8 @@ class HtmlPage:
 
     def figure(self, src: str | os.PathLike, caption: str = "") -> HtmlPage:
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self._parts.append(
-            f'<figure><img src="{html.escape(str(src))}" alt="{html.escape(caption)}">{cap}</figure>'
-        )
+        img = f'<img src="{html.escape(str(src))}" alt="{html.escape(caption)}">'
+        self._parts.append(f"<figure>{img}{cap}</figure>")
         return self
 
     def raw(self, fragment: str) -> HtmlPage:

@@ -1,0 +1,48 @@
+"""The `trainlab` command: dispatch, `list`, and the one-line error policy."""
+
+import subprocess
+import sys
+
+import pytest
+
+from trainlab.cli import main
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "list" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+
+
+def test_list_all_families(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip()
+
+
+def test_unknown_family_is_one_line(capsys):
+    assert main(["list", "activatoin"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "Unknown family 'activatoin'" in err
+
+
+def test_unknown_command_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["lst"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainlab: error:") and err.count("\n") == 1
+
+
+def test_installed_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "trainlab", "list", "nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("trainlab: error: Unknown family 'nope'")
