@@ -1,0 +1,884 @@
+"""Optimizers and learning-rate schedules by name, gradient clipping and gradient noise.
+
+Lecture 003 ("Improving descent for DNNs") teaches SGD, momentum, Nesterov accelerated
+gradient, Adagrad, RMSProp, Adadelta and Adam; AdamW (Loshchilov & Hutter 2019) is added
+because it is the usual modern default. Every optimizer is a ``torch.optim`` class underneath;
+trainlab only chooses its defaults and checks its arguments. Each factory's docstring gives
+the lecture's update rule, torch's rule, and every place where the two differ, and
+``tests/test_optim.py`` re-implements each lecture rule in float64 and checks the torch-based
+optimizer against it step by step.
+
+Notation (the lecture's): ``w`` weights, ``g = ∂L(w)/∂w``, ``μ`` learning rate (torch's
+``lr``), ``γ`` momentum or averaging constant, ``ε`` smoothing term, ``k`` the step.
+
+Example::
+
+    >>> opt = build_optimizer("adam", model.parameters())          # lr=1e-3, the entry default
+    >>> opt = build_optimizer(("momentum", {"lr": 0.05}), model)   # a module works too
+    >>> sched = build_schedule("cosine", opt, total_steps=1000, warmup_steps=100)
+    >>> noise = GradientNoise(eta=0.3, generator=torch.Generator().manual_seed(0))
+    >>> for step in range(1000):
+    ...     loss_fn(model(x), y).backward()
+    ...     clip_gradients(model.parameters(), max_norm=1.0)
+    ...     noise.add_(model.parameters(), step)
+    ...     opt.step(); opt.zero_grad(); sched.step()
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+    StepLR,
+)
+
+from trainlab.registry import Registry
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "GradientNoise",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamw",
+    "build_optimizer",
+    "build_schedule",
+    "clip_gradients",
+    "constant_schedule",
+    "cosine_schedule",
+    "exponential_schedule",
+    "momentum",
+    "nesterov",
+    "rmsprop",
+    "sgd",
+    "step_schedule",
+]
+
+OPTIMIZERS = Registry("optim")
+SCHEDULES = Registry("schedule")
+
+_LECTURE = "Lecture 003, 'Improving descent for DNNs'"
+
+
+# ------------------------------------------------------------------------------------------
+# argument checks shared by the factories and by build_optimizer(torch class)
+# ------------------------------------------------------------------------------------------
+def _is_number(x: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.numel() == 1
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_hparams(**kw: Any) -> None:
+    """Raise ValueError for hyperparameters no optimizer can use; warn for suspect ones."""
+    if "lr" in kw:
+        lr = kw["lr"]
+        if not _is_number(lr) or not float(lr) > 0 or not math.isfinite(float(lr)):
+            raise ValueError(f"lr must be a finite number > 0. Received: lr={lr!r}.")
+    if "eps" in kw:
+        eps = kw["eps"]
+        if not _is_number(eps) or not float(eps) > 0:
+            raise ValueError(
+                f"eps must be a number > 0 (the smoothing term that avoids division by zero). "
+                f"Received: eps={eps!r}."
+            )
+    if "momentum" in kw:
+        m = kw["momentum"]
+        if not _is_number(m) or not float(m) >= 0:
+            raise ValueError(
+                f"momentum must be a number >= 0 (the lecture uses 0.9). Received: momentum={m!r}."
+            )
+        if float(m) >= 1:
+            warnings.warn(
+                f"momentum={m!r} >= 1: the velocity never decays and SGD usually diverges.",
+                stacklevel=3,
+            )
+    if "betas" in kw:
+        b = kw["betas"]
+        ok = isinstance(b, (tuple, list)) and len(b) == 2 and all(_is_number(x) for x in b)
+        if not ok or not all(0.0 <= float(x) < 1.0 for x in b):
+            raise ValueError(
+                f"betas must be a pair of numbers in [0, 1) (the lecture's γ1, γ2). "
+                f"Received: betas={b!r}."
+            )
+    for name in ("alpha", "rho"):
+        if name in kw:
+            v = kw[name]
+            if not _is_number(v) or not 0.0 <= float(v) < 1.0:
+                raise ValueError(
+                    f"{name} must be a number in [0, 1) (the averaging constant γ). "
+                    f"Received: {name}={v!r}."
+                )
+    for name in ("weight_decay", "dampening", "initial_accumulator_value", "lr_decay"):
+        if name in kw:
+            v = kw[name]
+            if not _is_number(v) or not float(v) >= 0:
+                raise ValueError(f"{name} must be a number >= 0. Received: {name}={v!r}.")
+
+
+def _params(params: Any) -> Any:
+    """Accept a module as well as an iterable of tensors or of param-group dicts."""
+    if isinstance(params, torch.nn.Module):
+        return params.parameters()
+    return params
+
+
+# ------------------------------------------------------------------------------------------
+# optimizers
+# ------------------------------------------------------------------------------------------
+_DEFAULT_LR = {
+    "sgd": 0.1,
+    "momentum": 0.01,  # long-run step lr/(1-γ) = 0.1, the same as plain SGD's default
+    "nesterov": 0.01,
+    "adagrad": 0.01,  # the lecture: "most implementations use a default value of 0.01"
+    "rmsprop": 1e-3,  # Hinton's suggestion (Ruder 2016); torch's default is 1e-2
+    "adadelta": 1.0,  # "no learning rate is required": lr = 1 is Zeiler's rule exactly
+    "adam": 1e-3,  # Kingma & Ba 2015
+    "adamw": 1e-3,  # Loshchilov & Hutter 2019
+}
+
+
+def sgd(
+    params: Any,
+    lr: float = _DEFAULT_LR["sgd"],
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    **kwargs: Any,
+) -> torch.optim.SGD:
+    r"""Stochastic gradient descent: ``torch.optim.SGD``.
+
+    Lecture 003, "Stochastic gradient descent (reminder)"::
+
+        w^(k+1) = w^(k) - μ ∂L(w^(k))/∂w
+
+    torch's rule with ``momentum=0`` is the same, with ``lr = μ``. ``weight_decay=λ`` adds
+    ``λ w`` to the gradient (an L2 penalty ``λ/2 ‖w‖²`` folded into ``g``). ``momentum`` and
+    ``nesterov`` are passed through; see :func:`momentum` and :func:`nesterov` for the rules.
+    Default ``lr`` 0.1 (torch has 1e-3).
+    """
+    _check_hparams(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    if nesterov and (float(momentum) <= 0 or float(dampening) != 0):
+        raise ValueError(
+            "nesterov=True needs momentum > 0 and dampening = 0. "
+            f"Received: momentum={momentum!r}, dampening={dampening!r}."
+        )
+    return torch.optim.SGD(
+        _params(params),
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        **kwargs,
+    )
+
+
+def momentum(
+    params: Any,
+    lr: float = _DEFAULT_LR["momentum"],
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.SGD:
+    r"""SGD with (heavy-ball) momentum: ``torch.optim.SGD(momentum=0.9)``.
+
+    Lecture 003, "Momentum" (γ "usually set to 0.9")::
+
+        v^(k+1) = γ v^(k) + μ ∂L(w^(k))/∂w
+        w^(k+1) = w^(k) - v^(k+1),            v^(0) = 0
+
+    torch's rule (``dampening=0``) keeps an un-scaled buffer ``b`` and multiplies by ``lr``
+    at the update::
+
+        b^(k+1) = γ b^(k) + ∂L(w^(k))/∂w        (b^(1) = g^(0), i.e. b^(0) = 0)
+        w^(k+1) = w^(k) - lr b^(k+1)
+
+    **Equivalence.** With a constant learning rate ``lr = μ`` the two are the same algorithm
+    under ``v = μ b``: the iterates ``w^(k)`` coincide exactly (tested in float64).
+
+    **Difference under a schedule.** When ``lr`` changes, torch rescales the whole velocity
+    at once (``w -= lr_k b``, so an lr drop takes effect immediately), while the lecture's
+    ``v`` keeps the old ``μ_j g^(j)`` terms and forgets them over ~1/(1-γ) steps. trainlab
+    follows torch; the test shows both facts.
+
+    Default ``lr`` 0.01: the long-run step ``lr/(1-γ)`` equals plain SGD's default 0.1.
+    """
+    _check_hparams(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.SGD(
+        _params(params), lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs
+    )
+
+
+def nesterov(
+    params: Any,
+    lr: float = _DEFAULT_LR["nesterov"],
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.SGD:
+    r"""Nesterov accelerated gradient: ``torch.optim.SGD(momentum=0.9, nesterov=True)``.
+
+    Lecture 003, "Nesterov accelerated gradient" (γ "usually set to 0.9")::
+
+        v^(k+1) = γ v^(k) + μ ∂L(w^(k) - v^(k))/∂w
+        w^(k+1) = w^(k) - v^(k+1),            v^(0) = 0
+
+    **The look-ahead point.** The slide evaluates the gradient at ``w - v``; its source
+    (Ruder 2016, after Sutskever et al. 2013, eq. 3-4) and Nesterov's method evaluate it at
+    ``w - γ v``, the point the momentum alone would reach. trainlab follows the paper::
+
+        v^(k+1) = γ v^(k) + μ ∂L(w^(k) - γ v^(k))/∂w,    w^(k+1) = w^(k) - v^(k+1)
+
+    torch's rule (``dampening=0``)::
+
+        b^(k+1) = γ b^(k) + ∂L(θ^(k))/∂θ
+        θ^(k+1) = θ^(k) - lr (∂L(θ^(k))/∂θ + γ b^(k+1))
+
+    **Equivalence.** With a constant ``lr = μ``, torch's parameter is the lecture's
+    look-ahead point, ``θ^(k) = w^(k) - γ v^(k)`` with ``v = μ b``: substituting gives
+    ``θ^(k+1) = θ^(k) - μ g(θ^(k)) - γ v^(k+1)``, which is torch's update. Since
+    ``v^(0) = 0`` both start at the same point; the test checks ``θ^(k) = w^(k) - γ v^(k)``
+    at every step in float64. So the model torch holds is evaluated at the look-ahead point,
+    and under a changing lr the same caveat as :func:`momentum` applies.
+    """
+    _check_hparams(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if float(momentum) <= 0:
+        raise ValueError(f"nesterov needs momentum > 0. Received: momentum={momentum!r}.")
+    return torch.optim.SGD(
+        _params(params),
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=True,
+        **kwargs,
+    )
+
+
+def adagrad(
+    params: Any,
+    lr: float = _DEFAULT_LR["adagrad"],
+    eps: float = 1e-10,
+    weight_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    lr_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.Adagrad:
+    r"""Adagrad (Duchi et al. 2011): ``torch.optim.Adagrad`` set up to follow the lecture.
+
+    Lecture 003, "Adagrad" (default learning rate 0.01)::
+
+        G_ii^(k) = Σ_{j<=k} (g_i^(j))²
+        w_i^(k+1) = w_i^(k) - μ / sqrt(G_ii^(k) + ε) · g_i^(k)
+
+    torch's rule puts ε outside the square root and starts the sum at
+    ``initial_accumulator_value`` (0 by default, ``eps=1e-10``)::
+
+        s^(k) = s^(0) + Σ_{j<=k} (g^(j))²,   w^(k+1) = w^(k) - lr g^(k) / (sqrt(s^(k)) + eps)
+
+    **trainlab follows the lecture exactly** by passing ``initial_accumulator_value = ε``
+    (plus the caller's ``initial_accumulator_value``) and ``eps = 0`` to torch, so that
+    ``sqrt(s) = sqrt(G + ε)``. Consequently the torch optimizer's ``param_groups`` read
+    ``eps=0`` and ``initial_accumulator_value=ε``. ``eps`` here is the lecture's ε (inside the
+    root, default 1e-10, torch's number: a floor of 1e-5 on the root). ``lr_decay`` (torch's
+    ``lr / (1 + (k-1) lr_decay)``, 0 by default) is not in the lecture.
+    """
+    _check_hparams(
+        lr=lr,
+        eps=eps,
+        weight_decay=weight_decay,
+        initial_accumulator_value=initial_accumulator_value,
+        lr_decay=lr_decay,
+    )
+    return torch.optim.Adagrad(
+        _params(params),
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        initial_accumulator_value=float(initial_accumulator_value) + float(eps),
+        eps=0.0,
+        **kwargs,
+    )
+
+
+def rmsprop(
+    params: Any,
+    lr: float = _DEFAULT_LR["rmsprop"],
+    alpha: float = 0.9,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.RMSprop:
+    r"""RMSProp (Tieleman & Hinton 2012): ``torch.optim.RMSprop`` with the lecture's γ = 0.9.
+
+    Lecture 003, "RMSProp" ("set γ to be 0.9")::
+
+        E^(k)[g_i²] = γ E^(k-1)[g_i²] + (1 - γ) (g_i^(k))²,     E^(0) = 0
+        w_i^(k+1) = w_i^(k) - μ / sqrt(E^(k)[g_i²] + ε) · g_i^(k)
+
+    torch's rule, with ``alpha = γ``::
+
+        w^(k+1) = w^(k) - lr g^(k) / (sqrt(E^(k)[g²]) + eps)
+
+    **Differences.** (1) torch's default ``alpha`` is 0.99; trainlab's is the lecture's 0.9.
+    (2) torch puts ε outside the square root; no setting of torch's kernel moves it inside
+    (the running average forgets any initial offset). The two agree to O(ε / sqrt(E)) per
+    step; the test checks exact agreement with the lecture's rule as ε → 0 and with the
+    ε-outside rule at the default ε = 1e-8. (3) Default ``lr`` 1e-3 (Hinton's suggestion, as
+    in Ruder 2016); torch's is 1e-2. ``momentum`` and ``centered`` (torch options) are not in
+    the lecture and are passed through.
+    """
+    _check_hparams(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay)
+    if "momentum" in kwargs:
+        _check_hparams(momentum=kwargs["momentum"])
+    return torch.optim.RMSprop(
+        _params(params), lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, **kwargs
+    )
+
+
+def adadelta(
+    params: Any,
+    lr: float = _DEFAULT_LR["adadelta"],
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.Adadelta:
+    r"""Adadelta (Zeiler 2012): ``torch.optim.Adadelta`` with ``lr = 1``.
+
+    Lecture 003, "Adadelta" (2/3 and 3/3)::
+
+        E^(k)[g_i²]  = γ E^(k-1)[g_i²] + (1 - γ) (g_i^(k))²
+        RMS^(k)[g_i] = sqrt(E^(k)[g_i²] + ε)
+        Δw_i^(k)     = - RMS^(k-1)[Δw_i] / RMS^(k)[g_i] · g_i^(k)
+        w_i^(k+1)    = w_i^(k) + Δw_i^(k)
+        E^(k)[Δw_i²] = γ E^(k-1)[Δw_i²] + (1 - γ) (Δw_i^(k))²,   RMS[Δw] = sqrt(E[Δw²] + ε)
+
+    with both averages starting at 0 ("no learning rate is required").
+
+    torch's rule, with ``rho = γ``: the same, except that the final update is multiplied
+    by ``lr`` (``w += lr Δw``) while the ``E[Δw²]`` accumulator keeps the un-scaled ``Δw``.
+    **With lr = 1 (trainlab's and torch's default) it is the lecture's rule exactly.** With
+    another ``lr`` it is the lecture's "in practice, learning rate is still added" in torch's
+    form (the accumulator does not see ``lr``); the test checks that form too. ε is inside
+    the root in both (default 1e-6, Zeiler's value); γ = 0.9 as for RMSProp (Zeiler used
+    0.95).
+    """
+    _check_hparams(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
+    return torch.optim.Adadelta(
+        _params(params), lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, **kwargs
+    )
+
+
+_ADAM_RULE = r"""
+    Lecture 003, "Adam (Adaptive Moment Estimation)" (γ1, γ2 are torch's ``betas``)::
+
+        m^(k) = γ1 m^(k-1) + (1 - γ1) g^(k)
+        b^(k) = γ2 b^(k-1) + (1 - γ2) (g^(k))²,      m^(0) = b^(0) = 0
+        m̂^(k) = m^(k) / (1 - γ1^k),   b̂^(k) = b^(k) / (1 - γ2^k)      (k = 1, 2, ...)
+        w^(k+1) = w^(k) - μ / sqrt(b̂^(k) + ε) · m̂^(k)
+
+    The slide prints ``sqrt(b̂² + ε)``; ``b̂`` is already a mean of squares, so the square is
+    a typo (Kingma & Ba 2015, Algorithm 1, and the slide's own RMSProp use ``sqrt(b̂)``).
+
+    torch's rule is Kingma & Ba's Algorithm 1, with the same bias correction::
+
+        w^(k+1) = w^(k) - lr m̂^(k) / (sqrt(b̂^(k)) + eps)
+
+    **Differences.** ε sits outside the square root in torch (as in the paper) and inside
+    on the slide; no torch setting moves it (the bias correction rescales any initial offset
+    of ``b``). They agree to O(ε / sqrt(b̂)) per step; the test checks exact agreement with
+    the lecture's rule as ε → 0 and with the paper's rule at the default ε = 1e-8.
+    Defaults are the paper's: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
+"""
+
+
+def adam(
+    params: Any,
+    lr: float = _DEFAULT_LR["adam"],
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.Adam:
+    _check_hparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return torch.optim.Adam(
+        _params(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **kwargs
+    )
+
+
+adam.__doc__ = (
+    "Adam (Kingma & Ba 2015): ``torch.optim.Adam``.\n"
+    + _ADAM_RULE
+    + """
+    ``weight_decay=λ`` adds ``λ w`` to the gradient (coupled L2), which Adam then rescales;
+    for decoupled decay use :func:`adamw`.
+    """
+)
+
+
+def adamw(
+    params: Any,
+    lr: float = _DEFAULT_LR["adamw"],
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    **kwargs: Any,
+) -> torch.optim.AdamW:
+    _check_hparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(
+        _params(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **kwargs
+    )
+
+
+adamw.__doc__ = (
+    "AdamW, Adam with decoupled weight decay (Loshchilov & Hutter 2019): ``torch.optim.AdamW``."
+    "\n\n    Not in the lecture. Each step first shrinks the weights, then takes the Adam step"
+    "\n    below computed from the gradient of the loss alone::\n"
+    "\n        w <- (1 - μ λ) w,   then the Adam update\n"
+    "\n    torch's ``weight_decay`` λ is multiplied by ``lr``: the paper's decay term"
+    "\n    ``η_t λ_paper w`` (η_t the schedule multiplier) is torch's ``lr_t λ w``, i.e."
+    "\n    ``λ_paper = lr λ`` and the decay follows the learning-rate schedule. Default λ = 1e-2"
+    "\n    (torch's).\n" + _ADAM_RULE
+)
+
+
+def _add_optimizer(name: str, factory: Any, cls: type, description: str, reference: str) -> None:
+    OPTIMIZERS.add(
+        name,
+        factory,
+        description=description,
+        reference=reference,
+        defaults={"lr": _DEFAULT_LR[name]},
+        meta={"default_lr": _DEFAULT_LR[name], "torch_class": cls},
+    )
+
+
+_add_optimizer("sgd", sgd, torch.optim.SGD, "w -= lr g", f"{_LECTURE}, SGD (reminder)")
+_add_optimizer(
+    "momentum",
+    momentum,
+    torch.optim.SGD,
+    "SGD with heavy-ball momentum 0.9: v = γv + μg, w -= v",
+    f"{_LECTURE}, Momentum; Polyak 1964",
+)
+_add_optimizer(
+    "nesterov",
+    nesterov,
+    torch.optim.SGD,
+    "Nesterov accelerated gradient, momentum 0.9: gradient at the look-ahead point",
+    f"{_LECTURE}, NAG; Sutskever et al. 2013",
+)
+_add_optimizer(
+    "adagrad",
+    adagrad,
+    torch.optim.Adagrad,
+    "per-weight step μ/sqrt(Σg² + ε), ε inside the root as in the lecture",
+    f"{_LECTURE}, Adagrad; Duchi et al. 2011",
+)
+_add_optimizer(
+    "rmsprop",
+    rmsprop,
+    torch.optim.RMSprop,
+    "step μ/sqrt(E[g²]) with a running mean of g², γ = 0.9",
+    f"{_LECTURE}, RMSProp; Tieleman & Hinton 2012",
+)
+_add_optimizer(
+    "adadelta",
+    adadelta,
+    torch.optim.Adadelta,
+    "step RMS[Δw]/RMS[g]·g, no learning rate (lr = 1)",
+    f"{_LECTURE}, Adadelta; Zeiler 2012",
+)
+_add_optimizer(
+    "adam",
+    adam,
+    torch.optim.Adam,
+    "bias-corrected running means of g and g²: step μ m̂/(sqrt(b̂) + ε)",
+    f"{_LECTURE}, Adam; Kingma & Ba 2015",
+)
+_add_optimizer(
+    "adamw",
+    adamw,
+    torch.optim.AdamW,
+    "Adam with decoupled weight decay w <- (1 - μλ) w",
+    "Loshchilov & Hutter 2019, 'Decoupled Weight Decay Regularization'",
+)
+
+
+def _resolve(registry: Registry, spec: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(entry, spec kwargs) for a name / (name, kwargs) / dict spec; None otherwise."""
+    if isinstance(spec, str):
+        return registry.get(spec), {}
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        if not isinstance(spec[1], Mapping):
+            raise TypeError(
+                f"A ({registry.family} name, kwargs) spec needs a mapping of kwargs. "
+                f"Received: {spec!r}."
+            )
+        return registry.get(spec[0]), dict(spec[1])
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ValueError(
+                f"A {registry.family} spec given as a mapping needs a 'name' key. "
+                f"Received: {spec!r}."
+            )
+        return registry.get(spec.pop("name")), spec
+    return None
+
+
+def build_optimizer(spec: Any, params: Any, lr: float | None = None, **kw: Any):
+    """Build a ``torch.optim.Optimizer`` from a spec.
+
+    Args:
+        spec: a registered name (``"adam"``), a ``(name, kwargs)`` pair, a
+            ``{"name": ..., **kwargs}`` dict, or a ``torch.optim.Optimizer`` subclass (or any
+            callable ``f(params, **kw)``).
+        params: an ``nn.Module``, an iterable of tensors, or of param-group dicts.
+        lr: learning rate; ``None`` takes the entry's default (``OPTIMIZERS.get(name)
+            .meta["default_lr"]``) or, for a class, the class's default.
+        **kw: further hyperparameters; they override the spec's kwargs, and ``lr`` overrides
+            both.
+
+    Raises:
+        ValueError: unknown name (with close matches), ``lr <= 0``, ``momentum < 0``,
+            ``betas`` outside [0, 1), ``eps <= 0`` and the like, naming the value received.
+    """
+    resolved = _resolve(OPTIMIZERS, spec)
+    if resolved is None:
+        if not callable(spec):
+            raise TypeError(
+                f"Cannot build an optimizer from {spec!r} of type {type(spec).__name__}; give a "
+                "name, a (name, kwargs) pair, a dict with 'name', or a torch.optim.Optimizer class."
+            )
+        kwargs = dict(kw) if lr is None else {**kw, "lr": lr}
+        _check_hparams(**kwargs)
+        return spec(_params(params), **kwargs)
+    entry, spec_kw = resolved
+    kwargs = {**entry.defaults, **spec_kw, **kw}
+    if lr is not None:
+        kwargs["lr"] = lr
+    return entry.factory(params, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# learning-rate schedules
+# ------------------------------------------------------------------------------------------
+def _one(step: int) -> float:
+    # a module-level function (not a lambda) so that the scheduler can be pickled
+    return 1.0
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}. Received: {name}={value!r}."
+        )
+    return int(value)
+
+
+def constant_schedule(optimizer: torch.optim.Optimizer, total_steps: int | None = None):
+    """``lr_t = lr``: ``LambdaLR`` with the factor 1."""
+    return LambdaLR(optimizer, _one)
+
+
+def step_schedule(
+    optimizer: torch.optim.Optimizer,
+    step_size: int | None = None,
+    gamma: float = 0.1,
+    total_steps: int | None = None,
+):
+    """``lr_t = lr · gamma^floor(t / step_size)``: ``StepLR``."""
+    if step_size is None:
+        raise ValueError(
+            "schedule 'step' needs step_size (steps between decays), an integer >= 1. "
+            "Received: step_size=None."
+        )
+    step_size = _check_int("step_size", step_size, 1)
+    if not _is_number(gamma) or not float(gamma) > 0:
+        raise ValueError(f"gamma must be a number > 0. Received: gamma={gamma!r}.")
+    return StepLR(optimizer, step_size=step_size, gamma=float(gamma))
+
+
+def exponential_schedule(
+    optimizer: torch.optim.Optimizer, gamma: float | None = None, total_steps: int | None = None
+):
+    """``lr_t = lr · gamma^t``: ``ExponentialLR``."""
+    if gamma is None or not _is_number(gamma) or not float(gamma) > 0:
+        raise ValueError(
+            "schedule 'exponential' needs gamma, the factor per step, a number > 0 "
+            f"(e.g. 0.999). Received: gamma={gamma!r}."
+        )
+    return ExponentialLR(optimizer, gamma=float(gamma))
+
+
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int | None = None, eta_min: float = 0.0
+):
+    """``lr_t = eta_min + (lr - eta_min)(1 + cos(π t / T)) / 2``, ``T = total_steps``.
+
+    ``CosineAnnealingLR`` (Loshchilov & Hutter 2017 without restarts): ``lr`` at ``t = 0``,
+    ``eta_min`` at ``t = T``. Stepped past ``T``, torch's cosine rises again; give the
+    number of training steps.
+    """
+    if total_steps is None:
+        raise ValueError(
+            "schedule 'cosine' needs total_steps, the number of training steps it spans "
+            "(an integer >= 1). Received: total_steps=None."
+        )
+    total_steps = _check_int("total_steps", total_steps, 1)
+    if not _is_number(eta_min) or not float(eta_min) >= 0:
+        raise ValueError(f"eta_min must be a number >= 0. Received: eta_min={eta_min!r}.")
+    return CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=float(eta_min))
+
+
+SCHEDULES.add(
+    "constant",
+    constant_schedule,
+    description="lr_t = lr",
+    reference="",
+    meta={"requires": (), "example": {}},
+)
+SCHEDULES.add(
+    "step",
+    step_schedule,
+    description="lr_t = lr · gamma^floor(t / step_size)",
+    reference="step decay (torch StepLR)",
+    meta={"requires": ("step_size",), "example": {"step_size": 3, "gamma": 0.5}},
+)
+SCHEDULES.add(
+    "exponential",
+    exponential_schedule,
+    aliases=("exp",),
+    description="lr_t = lr · gamma^t",
+    reference="exponential decay (torch ExponentialLR)",
+    meta={"requires": ("gamma",), "example": {"gamma": 0.9}},
+)
+SCHEDULES.add(
+    "cosine",
+    cosine_schedule,
+    description="lr_t = eta_min + (lr - eta_min)(1 + cos(π t / T)) / 2 over total_steps",
+    reference="Loshchilov & Hutter 2017, SGDR (one cycle, no restart)",
+    meta={"requires": ("total_steps",), "example": {"eta_min": 0.0}},
+)
+SCHEDULES.add(
+    "warmup",
+    constant_schedule,  # build_schedule adds the warm-up in front
+    description="linear warm-up lr·(t+1)/warmup_steps, then constant (or then=another schedule)",
+    reference="Goyal et al. 2017, 'Accurate, Large Minibatch SGD' (gradual warm-up)",
+    meta={"requires": ("warmup_steps",), "example": {"warmup_steps": 4}},
+)
+
+
+def build_schedule(
+    spec: Any, optimizer: torch.optim.Optimizer, total_steps: int | None = None, **kw: Any
+) -> LRScheduler:
+    """Build a learning-rate schedule, stepped once per training step (after ``opt.step()``).
+
+    Args:
+        spec: a name from :data:`SCHEDULES` (``constant``, ``step``, ``exponential``,
+            ``cosine``, ``warmup``), a ``(name, kwargs)`` pair, a dict with ``name``, an
+            ``LRScheduler`` subclass or callable ``f(optimizer, **kw)``, or ``None``
+            (constant).
+        optimizer: the optimizer whose ``lr`` is scheduled.
+        total_steps: the number of training steps (needed by ``cosine``).
+        **kw: the schedule's arguments (``step_size``, ``gamma``, ``eta_min`` ...) and
+            ``warmup_steps``: with any schedule, a linear warm-up ``lr·(t+1)/W`` for
+            ``t < W``, after which the schedule runs from its own step 0 (a cosine then spans
+            ``total_steps - W``). ``warmup`` also takes ``then=`` (a schedule spec).
+
+    The learning rate used by the ``t``-th ``optimizer.step()`` (``t = 0, 1, ...``) is the
+    schedule's ``lr_t`` above.
+
+    Example::
+
+        >>> build_schedule("cosine", opt, total_steps=1000, warmup_steps=100)
+        >>> build_schedule("warmup", opt, warmup_steps=100, then="cosine", total_steps=1000)
+    """
+    if spec is None:
+        spec = "constant"
+    resolved = _resolve(SCHEDULES, spec)
+    if resolved is None:
+        if isinstance(spec, LRScheduler):
+            raise TypeError(
+                "build_schedule got an already-built scheduler; pass its class or a name. "
+                f"Received: {spec!r}."
+            )
+        if not callable(spec):
+            raise TypeError(
+                f"Cannot build a schedule from {spec!r} of type {type(spec).__name__}; give a "
+                "name, a (name, kwargs) pair, a dict with 'name', or an LRScheduler class."
+            )
+        entry, kwargs = None, dict(kw)
+    else:
+        entry, spec_kw = resolved
+        kwargs = {**entry.defaults, **spec_kw, **kw}
+
+    if total_steps is not None:
+        total_steps = _check_int("total_steps", total_steps, 1)
+    warmup_steps = kwargs.pop("warmup_steps", None)
+    then = kwargs.pop("then", None) if entry is not None and entry.name == "warmup" else None
+    if entry is not None and entry.name == "warmup" and warmup_steps is None:
+        raise ValueError(
+            "schedule 'warmup' needs warmup_steps, an integer >= 0. Received: warmup_steps=None."
+        )
+    warmup_steps = 0 if warmup_steps is None else _check_int("warmup_steps", warmup_steps, 0)
+    if total_steps is not None and warmup_steps >= total_steps and warmup_steps > 0:
+        raise ValueError(
+            f"warmup_steps must be smaller than total_steps. "
+            f"Received: warmup_steps={warmup_steps}, total_steps={total_steps}."
+        )
+    rest = None if total_steps is None else total_steps - warmup_steps
+
+    if then is not None:
+        return build_schedule(then, optimizer, total_steps, warmup_steps=warmup_steps, **kwargs)
+    if entry is None:
+        main = spec(optimizer, **kwargs)
+    else:
+        main = entry.factory(optimizer, total_steps=rest, **kwargs)
+    if warmup_steps <= 1:  # W = 1 means lr·1/1 at t = 0: no warm-up at all
+        return main
+    # LinearLR's factor at step t is 1/W + (1 - 1/W) min(t, W-1)/(W-1) = (t+1)/W for t < W.
+    warm = LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps - 1)
+    if entry is not None and entry.factory is constant_schedule:
+        # LinearLR holds factor 1 after its last iteration: warm-up then constant, one object.
+        return warm
+    return SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
+
+
+# ------------------------------------------------------------------------------------------
+# gradient clipping and gradient noise
+# ------------------------------------------------------------------------------------------
+def _with_grad(params: Any) -> list[torch.Tensor]:
+    if isinstance(params, torch.Tensor):
+        params = [params]
+    elif isinstance(params, torch.nn.Module):
+        params = params.parameters()
+    return [p for p in params if p.grad is not None]
+
+
+def clip_gradients(
+    params: Any,
+    max_norm: float | None = None,
+    max_value: float | None = None,
+    norm_type: float = 2.0,
+) -> float:
+    """Clip gradients in place; return their total norm *before* clipping.
+
+    ``max_value`` clamps each gradient element to ``[-max_value, max_value]``
+    (``torch.nn.utils.clip_grad_value_``); ``max_norm`` then rescales all gradients together
+    by ``min(1, max_norm / ‖g‖)`` (``torch.nn.utils.clip_grad_norm_``, Pascanu et al. 2013),
+    so the direction is kept. With neither, only the norm is measured (a logging aid).
+    ``norm_type`` is the p of the p-norm over all gradients (``inf`` for the max). Parameters
+    without a gradient are skipped. The returned float syncs with the device.
+    """
+    for name, v in (("max_norm", max_norm), ("max_value", max_value)):
+        if v is not None and (not _is_number(v) or not float(v) > 0):
+            raise ValueError(f"{name} must be a number > 0 or None. Received: {name}={v!r}.")
+    ps = _with_grad(params)
+    if not ps:
+        return 0.0
+    if max_norm is not None and max_value is None:
+        total = torch.nn.utils.clip_grad_norm_(ps, float(max_norm), norm_type=norm_type)
+        return float(total)
+    # measure first: clip_grad_norm_ with an infinite bound only measures (its factor is 1)
+    total = torch.nn.utils.clip_grad_norm_(ps, float("inf"), norm_type=norm_type)
+    if max_value is not None:
+        torch.nn.utils.clip_grad_value_(ps, float(max_value))
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(ps, float(max_norm), norm_type=norm_type)
+    return float(total)
+
+
+class GradientNoise:
+    r"""Annealed Gaussian gradient noise (Neelakantan et al. 2015; lecture 003, "Gradient noise").
+
+    At training step ``t`` every gradient gets independent noise::
+
+        g_t <- g_t + N(0, σ_t²),      σ_t² = η / (1 + t)^γ
+
+    Neelakantan et al. use η ∈ {0.01, 0.3, 1.0} and γ = 0.55; the noise anneals so that it
+    helps early (escaping poor regions, especially for deep or badly initialized networks)
+    and fades later. Call :meth:`add_` after ``loss.backward()`` (and after clipping, if any)
+    and before ``optimizer.step()``.
+
+    Args:
+        eta: η >= 0, the variance at ``t = 0``.
+        gamma: γ >= 0, the annealing exponent.
+        generator: a ``torch.Generator``; with it the noise is reproducible. The noise is
+            drawn on the generator's device and moved to the gradient's device when they
+            differ. ``None`` uses torch's global generator.
+    """
+
+    def __init__(
+        self, eta: float = 0.3, gamma: float = 0.55, generator: torch.Generator | None = None
+    ) -> None:
+        for name, v in (("eta", eta), ("gamma", gamma)):
+            if not _is_number(v) or not float(v) >= 0 or not math.isfinite(float(v)):
+                raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={v!r}.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                "generator must be a torch.Generator or None. "
+                f"Received: {type(generator).__name__}."
+            )
+        self.eta = float(eta)
+        self.gamma = float(gamma)
+        self.generator = generator
+
+    def variance(self, step: int) -> float:
+        """σ_t² = η / (1 + t)^γ."""
+        step = _check_int("step", step, 0)
+        return self.eta / (1.0 + step) ** self.gamma
+
+    def sigma(self, step: int) -> float:
+        """σ_t, the noise's standard deviation at step ``t``."""
+        return math.sqrt(self.variance(step))
+
+    @torch.no_grad()
+    def add_(self, params: Iterable[torch.Tensor] | torch.nn.Module, step: int) -> float:
+        """Add N(0, σ_t²) to the gradient of every parameter that has one; return σ_t."""
+        sigma = self.sigma(step)
+        if sigma == 0.0:
+            return sigma
+        g = self.generator
+        for p in _with_grad(params):
+            grad = p.grad
+            device = grad.device if g is None else g.device
+            noise = torch.randn(grad.shape, generator=g, device=device, dtype=grad.dtype)
+            grad.add_(noise.to(grad.device), alpha=sigma)
+        return sigma
+
+    def state_dict(self) -> dict[str, Any]:
+        """η, γ and the generator's state, for checkpoints."""
+        return {
+            "eta": self.eta,
+            "gamma": self.gamma,
+            "generator_state": None if self.generator is None else self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (the generator, if any, is restored in place)."""
+        self.eta = float(state["eta"])
+        self.gamma = float(state["gamma"])
+        gs = state.get("generator_state")
+        if gs is not None:
+            if self.generator is None:
+                self.generator = torch.Generator()
+            self.generator.set_state(gs)
+
+    def __repr__(self) -> str:
+        return f"GradientNoise(eta={self.eta}, gamma={self.gamma})"
