@@ -1,0 +1,75 @@
+"""Initialization schemes, by their lecture names.
+
+- :mod:`trainlab.init.schemes`: the in-place initializers (``he_normal_``,
+  ``xavier_uniform_``, ``orthogonal_`` …), all presets of one :func:`variance_scaling_`,
+  the fan convention (:func:`compute_fans`) and the ``"init"`` registry :data:`INITS`.
+- :mod:`trainlab.init.apply`: :func:`init_model`, which applies a scheme to every Linear,
+  Conv and maxout layer of any ``nn.Module``, with per-layer overrides.
+
+Data-dependent initializations (LSUV, Kraehenbuehl et al.), which need a batch of data, will
+live apart in their own module here and register into :data:`INITS` with
+``meta["data_dependent"] = True``.
+
+Example::
+
+    >>> import torch
+    >>> from trainlab.init import init_model, he_normal_
+    >>> w = he_normal_(torch.empty(256, 784), generator=torch.Generator().manual_seed(0))
+    >>> model = init_model(torch.nn.Sequential(torch.nn.Linear(784, 10)), "xavier_uniform")
+"""
+
+from trainlab.init.apply import (
+    WEIGHT_LAYER_TYPES,
+    ResolvedInit,
+    init_model,
+    resolve_init,
+    weight_layers,
+)
+from trainlab.init.schemes import (
+    DISTRIBUTIONS,
+    FAN_MODES,
+    INITS,
+    TRUNCATED_NORMAL_STD_FACTOR,
+    TRUNCATION,
+    compute_fans,
+    constant_,
+    glorot_standard_,
+    he_normal_,
+    he_uniform_,
+    lecun_normal_,
+    lecun_uniform_,
+    normal_,
+    orthogonal_,
+    uniform_,
+    variance_scaling_,
+    xavier_normal_,
+    xavier_uniform_,
+    zeros_,
+)
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "FAN_MODES",
+    "INITS",
+    "TRUNCATED_NORMAL_STD_FACTOR",
+    "TRUNCATION",
+    "WEIGHT_LAYER_TYPES",
+    "ResolvedInit",
+    "compute_fans",
+    "constant_",
+    "glorot_standard_",
+    "he_normal_",
+    "he_uniform_",
+    "init_model",
+    "lecun_normal_",
+    "lecun_uniform_",
+    "normal_",
+    "orthogonal_",
+    "resolve_init",
+    "uniform_",
+    "variance_scaling_",
+    "weight_layers",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]
