@@ -1,0 +1,37 @@
+"""Layers: activations, normalizations, model builders, BN folding.
+
+- :mod:`trainlab.nn.activations` — the ``activation`` registry :data:`ACTIVATIONS`, the
+  activation Modules, :class:`Maxout` and :func:`activation_info` (saturation and dead rules,
+  init gains); their formulas are pure functions in :mod:`trainlab.nn.functional`.
+- :mod:`trainlab.nn.norms` — the ``norm`` registry :data:`NORMS` (``none``, ``bn``, ``ln``,
+  ``in``, ``gn``), :func:`norm_layer`, placement before/after the nonlinearity, and BN's
+  momentum convention against Keras'.
+- :mod:`trainlab.nn.builders` — the ``model`` registry :data:`MODELS` (``mlp``, ``convnet``,
+  ``preact_resnet``) and :func:`build_model` for configs and the CLI.
+- :mod:`trainlab.nn.fold` — :func:`fold_bn`: BN folded into the preceding Linear/Conv.
+
+Example::
+
+    >>> from trainlab.nn import mlp, fold_bn
+    >>> model = mlp(784, [100] * 3, 10, activation="tanh", norm="bn", placement="before")
+    >>> model.block3.norm, model.block3.act
+    >>> fast = fold_bn(model)           # eval-mode copy, same outputs
+"""
+
+from trainlab.nn import activations, builders, fold, functional, norms
+from trainlab.nn.activations import *  # noqa: F403
+from trainlab.nn.builders import *  # noqa: F403
+from trainlab.nn.fold import *  # noqa: F403
+from trainlab.nn.norms import *  # noqa: F403
+
+__all__ = [
+    *activations.__all__,
+    *norms.__all__,
+    *builders.__all__,
+    *fold.__all__,
+    "activations",
+    "builders",
+    "fold",
+    "functional",
+    "norms",
+]

@@ -1,0 +1,637 @@
+"""Model builders (family ``model``): ``mlp``, ``convnet``, ``preact_resnet``.
+
+Each builder takes a small spec — widths or channels, activation, norm, norm placement,
+dropout, init — and returns a plain ``nn.Module`` whose submodules have stable, readable
+names, so probes and reports can label layers::
+
+    >>> m = mlp(784, [100, 100], 10, activation="tanh", norm="bn")
+    >>> [n for n, _ in m.named_children()]
+    ['flatten', 'block1', 'block2', 'head']
+    >>> [n for n, _ in m.block1.named_children()]
+    ['linear', 'norm', 'act']
+
+Names (``i`` counts from 1, in forward order):
+
+- ``mlp``: ``flatten``, ``block{i}`` = ``linear``, ``norm``, ``act`` (``drop`` when
+  ``dropout > 0``), then ``head`` (a ``Linear``).
+- ``convnet``: ``block{i}`` = ``conv``, ``norm``, ``act``, ``pool`` (``drop``), then
+  ``gap`` (global average pool), ``flatten``, ``head``.
+- ``preact_resnet``: ``stem`` (a conv), ``block{i}`` = ``norm1``, ``act1``, ``conv1``,
+  ``norm2``, ``act2``, (``drop``), ``conv2``, ``shortcut``, then ``norm``, ``act``, ``gap``,
+  ``flatten``, ``head``.
+
+Every block keeps its ``norm`` and ``act`` slots: ``norm="none"`` puts ``nn.Identity`` there,
+so a layer has the same name in every variant of a sweep. Blocks are ``nn.Sequential``
+containers, so their children run in the order they are listed: with ``placement="before"``
+a block runs ``linear -> norm -> act``, with ``"after"`` ``linear -> act -> norm``.
+
+Activations come from the ``activation`` registry by name (or ``(name, kwargs)``,
+``{"name": ..., **kwargs}``, a class). An activation whose registry info says
+``replaces_linear`` (maxout) is built as ``factory(in_features, out_features, **kwargs)`` and
+takes the place of ``linear``; ``act`` is then ``Identity``. In ``convnet`` such a unit is a
+convolution with ``k`` times the channels followed by a max over each group of ``k`` channels
+(:class:`ConvMaxout`). Norms come from the ``norm`` registry; a norm of kind ``"weight"``
+(weight normalization and kin, a later issue) wraps the layer instead (see
+:mod:`trainlab.nn.norms`).
+
+``init`` is ``None`` (keep torch's default init), a scheme name, or a dict
+``{"name": scheme, **options}``; it is applied by :func:`trainlab.init.init_model` after the
+model is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from trainlab.nn.activations import ACTIVATIONS, activation_info
+from trainlab.nn.norms import NORMS, check_placement, norm_kind, norm_layer
+from trainlab.registry import Registry
+
+__all__ = [
+    "MODELS",
+    "POOLS",
+    "ConvMaxout",
+    "ConvNet",
+    "MLP",
+    "PreActBlock",
+    "PreActResNet",
+    "build_model",
+    "convnet",
+    "mlp",
+    "preact_resnet",
+]
+
+MODELS = Registry("model")
+
+#: Pooling choices of ``convnet`` blocks.
+POOLS = ("max", "avg", "none")
+
+
+# -- argument checks -----------------------------------------------------------------------
+def _check_int(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}.")
+    return value
+
+
+def _check_widths(name: str, widths: Any, allow_empty: bool = True) -> list[int]:
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(
+            f"{name} must be a sequence of positive integers (one per layer). "
+            f"Received: {name}={widths!r}."
+        )
+    widths = list(widths)
+    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+    if bad or (not widths and not allow_empty):
+        raise ValueError(
+            f"{name} must be a {'' if allow_empty else 'non-empty '}sequence of positive "
+            f"integers. Received: {name}={widths!r}."
+        )
+    return widths
+
+
+def _check_dropout(p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1). Received: dropout={p!r}.")
+    return float(p)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    v = value.strip().lower() if isinstance(value, str) else value
+    if v not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}.")
+    return v
+
+
+# -- activations and norms -----------------------------------------------------------------
+def _replaces_linear(activation: Any) -> bool:
+    """Whether the activation spec is a unit that replaces the linear layer (maxout)."""
+    name = _spec_name(activation)
+    info = activation_info(name if name is not None else activation, strict=False)
+    return bool(getattr(info, "replaces_linear", False))
+
+
+def _build_activation(activation: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    """Build one activation (a fresh copy when given an already-built Module)."""
+    if isinstance(activation, nn.Module):
+        if args or kwargs:
+            raise ValueError(
+                f"activation {activation!r} is an already-built module; a unit that replaces "
+                "the linear layer must be given by name or class so it can be built per layer."
+            )
+        return copy.deepcopy(activation)
+    return ACTIVATIONS.build(activation, *args, **kwargs)
+
+
+def _linear_unit(activation: Any, in_f: int, out_f: int, bias: bool) -> tuple[nn.Module, nn.Module]:
+    """``(linear, act)`` for one block: a Linear and the activation, or the activation's own
+    linear unit (maxout, built as ``factory(in_f, out_f)``) and ``Identity``."""
+    if _replaces_linear(activation):
+        kw = {} if bias else {"bias": False}
+        return _build_activation(activation, in_f, out_f, **kw), nn.Identity()
+    return nn.Linear(in_f, out_f, bias=bias), _build_activation(activation)
+
+
+def _spec_name(spec: Any) -> str | None:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        return spec[0]
+    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        return spec["name"]
+    return None
+
+
+def _spec_kwargs(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        return dict(spec[1])
+    if isinstance(spec, Mapping):
+        return {k: v for k, v in spec.items() if k != "name"}
+    return {}
+
+
+def _check_norm_for_vectors(norm: Any) -> None:
+    """An MLP's norms see ``(N, C)``: reject a registered norm that needs spatial positions."""
+    name = "none" if norm is None else _spec_name(norm)
+    if name is None:
+        return
+    entry = NORMS.get(name)
+    if entry.meta.get("min_rank", 2) > 2:
+        usable = [e.name for e in NORMS if e.meta.get("min_rank", 2) <= 2]
+        raise ValueError(
+            f"norm {entry.name!r} needs inputs with spatial positions (N, C, *spatial), but an "
+            f"mlp's layers give (N, C). Received: norm={norm!r}. Allowed in mlp: "
+            f"{', '.join(usable)}."
+        )
+
+
+def _apply_weight_norm(norm: Any, layer: nn.Module) -> nn.Module:
+    """Wrap ``layer`` with a norm of kind ``"weight"`` (``factory(layer, **kwargs)``)."""
+    name = _spec_name(norm)
+    if name is not None:
+        return NORMS.get(name).build(layer, **_spec_kwargs(norm))
+    return norm(layer)
+
+
+def _layer_and_norm(norm: Any, layer: nn.Module, channels: int) -> tuple[nn.Module, nn.Module]:
+    """The (possibly reparametrized) layer and the module for its ``norm`` slot."""
+    if norm_kind(norm) == "weight":
+        return _apply_weight_norm(norm, layer), nn.Identity()
+    return layer, norm_layer(norm, channels)
+
+
+def _block(
+    layer_name: str,
+    layer: nn.Module,
+    norm: nn.Module,
+    act: nn.Module,
+    placement: str,
+    extra: list[tuple[str, nn.Module]],
+) -> nn.Sequential:
+    """A block whose children run in the order listed (placement decides norm vs act)."""
+    order = [("norm", norm), ("act", act)]
+    if placement == "after":
+        order.reverse()
+    return nn.Sequential(OrderedDict([(layer_name, layer), *order, *extra]))
+
+
+def _apply_init(model: nn.Module, init: Any) -> nn.Module:
+    """Apply ``init`` with :func:`trainlab.init.init_model` (None keeps torch's default)."""
+    if init is None:
+        return model
+    from trainlab.init import init_model  # lazy: trainlab.init imports trainlab.nn
+
+    if isinstance(init, Mapping):
+        spec = dict(init)
+        if "name" not in spec:
+            raise ValueError(
+                f"init given as a mapping needs a 'name' key naming the scheme. Received: "
+                f"init={init!r}."
+            )
+        init_model(model, spec.pop("name"), **spec)
+    else:
+        init_model(model, init)
+    return model
+
+
+# -- MLP -----------------------------------------------------------------------------------
+class MLP(nn.Sequential):
+    """A multilayer perceptron built by :func:`mlp`; ``spec`` holds its arguments."""
+
+    spec: dict[str, Any]
+
+
+def mlp(
+    in_features: int,
+    widths: Sequence[int] = (100, 100),
+    out_features: int = 10,
+    *,
+    activation: Any = "relu",
+    norm: Any = "none",
+    placement: str = "before",
+    dropout: float = 0.0,
+    init: Any = None,
+    bias: bool = True,
+) -> MLP:
+    """A fully connected network: ``flatten``, ``block1..blockL``, ``head``.
+
+    Block ``i`` maps ``widths[i-2]`` (or ``in_features``) to ``widths[i-1]`` units with
+    ``linear -> norm -> act`` (placement ``"before"``, as Ioffe & Szegedy 2015) or
+    ``linear -> act -> norm`` (``"after"``), then ``drop`` when ``dropout > 0``. ``head`` is
+    a ``Linear`` to ``out_features`` (no activation: logits). ``len(widths) + 1`` weight
+    layers in all; ``widths=[]`` gives a linear model. Inputs of any shape ``(N, ...)`` are
+    flattened first.
+
+    Args:
+        in_features: input size (after flattening).
+        widths: hidden layer widths.
+        out_features: output size.
+        activation: activation name or spec (``"relu"``, ``("leaky_relu", {...})``, ...).
+        norm: norm name or spec (``"none"``, ``"bn"``, ``"ln"``, ``"gn"`` ...).
+        placement: ``"before"`` or ``"after"`` the nonlinearity.
+        dropout: dropout rate after each block (0 = no ``drop`` module).
+        init: ``None`` (torch's default), a scheme name or ``{"name": ..., **options}``.
+        bias: whether hidden layers have biases (the head always has one).
+    """
+    spec = {
+        "in_features": in_features,
+        "widths": list(widths) if isinstance(widths, Sequence) else widths,
+        "out_features": out_features,
+        "activation": activation,
+        "norm": norm,
+        "placement": placement,
+        "dropout": dropout,
+        "init": init,
+        "bias": bias,
+    }
+    _check_int("in_features", in_features)
+    _check_int("out_features", out_features)
+    widths = _check_widths("widths", widths)
+    placement = check_placement(placement)
+    dropout = _check_dropout(dropout)
+
+    _check_norm_for_vectors(norm)
+
+    parts: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    prev = in_features
+    for i, w in enumerate(widths, start=1):
+        layer, act = _linear_unit(activation, prev, w, bias)
+        layer, nrm = _layer_and_norm(norm, layer, w)
+        extra = [("drop", nn.Dropout(dropout))] if dropout > 0 else []
+        parts.append((f"block{i}", _block("linear", layer, nrm, act, placement, extra)))
+        prev = w
+    parts.append(("head", nn.Linear(prev, out_features)))
+    model = MLP(OrderedDict(parts))
+    model.spec = spec
+    return _apply_init(model, init)
+
+
+# -- ConvNet -------------------------------------------------------------------------------
+class ConvMaxout(nn.Module):
+    """A convolutional maxout unit: ``conv`` to ``out_channels * k`` channels, then the max
+    over each group of ``k`` consecutive channels (Goodfellow et al. 2013)."""
+
+    def __init__(self, conv: nn.Module, k: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.k = _check_int("k", k, low=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from trainlab.nn.functional import maxout_pool
+
+        return maxout_pool(self.conv(x), self.k, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_POOL = {
+    ("max", 1): nn.MaxPool1d,
+    ("max", 2): nn.MaxPool2d,
+    ("avg", 1): nn.AvgPool1d,
+    ("avg", 2): nn.AvgPool2d,
+}
+_GAP = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}
+
+
+def _conv_unit(
+    activation: Any, dims: int, in_c: int, out_c: int, kernel_size: int, stride: int, bias: bool
+) -> tuple[nn.Module, nn.Module]:
+    """``(conv, act)``: a convolution and the activation, or a :class:`ConvMaxout` unit and
+    ``Identity`` for an activation that replaces the linear layer."""
+    conv_cls = _CONV[dims]
+    pad = kernel_size // 2
+    if _replaces_linear(activation):
+        # Read k from the unit itself, so the registry's default k holds here too.
+        probe = _build_activation(activation, 1, 1)
+        k = int(probe.k)
+        conv = conv_cls(in_c, out_c * k, kernel_size, stride=stride, padding=pad, bias=bias)
+        return ConvMaxout(conv, k), nn.Identity()
+    conv = conv_cls(in_c, out_c, kernel_size, stride=stride, padding=pad, bias=bias)
+    return conv, _build_activation(activation)
+
+
+class ConvNet(nn.Sequential):
+    """A small CNN built by :func:`convnet`; ``spec`` holds its arguments."""
+
+    spec: dict[str, Any]
+
+
+def convnet(
+    in_channels: int = 3,
+    channels: Sequence[int] = (32, 64),
+    out_features: int = 10,
+    *,
+    kernel_size: int = 3,
+    pool: str = "max",
+    activation: Any = "relu",
+    norm: Any = "none",
+    placement: str = "before",
+    dropout: float = 0.0,
+    init: Any = None,
+    bias: bool = True,
+    dims: int = 2,
+) -> ConvNet:
+    """A small CNN: ``block1..blockL`` (conv–norm–act–pool), ``gap``, ``flatten``, ``head``.
+
+    Block ``i`` is a ``kernel_size`` convolution with "same" padding to ``channels[i-1]``
+    channels, the norm before or after the activation, then a 2x2 pool (``"max"``, ``"avg"``,
+    or ``"none"`` = no downsampling, an ``Identity`` at ``pool``) and ``drop`` when
+    ``dropout > 0``. Global average pooling makes the head independent of the input size.
+    ``dims=1`` builds the same net with 1-D convolutions for ``(N, C, L)`` signals.
+    """
+    spec = {
+        "in_channels": in_channels,
+        "channels": list(channels) if isinstance(channels, Sequence) else channels,
+        "out_features": out_features,
+        "kernel_size": kernel_size,
+        "pool": pool,
+        "activation": activation,
+        "norm": norm,
+        "placement": placement,
+        "dropout": dropout,
+        "init": init,
+        "bias": bias,
+        "dims": dims,
+    }
+    _check_int("in_channels", in_channels)
+    _check_int("out_features", out_features)
+    channels = _check_widths("channels", channels, allow_empty=False)
+    _check_int("kernel_size", kernel_size)
+    pool = _check_choice("pool", pool, POOLS)
+    placement = check_placement(placement)
+    dropout = _check_dropout(dropout)
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2. Received: dims={dims!r}.")
+
+    parts: list[tuple[str, nn.Module]] = []
+    prev = in_channels
+    for i, c in enumerate(channels, start=1):
+        layer, act = _conv_unit(activation, dims, prev, c, kernel_size, 1, bias)
+        layer, nrm = _layer_and_norm(norm, layer, c)
+        extra: list[tuple[str, nn.Module]] = [
+            ("pool", nn.Identity() if pool == "none" else _POOL[(pool, dims)](2))
+        ]
+        if dropout > 0:
+            extra.append(("drop", nn.Dropout(dropout)))
+        parts.append((f"block{i}", _block("conv", layer, nrm, act, placement, extra)))
+        prev = c
+    parts += [
+        ("gap", _GAP[dims](1)),
+        ("flatten", nn.Flatten()),
+        ("head", nn.Linear(prev, out_features)),
+    ]
+    model = ConvNet(OrderedDict(parts))
+    model.spec = spec
+    return _apply_init(model, init)
+
+
+# -- pre-activation ResNet -----------------------------------------------------------------
+class PreActBlock(nn.Module):
+    """A pre-activation residual block (He, Zhang, Ren & Sun 2016, "Identity Mappings"):
+
+    ``h = act1(norm1(x))``; ``y = conv2(act2(norm2(conv1(h)))) + shortcut(...)`` where the
+    shortcut is the identity on ``x``, or a 1x1 strided convolution of ``h`` when the shape
+    changes (a projection, as in the paper's code). Children are listed in forward order.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        activation: Any,
+        norm: Any,
+        dropout: float,
+        bias: bool,
+    ) -> None:
+        super().__init__()
+        conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+        conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+        conv1, norm2 = _layer_and_norm(norm, conv1, out_channels)
+        conv2, _ = _layer_and_norm(norm, conv2, out_channels)
+        self.norm1 = norm_layer(norm, in_channels) if norm_kind(norm) != "weight" else nn.Identity()
+        self.act1 = _build_activation(activation)
+        self.conv1 = conv1
+        self.norm2 = norm2
+        self.act2 = _build_activation(activation)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None
+        self.conv2 = conv2
+        self.projects = stride != 1 or in_channels != out_channels
+        if self.projects:
+            self.shortcut: nn.Module = nn.Conv2d(
+                in_channels, out_channels, 1, stride=stride, bias=bias
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act1(self.norm1(x))
+        out = self.act2(self.norm2(self.conv1(h)))
+        if self.drop is not None:
+            out = self.drop(out)
+        out = self.conv2(out)
+        # The projection reads the pre-activated input (as in He et al.'s code).
+        return out + (self.shortcut(h) if self.projects else x)
+
+
+class PreActResNet(nn.Module):
+    """A CIFAR-sized pre-activation ResNet built by :func:`preact_resnet`."""
+
+    def __init__(
+        self,
+        stem: nn.Module,
+        blocks: list[nn.Module],
+        head_in: int,
+        norm: Any,
+        activation: Any,
+        out_features: int,
+    ) -> None:
+        super().__init__()
+        self.stem = stem
+        for i, b in enumerate(blocks, start=1):
+            self.add_module(f"block{i}", b)
+        self.num_blocks = len(blocks)
+        self.norm = norm_layer(norm, head_in) if norm_kind(norm) != "weight" else nn.Identity()
+        self.act = _build_activation(activation)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(head_in, out_features)
+        self.spec: dict[str, Any] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for i in range(1, self.num_blocks + 1):
+            x = getattr(self, f"block{i}")(x)
+        return self.head(self.flatten(self.gap(self.act(self.norm(x)))))
+
+
+def preact_resnet(
+    depth: int = 20,
+    out_features: int = 10,
+    in_channels: int = 3,
+    *,
+    widths: Sequence[int] = (16, 32, 64),
+    activation: Any = "relu",
+    norm: Any = "bn",
+    dropout: float = 0.0,
+    init: Any = None,
+    bias: bool | None = None,
+) -> PreActResNet:
+    """A CIFAR-sized pre-activation ResNet (He et al. 2016): ``depth = 6 n + 2``.
+
+    ``stem`` (3x3 conv to ``widths[0]``), then ``n`` blocks per stage for each width in
+    ``widths`` (the first block of stages 2.. halves the resolution with stride 2 and a
+    projection shortcut), then ``norm``, ``act``, global average pool and a linear ``head``.
+    Blocks are numbered through the stages: depth 20 has ``block1`` .. ``block9``. Each block
+    runs norm -> act -> conv twice (``placement`` is fixed by the design). ``bias=None``
+    gives convolutions a bias only when ``norm="none"`` (a norm makes it redundant). An
+    activation that replaces the linear layer (maxout) is rejected here.
+    """
+    spec = {
+        "depth": depth,
+        "out_features": out_features,
+        "in_channels": in_channels,
+        "widths": list(widths) if isinstance(widths, Sequence) else widths,
+        "activation": activation,
+        "norm": norm,
+        "dropout": dropout,
+        "init": init,
+        "bias": bias,
+    }
+    _check_int("depth", depth)
+    if depth < 8 or (depth - 2) % 6 != 0:
+        raise ValueError(
+            "depth must be 6n + 2 with n >= 1 (n blocks of two convolutions per stage): "
+            f"8, 14, 20, 26, 32, 44, 56, 110 ... Received: depth={depth!r}."
+        )
+    _check_int("out_features", out_features)
+    _check_int("in_channels", in_channels)
+    widths = _check_widths("widths", widths, allow_empty=False)
+    dropout = _check_dropout(dropout)
+    if _replaces_linear(activation):
+        raise ValueError(
+            f"activation {activation!r} replaces the linear layer (maxout); preact_resnet "
+            "applies the activation before each convolution and does not support it. Use it "
+            "with mlp or convnet."
+        )
+    if bias is None:
+        name = "none" if norm is None else _spec_name(norm)
+        bias = name is not None and NORMS.get(name).name == "none"
+
+    n = (depth - 2) // 6
+    stem = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=bias)
+    blocks: list[nn.Module] = []
+    prev = widths[0]
+    for s, w in enumerate(widths):
+        for b in range(n):
+            stride = 2 if (s > 0 and b == 0) else 1
+            blocks.append(PreActBlock(prev, w, stride, activation, norm, dropout, bias))
+            prev = w
+    model = PreActResNet(stem, blocks, prev, norm, activation, out_features)
+    model.spec = spec
+    return _apply_init(model, init)
+
+
+# -- registry and config entry point -------------------------------------------------------
+MODELS.add(
+    "mlp",
+    mlp,
+    description="multilayer perceptron: flatten, blocks of linear/norm/act, linear head",
+    reference="Rumelhart, Hinton & Williams 1986",
+    meta={"input": "(N, ...) flattened to (N, in_features)"},
+)
+MODELS.add(
+    "convnet",
+    convnet,
+    description="small CNN: conv/norm/act/pool blocks, global average pool, linear head",
+    reference="LeCun et al. 1998",
+    aliases=("cnn",),
+    meta={"input": "(N, C, H, W) (or (N, C, L) with dims=1)"},
+)
+MODELS.add(
+    "preact_resnet",
+    preact_resnet,
+    description="CIFAR-sized pre-activation ResNet (depth 6n+2, widths 16/32/64)",
+    reference="He, Zhang, Ren & Sun 2016 (Identity Mappings in Deep Residual Networks)",
+    aliases=("resnet",),
+    meta={"input": "(N, C, H, W), e.g. 32x32"},
+)
+
+
+def build_model(spec: Any, **overrides: Any) -> nn.Module:
+    """Build a model from a config spec: ``{"name": "mlp", "in_features": 784, ...}``.
+
+    ``spec`` is a dict with a ``name`` key and the builder's arguments, a ``(name, kwargs)``
+    pair, or a bare name (the builder's defaults); ``overrides`` are merged on top. Unknown
+    keys raise ``ValueError`` naming them and the allowed keys; unknown model names list the
+    close matches.
+    """
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        name, kwargs = spec[0], dict(spec[1])
+    elif isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ValueError(
+                f"A model spec needs a 'name' key (one of {', '.join(MODELS.names())}). "
+                f"Received keys: {sorted(spec)}."
+            )
+        kwargs = dict(spec)
+        name = kwargs.pop("name")
+    else:
+        raise TypeError(
+            f"A model spec is a name, a (name, kwargs) pair or a dict with 'name'. "
+            f"Received: {spec!r} of type {type(spec).__name__}."
+        )
+    entry = MODELS.get(name)
+    kwargs.update(overrides)
+    params = inspect.signature(entry.factory).parameters
+    allowed = [p for p in params if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    unknown = sorted(k for k in kwargs if k not in allowed)
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) for model {entry.name!r}: {', '.join(unknown)}. "
+            f"Allowed: {', '.join(allowed)}."
+        )
+    missing = [
+        p
+        for p, v in params.items()
+        if v.default is inspect.Parameter.empty
+        and p not in kwargs
+        and v.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if missing:
+        raise ValueError(
+            f"Model {entry.name!r} needs key(s): {', '.join(missing)}. "
+            f"Allowed: {', '.join(allowed)}."
+        )
+    return entry.build(**kwargs)
