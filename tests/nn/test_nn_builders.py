@@ -487,3 +487,22 @@ def test_built_linear_replacing_unit_cannot_be_shared():
     ):
         mlp(4, [3], 2, activation=Maxout(4, 3))
     assert isinstance(mlp(4, [3], 2, activation=Maxout).block1.linear, Maxout)
+
+
+def test_mlp_accepts_the_list_of_all_layer_sizes():
+    a = mlp([784, 256, 128, 10], activation="tanh", norm="bn", init="xavier_uniform")
+    names = [n for n, _ in a.named_modules() if n.endswith((".linear", "head"))]
+    assert names == ["block1.linear", "block2.linear", "head"]
+    assert a.block1.linear.in_features == 784 and a.head.out_features == 10
+    assert a.block2.linear.out_features == 128
+    b = mlp(784, [256, 128], 10)
+    assert [p.shape for p in a.parameters() if p.dim() == 2] == [
+        p.shape for p in b.parameters() if p.dim() == 2
+    ]
+
+
+def test_mlp_list_form_errors():
+    with pytest.raises(ValueError, match=r"not both\. Received: \[4, 2\], widths=\[3\]"):
+        mlp([4, 2], [3])
+    with pytest.raises(ValueError, match=r"at least the input and output sizes\. Received: \[4\]"):
+        mlp([4])

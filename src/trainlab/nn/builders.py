@@ -229,9 +229,9 @@ class MLP(nn.Sequential):
 
 
 def mlp(
-    in_features: int,
-    widths: Sequence[int] = (100, 100),
-    out_features: int = 10,
+    in_features: int | Sequence[int],
+    widths: Sequence[int] | None = None,
+    out_features: int | None = None,
     *,
     activation: Any = "relu",
     norm: Any = "none",
@@ -241,6 +241,11 @@ def mlp(
     bias: bool = True,
 ) -> MLP:
     """A fully connected network: ``flatten``, ``block1..blockL``, ``head``.
+
+    Two equivalent call forms: the list of every layer size, input to output
+    (``mlp([784, 256, 256, 10], activation="tanh", norm="bn", init="xavier_uniform")``),
+    or ``mlp(784, [256, 256], 10, ...)``. Without ``widths`` the hidden layers are
+    ``[100, 100]``; without ``out_features`` the output has 10 units.
 
     Block ``i`` maps ``widths[i-2]`` (or ``in_features``) to ``widths[i-1]`` units with
     ``linear -> norm -> act`` (placement ``"before"``, as Ioffe & Szegedy 2015) or
@@ -260,6 +265,22 @@ def mlp(
         init: ``None`` (torch's default), a scheme name or ``{"name": ..., **options}``.
         bias: whether hidden layers have biases (the head always has one).
     """
+    if isinstance(in_features, Sequence) and not isinstance(in_features, str):
+        sizes = list(in_features)
+        if widths is not None or out_features is not None:
+            raise ValueError(
+                "mlp takes either the list of all layer sizes or (in_features, widths, "
+                f"out_features), not both. Received: {sizes!r}, widths={widths!r}, "
+                f"out_features={out_features!r}."
+            )
+        if len(sizes) < 2:
+            raise ValueError(
+                "mlp's list of layer sizes needs at least the input and output sizes. "
+                f"Received: {sizes!r}."
+            )
+        in_features, widths, out_features = sizes[0], sizes[1:-1], sizes[-1]
+    widths = [100, 100] if widths is None else widths
+    out_features = 10 if out_features is None else out_features
     spec = {
         "in_features": in_features,
         "widths": list(widths) if isinstance(widths, Sequence) else widths,
