@@ -41,7 +41,10 @@ def test_init_model_on_a_model_trainlab_did_not_build():
     assert torch.all(m.fc.bias == 0)
 
 
-@pytest.mark.parametrize("family", ["activation", "init", "norm", "optim", "loss", "model"])
+FAMILIES = ["activation", "init", "norm", "optim", "loss", "model", "dataset", "preprocess"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_list_family(capsys, family):
     assert main(["list", family]) == 0
     out = capsys.readouterr().out

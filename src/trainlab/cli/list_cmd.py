@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import trainlab  # noqa: F401  (importing registers every family)
+    import trainlab
     from trainlab.registry import Registry
+
+    trainlab.load_all_families()  # the lazily imported parts own registries too
 
     families = Registry.families()
     chosen = [Registry.family_of(args.family)] if args.family else list(families.values())
