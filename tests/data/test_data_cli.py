@@ -54,3 +54,11 @@ def test_image_grid_png(tmp_path):
     ds = load_dataset("shapeset", n_train=20, n_test=2)
     out = cli.save_examples_png(ds, tmp_path / "g" / "s.png", count=10)
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_show_into_a_folder(tmp_path, capsys):
+    out_dir = tmp_path / "pics"
+    out_dir.mkdir()
+    assert _run(["show", "ring", "--out", str(out_dir)]) == 0
+    assert (out_dir / "ring.png").stat().st_size > 1000
+    assert f"wrote {out_dir / 'ring.png'}" in capsys.readouterr().out

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="every dataset with its source and whether it is available")
     show = sub.add_parser("show", help="shapes, class counts and a PNG of examples")
     show.add_argument("name", help="dataset name (see `trainlab data list`)")
-    show.add_argument("--out", default=None, help="PNG path (default ./<name>.png)")
+    show.add_argument(
+        "--out", default=None, help="PNG path or folder (default ./<name>.png)"
+    )
     show.add_argument("--count", type=int, default=36, help="examples in the grid (images)")
     show.add_argument("--seed", type=int, default=0, help="seed of generated datasets")
     show.add_argument("--root", default=None, help="folder holding a real dataset's files")
@@ -81,6 +83,8 @@ def _show(args: argparse.Namespace) -> int:
     print(ds.summary())
     if not args.no_png:
         out = Path(args.out or f"{ds.name}.png")
+        if out.is_dir() or not out.suffix:  # a folder: the picture goes inside it
+            out = out / f"{ds.name}.png"
         save_examples_png(ds, out, count=args.count, seed=args.seed)
         print(f"wrote {out}")
     return 0
