@@ -125,6 +125,7 @@ def save_examples_png(ds: Any, path: Path, count: int = 36, seed: int = 0) -> Pa
         ax.legend(fontsize=7, markerscale=3)
         ax.set_title(f"{ds.name}: {len(x)} training points")
     else:
+        vmin, vmax = float(x.min()), float(x.max())
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(x), generator=g)[:count]
         cols = min(len(idx), 12 if len(shape) == 1 else 9)
@@ -137,7 +138,8 @@ def save_examples_png(ds: Any, path: Path, count: int = 36, seed: int = 0) -> Pa
             if len(shape) == 1:
                 a.plot(xi.numpy(), lw=1)
             elif shape[0] == 1:
-                a.imshow(xi[0].numpy(), cmap="gray")
+                # One grey scale for all examples, so grey levels compare across images.
+                a.imshow(xi[0].numpy(), cmap="gray", vmin=vmin, vmax=vmax)
             else:
                 img = xi.permute(1, 2, 0)
                 lo, hi = img.min(), img.max()
