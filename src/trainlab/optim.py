@@ -521,24 +521,7 @@ _add_optimizer(
 
 def _resolve(registry: Registry, spec: Any) -> tuple[Any, dict[str, Any]] | None:
     """(entry, spec kwargs) for a name / (name, kwargs) / dict spec; None otherwise."""
-    if isinstance(spec, str):
-        return registry.get(spec), {}
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        if not isinstance(spec[1], Mapping):
-            raise TypeError(
-                f"A ({registry.family} name, kwargs) spec needs a mapping of kwargs. "
-                f"Received: {spec!r}."
-            )
-        return registry.get(spec[0]), dict(spec[1])
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        if "name" not in spec:
-            raise ValueError(
-                f"A {registry.family} spec given as a mapping needs a 'name' key. "
-                f"Received: {spec!r}."
-            )
-        return registry.get(spec.pop("name")), spec
-    return None
+    return registry.resolve(spec)
 
 
 def build_optimizer(spec: Any, params: Any, lr: float | None = None, **kw: Any):

@@ -146,26 +146,43 @@ class Registry:
             f"Available: {', '.join(sorted(self._entries))}."
         )
 
+    def resolve(self, spec: Any) -> tuple[Entry, dict[str, Any]] | None:
+        """Parse a spec given by name: ``(entry, kwargs)``, or ``None`` for anything else.
+
+        The named forms are ``"name"``, ``("name", {kwargs})`` and ``{"name": ..., **kwargs}``
+        (the form config files use). Callables and other objects give ``None``: the caller
+        decides what they mean.
+        """
+        if isinstance(spec, str):
+            return self.get(spec), {}
+        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+            if not isinstance(spec[1], Mapping):
+                raise TypeError(
+                    f"The ({self.family} name, kwargs) spec needs a mapping of kwargs. "
+                    f"Received: {spec!r}."
+                )
+            return self.get(spec[0]), dict(spec[1])
+        if isinstance(spec, Mapping):
+            kwargs = dict(spec)
+            if "name" not in kwargs:
+                raise ValueError(
+                    f"The {self.family} spec given as a mapping needs a 'name' key. "
+                    f"Received: {kwargs!r}."
+                )
+            return self.get(kwargs.pop("name")), kwargs
+        return None
+
     def build(self, spec: Any, *args: Any, **kwargs: Any) -> Any:
         """Build an object from a spec.
 
         ``spec`` may be a registered name, a ``(name, kwargs)`` pair, a ``{"name": ...,
-        **kwargs}`` dict, a class or callable (called with ``*args, **kwargs``), or an
-        already-built object that is not callable-as-a-factory (returned as is).
+        **kwargs}`` dict (see :meth:`resolve`; the caller's ``kwargs`` win), or a class or
+        callable (called with ``*args, **kwargs``).
         """
-        if isinstance(spec, str):
-            return self.get(spec).build(*args, **kwargs)
-        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-            return self.get(spec[0]).build(*args, **{**dict(spec[1]), **kwargs})
-        if isinstance(spec, Mapping):
-            spec = dict(spec)
-            if "name" not in spec:
-                raise ValueError(
-                    f"A {self.family} spec given as a mapping needs a 'name' key. "
-                    f"Received: {spec!r}."
-                )
-            name = spec.pop("name")
-            return self.get(name).build(*args, **{**spec, **kwargs})
+        resolved = self.resolve(spec)
+        if resolved is not None:
+            entry, spec_kwargs = resolved
+            return entry.build(*args, **{**spec_kwargs, **kwargs})
         if isinstance(spec, type) or callable(spec):
             return spec(*args, **kwargs)
         raise TypeError(

@@ -301,9 +301,9 @@ def test_override_that_matches_nothing_raises_before_changing_anything():
     (dict(scheme="normal", std=-1.0), ValueError,
      "std must be a non-negative number. Received: std=-1.0"),
     (dict(scheme={"std": 0.1}), ValueError,
-     "an init given as a dict needs a 'name' key. Received: {'std': 0.1}"),
+     "The init spec given as a mapping needs a 'name' key. Received: {'std': 0.1}"),
     (dict(scheme=("normal", 0.1)), TypeError,
-     "an init given as a pair must be (name, kwargs) with kwargs a dict. "
+     "The (init name, kwargs) spec needs a mapping of kwargs. "
      "Received: ('normal', 0.1)"),
     (dict(scheme=3), TypeError, "an init must be a registered name, a (name, kwargs) pair"),
     (dict(scheme="he_normal", bias="he_normal"), ValueError,

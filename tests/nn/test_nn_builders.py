@@ -308,7 +308,7 @@ def test_init_name_and_dict_are_applied():
     assert abs(mx.block1.linear.weight.std().item() - 0.05) < 0.003  # maxout pieces too
     r = build_model({"name": "preact_resnet", "depth": 8, "init": "zeros"})
     assert torch.count_nonzero(r.block2.conv1.weight) == 0
-    with pytest.raises(ValueError, match=r"init given as a mapping needs a 'name' key"):
+    with pytest.raises(ValueError, match=r"init spec given as a mapping needs a 'name' key"):
         mlp(4, [3], 2, init={"std": 0.1})
     with pytest.raises(ValueError, match=r"Unknown init 'he_norml'\. Did you mean 'he_normal'"):
         mlp(4, [3], 2, init="he_norml")

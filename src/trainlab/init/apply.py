@@ -141,23 +141,10 @@ def resolve_init(spec: Any, **kwargs: Any) -> ResolvedInit:
             argument the scheme does not take, a dict without ``"name"``.
         TypeError: anything else than the forms above.
     """
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        if not isinstance(spec[1], Mapping):
-            raise TypeError(
-                "an init given as a pair must be (name, kwargs) with kwargs a dict. "
-                f"Received: {spec!r}."
-            )
-        spec_kwargs: dict[str, Any] = dict(spec[1])
-        spec = spec[0]
-    elif isinstance(spec, Mapping):
-        spec_kwargs = dict(spec)
-        if "name" not in spec_kwargs:
-            raise ValueError(
-                f"an init given as a dict needs a 'name' key. Received: {dict(spec)!r}."
-            )
-        spec = spec_kwargs.pop("name")
-        if not isinstance(spec, str):
-            raise TypeError(f"an init dict's 'name' must be a string. Received: {spec!r}.")
+    resolved = INITS.resolve(spec)
+    if resolved is not None:
+        entry, spec_kwargs = resolved
+        spec = entry.name
     else:
         spec_kwargs = {}
     kw = {**spec_kwargs, **kwargs}

@@ -209,13 +209,15 @@ def _apply_init(model: nn.Module, init: Any) -> nn.Module:
     from trainlab.init import init_model  # lazy: trainlab.init imports trainlab.nn
 
     if isinstance(init, Mapping):
-        spec = dict(init)
-        if "name" not in spec:
+        # {"name": scheme, **options}: the options are init_model's (bias, generator,
+        # overrides) and the scheme's keyword arguments together.
+        options = dict(init)
+        if "name" not in options:
             raise ValueError(
-                f"init given as a mapping needs a 'name' key naming the scheme. Received: "
-                f"init={init!r}."
+                "The init spec given as a mapping needs a 'name' key naming the scheme. "
+                f"Received: init={init!r}."
             )
-        init_model(model, spec.pop("name"), **spec)
+        init_model(model, options.pop("name"), **options)
     else:
         init_model(model, init)
     return model
