@@ -1,0 +1,107 @@
+"""`trainlab train`: train one model from flags, a YAML/TOML file and --set overrides."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "train"
+HELP = "train one model into a run folder (config, metrics, checkpoints, curves)"
+EPILOG = """examples:
+  trainlab train --dataset spirals --depth 6 --width 64 --activation tanh --init xavier_normal
+  trainlab train --dataset mnist1d --norm bn --optimizer adam --lr 1e-3 --epochs 5 --out runs/bn
+  trainlab train --config run.yaml --set model.width=256 --set optim.lr=0.05
+  trainlab train --out runs/bn --resume          # continue an interrupted run
+  trainlab train --out runs/bn --force           # overwrite it
+
+Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
+or wrong value is reported at once, before training starts. Ctrl-C saves a checkpoint and
+exits with status 130; `--resume` continues exactly where it stopped.
+"""
+
+# flag -> dotted config key (argparse dest is the flag with '-' -> '_')
+_FLAGS = {
+    "dataset": ("data.name", str, "dataset name (trainlab list dataset)"),
+    "preprocess": ("data.preprocess", str, "preprocessing name (e.g. standardize, zca)"),
+    "builder": ("model.builder", str, "model builder: mlp, convnet, preact_resnet"),
+    "depth": ("model.depth", int, "number of hidden blocks"),
+    "width": ("model.width", int, "units (or channels) per hidden block"),
+    "activation": ("model.activation", str, "activation name (trainlab list activation)"),
+    "norm": ("model.norm", str, "normalization: none, bn, ln, gn, ..."),
+    "placement": ("model.placement", str, "norm before or after the activation"),
+    "dropout": ("model.dropout", float, "dropout rate after each block"),
+    "init": ("model.init", str, "initialization scheme (trainlab list init)"),
+    "loss": ("loss", str, "loss: cross_entropy, hinge, mse"),
+    "optimizer": ("optim.name", str, "optimizer name (trainlab list optim)"),
+    "lr": ("optim.lr", float, "learning rate (default: the optimizer's)"),
+    "schedule": ("optim.schedule", str, "learning-rate schedule (trainlab list schedule)"),
+    "clip_norm": ("optim.clip_norm", float, "clip the global gradient norm"),
+    "batch_size": ("batch_size", int, "examples per step"),
+    "epochs": ("epochs", int, "epochs to train (default 10)"),
+    "steps": ("steps", int, "steps to train (instead of epochs)"),
+    "seed": ("seed", int, "random seed"),
+    "device": ("device", str, "auto, cpu, cuda, cuda:N"),
+    "eval_every": ("eval_every", int, "steps between test evaluations (default: each epoch)"),
+    "checkpoint_every": ("checkpoint_every", int, "steps between checkpoints"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML or TOML config file")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one config key, e.g. model.width=256 (repeatable)",
+    )
+    g = parser.add_argument_group("settings (override the config file)")
+    for flag, (_key, typ, help_) in _FLAGS.items():
+        g.add_argument(f"--{flag.replace('_', '-')}", type=typ, default=None, help=help_)
+    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<dataset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
+    parser.add_argument("--no-db", action="store_true", help="do not record the run in the store")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from trainlab.cli import CliError
+    from trainlab.store import DEFAULT_DB
+    from trainlab.train.config import load_config
+    from trainlab.train.runs import execute_run, format_table, summary_rows
+
+    if args.resume and args.force:
+        raise CliError("give --resume or --force, not both.")
+    if args.resume and not args.out:
+        raise CliError("--resume needs --out DIR, the run folder to continue.")
+    flags = {key: getattr(args, flag) for flag, (key, _t, _h) in _FLAGS.items()}
+    cfg = load_config(args.config, flags, args.overrides)
+    out = args.out or str(Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    db = None if args.no_db else (args.db or DEFAULT_DB)
+    result = execute_run(
+        cfg,
+        out,
+        resume=args.resume,
+        force=args.force,
+        db=db,
+        progress=False if args.quiet else None,
+    )
+    if not args.quiet:
+        rows = summary_rows(result.history)
+        rows.append(("folder", str(result.folder)))
+        if result.run_id is not None:
+            rows.append(("run id", str(result.run_id)))
+        curves = result.folder / "figures" / "curves.png"
+        if curves.exists():
+            rows.append(("curves", str(curves)))
+        print(format_table(rows, ["", "value"]))
+    if result.status == "diverged":
+        print(f"trainlab: {result.message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,323 @@
+"""The results store: one SQLite file with a row per training run and its metric series.
+
+Layout (default file ``runs/trainlab.db``)::
+
+    runs(id, name, status, config, seed, env, folder, created, finished, final_metrics,
+         message, pid, host)
+    metrics(run_id, step, name, value)          -- one row per (run, step, metric)
+
+Crash safety follows from three rules:
+
+- The database runs in WAL mode with a busy timeout, and every write is one short
+  ``BEGIN IMMEDIATE`` transaction, so two processes training at once take turns instead of
+  corrupting the file or surfacing "database is locked".
+- A run's status moves ``running`` → ``done`` / ``diverged`` / ``failed`` / ``interrupted``.
+- :meth:`RunStore.finish` is called only after the run's files are complete, and writes the
+  final status, metrics and series in one transaction: a process killed before that leaves
+  a row that still says ``running`` (shown as ``running?`` by :meth:`RunStore.list_runs` when
+  its process is gone), never one that looks finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_DB", "STATUSES", "RunStore"]
+
+DEFAULT_DB = Path("runs") / "trainlab.db"
+STATUSES = ("running", "done", "diverged", "failed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER,
+    env TEXT,
+    folder TEXT,
+    created REAL NOT NULL,
+    finished REAL,
+    final_metrics TEXT,
+    message TEXT,
+    pid INTEGER,
+    host TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, name)
+);
+"""
+
+
+def _clean(value: Any) -> Any:
+    """JSON cannot hold NaN/Inf portably: store them as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunStore:
+    """The SQLite results store.
+
+    Args:
+        path: database file (created with its folder when missing). Default
+            ``runs/trainlab.db``.
+        timeout: seconds a writer waits for another writer's transaction to end.
+
+    Each method opens its own short-lived connection, so a store object can be shared
+    freely and forked processes never inherit an open connection.
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB, *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds. Received: timeout={timeout!r}.")
+        self.timeout = float(timeout)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot create the store folder {str(self.path.parent)!r}: {e}") from e
+        with self._connect() as con:
+            # journal_mode=WAL is persistent in the file; setting it needs no other writer.
+            self._retry(lambda: con.execute("PRAGMA journal_mode=WAL"))
+            self._retry(lambda: con.executescript(_SCHEMA))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise OSError(f"cannot open the results store {str(self.path)!r}: {e}") from e
+        try:
+            con.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.row_factory = sqlite3.Row
+            yield con
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise OSError(f"results store {str(self.path)!r} is unusable: {e}") from e
+        finally:
+            con.close()
+
+    def _retry(self, fn, attempts: int = 20):
+        # busy_timeout covers nearly every case; a rare SQLITE_BUSY can still escape when a
+        # WAL checkpoint races a writer, so back off and retry rather than surface it.
+        for i in range(attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or i == attempts - 1:
+                    raise
+                time.sleep(min(0.05 * 2**i, 1.0))
+        return None  # pragma: no cover
+
+    def _write(self, statements: Sequence[tuple[str, Any]]) -> list[sqlite3.Cursor]:
+        """Run ``statements`` as one ``BEGIN IMMEDIATE`` transaction (retried when busy)."""
+
+        def go() -> list[sqlite3.Cursor]:
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    out = []
+                    for sql, params in statements:
+                        if isinstance(params, list):
+                            out.append(con.executemany(sql, params))
+                        else:
+                            out.append(con.execute(sql, params))
+                    con.execute("COMMIT")
+                    return out
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+
+        return self._retry(go)
+
+    # -- writing ----------------------------------------------------------------------------
+    def create_run(
+        self,
+        config: dict[str, Any],
+        *,
+        seed: int | None = None,
+        env: dict[str, Any] | None = None,
+        folder: str | os.PathLike | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Insert a run with status ``running``; return its id."""
+        cur = self._write(
+            [
+                (
+                    "INSERT INTO runs (name, status, config, seed, env, folder, created, pid, host)"
+                    " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        json.dumps(config, sort_keys=True, default=str),
+                        seed,
+                        json.dumps(env or {}, sort_keys=True, default=str),
+                        str(Path(folder).resolve()) if folder is not None else None,
+                        time.time(),
+                        os.getpid(),
+                        socket.gethostname(),
+                    ),
+                )
+            ]
+        )[0]
+        return int(cur.lastrowid)
+
+    def mark_running(self, run_id: int) -> None:
+        """Set a run back to ``running`` (when it is resumed) under this process."""
+        self._write(
+            [
+                (
+                    "UPDATE runs SET status='running', finished=NULL, message=NULL, pid=?, host=?"
+                    " WHERE id=?",
+                    (os.getpid(), socket.gethostname(), int(run_id)),
+                )
+            ]
+        )
+
+    def finish(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        final_metrics: dict[str, Any] | None = None,
+        series: Iterable[dict[str, Any]] = (),
+        message: str | None = None,
+    ) -> None:
+        """Record the outcome of a run in one transaction: status, final metrics, series.
+
+        Call it only after the run's files are written. ``series`` is the run's metric rows
+        (dicts with a ``step`` key); they replace any series stored earlier for the run.
+        """
+        if status not in STATUSES or status == "running":
+            allowed = tuple(s for s in STATUSES if s != "running")
+            raise ValueError(f"status must be one of {allowed}. Received: status={status!r}.")
+        rows = []
+        for row in series:
+            step = int(row["step"])
+            for k, v in row.items():
+                if k in ("step", "epoch") or not isinstance(v, (int, float)) or v is None:
+                    continue
+                rows.append((int(run_id), step, k, _clean(float(v))))
+        final = {k: _clean(v) for k, v in (final_metrics or {}).items()}
+        self._write(
+            [
+                ("DELETE FROM metrics WHERE run_id=?", (int(run_id),)),
+                ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", rows),
+                (
+                    "UPDATE runs SET status=?, finished=?, final_metrics=?, message=? WHERE id=?",
+                    (status, time.time(), json.dumps(final, sort_keys=True), message, int(run_id)),
+                ),
+            ]
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def _row(self, r: sqlite3.Row) -> dict[str, Any]:
+        d = dict(r)
+        for k in ("config", "env", "final_metrics"):
+            d[k] = json.loads(d[k]) if d.get(k) else {}
+        if (
+            d["status"] == "running"
+            and d.get("host") == socket.gethostname()
+            and d.get("pid")
+            and not _pid_alive(int(d["pid"]))
+        ):
+            d["status"] = "running?"  # its process is gone: killed, not finished
+        return d
+
+    def list_runs(self, status: str | None = None) -> list[dict[str, Any]]:
+        """All runs, oldest first (optionally only those with ``status``)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        out = [self._row(r) for r in rows]
+        return [r for r in out if status is None or r["status"] == status]
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        """One run as a dict; ``ValueError`` when there is no run with that id."""
+        with self._connect() as con:
+            r = con.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+        if r is None:
+            raise ValueError(f"No run with id {run_id} in {str(self.path)!r}.")
+        return self._row(r)
+
+    def find_by_folder(self, folder: str | os.PathLike) -> dict[str, Any] | None:
+        """The latest run recorded for ``folder``, or None."""
+        with self._connect() as con:
+            r = con.execute(
+                "SELECT * FROM runs WHERE folder=? ORDER BY id DESC LIMIT 1",
+                (str(Path(folder).resolve()),),
+            ).fetchone()
+        return self._row(r) if r is not None else None
+
+    def metrics(self, run_id: int) -> list[dict[str, Any]]:
+        """The metric series of a run as rows ``{"step": s, name: value, ...}``."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT step, name, value FROM metrics WHERE run_id=? ORDER BY step, name",
+                (int(run_id),),
+            ).fetchall()
+        by_step: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            by_step.setdefault(r["step"], {"step": r["step"]})[r["name"]] = r["value"]
+        return list(by_step.values())
+
+    def export_csv(self, file: io.TextIOBase | None = None) -> str:
+        """All runs as CSV (config and final metrics flattened into columns); also returned."""
+        runs = self.list_runs()
+        flat = []
+        for r in runs:
+            keys = ("id", "name", "status", "seed", "folder", "created", "finished")
+            row = {k: r[k] for k in keys}
+            row.update({f"config.{k}": v for k, v in _flatten(r["config"]).items()})
+            row.update({f"final.{k}": v for k, v in r["final_metrics"].items()})
+            flat.append(row)
+        cols: list[str] = []
+        for row in flat:
+            cols.extend(k for k in row if k not in cols)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(flat)
+        text = buf.getvalue()
+        if file is not None:
+            file.write(text)
+        return text
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+    return out

@@ -1,0 +1,26 @@
+"""Training: the Trainer, its History, callbacks, checkpoints, configs and run folders.
+
+``Trainer(model, optimizer="sgd", lr=0.1, loss="cross_entropy", ...).fit(data, steps=...)``
+returns a :class:`History`; see :mod:`trainlab.train.trainer` for the design.
+"""
+
+from __future__ import annotations
+
+from trainlab.train.callbacks import Callback, EarlyStopping, LambdaCallback, MetricsCSV
+from trainlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainlab.train.history import Divergence, History
+from trainlab.train.trainer import DivergenceError, Trainer
+
+__all__ = [
+    "Callback",
+    "CheckpointError",
+    "Divergence",
+    "DivergenceError",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "MetricsCSV",
+    "Trainer",
+    "load_checkpoint",
+    "save_checkpoint",
+]

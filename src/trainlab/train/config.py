@@ -1,0 +1,424 @@
+"""Typed training configs: dataclasses, YAML/TOML files, CLI flags and ``--set`` overrides.
+
+A :class:`TrainConfig` has three sections (``data``, ``model``, ``optim``) and top-level run
+settings. Values are merged in this order, later winning::
+
+    dataclass defaults  <  config file (YAML or TOML)  <  CLI flags  <  --set key=value
+
+and then checked all at once: every unknown key (with close matches), every value of the
+wrong type, every name the registries do not know and every out-of-range number is reported
+together in one ``ValueError``, before anything runs. Example file (YAML)::
+
+    data: {name: spirals}
+    model: {builder: mlp, depth: 6, width: 64, activation: tanh, norm: bn, init: xavier_normal}
+    optim: {name: momentum, lr: 0.01, schedule: cosine}
+    steps: 2000
+    seed: 1
+
+and the same from the command line: ``--set model.depth=6 --set optim.lr=0.01``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "config_diff",
+    "load_config",
+    "parse_overrides",
+    "read_config_file",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset (a :data:`trainlab.data.DATASETS` name), preprocessing, loader options."""
+
+    name: str = "spirals"
+    preprocess: str | None = None  # a trainlab.data PREPROCESSORS name ("standardize", "zca")
+    preprocess_options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # load_dataset keyword arguments
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model builder spec (:data:`trainlab.nn.MODELS`): depth hidden blocks of ``width``."""
+
+    builder: str = "mlp"
+    depth: int = 3
+    width: int = 128
+    activation: str = "relu"
+    norm: str = "none"
+    placement: str = "before"
+    dropout: float = 0.0
+    init: str | None = None  # None keeps torch's default initialization
+    init_options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # further builder arguments
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and schedule (:data:`trainlab.optim.OPTIMIZERS`, ``SCHEDULES``)."""
+
+    name: str = "sgd"
+    lr: float | None = None  # None: the optimizer's registry default ("default_lr")
+    options: dict[str, Any] = field(default_factory=dict)  # momentum, weight_decay ...
+    schedule: str | None = None
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    clip_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``trainlab train`` needs; ``epochs`` and ``steps`` are exclusive."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: str = "cross_entropy"
+    batch_size: int = 128
+    epochs: int | None = None  # when both are None: 10 epochs
+    steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int | None = None  # steps; None: once per epoch
+    log_every: int = 50
+    checkpoint_every: int | None = None
+    early_stopping: str | None = None  # metric to watch, e.g. "test_loss"
+    patience: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML (``.yaml``/``.yml``) or TOML (``.toml``) file as a dict; one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml"):
+        raise ValueError(
+            f"config file must end in .yaml, .yml or .toml. Received: {str(p)!r}."
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read config file {str(p)!r}: {e}") from e
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError, tomllib.TOMLDecodeError
+        first = " ".join(str(e).split())
+        raise ValueError(f"cannot parse config file {str(p)!r}: {first}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config file {str(p)!r} must hold a mapping of keys. "
+            f"Received a {type(data).__name__}."
+        )
+    return data
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["model.width=256", "optim.lr=1e-3"]`` → nested dict; values are parsed as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (e.g. model.width=256). Received: {item!r}.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(out, key.split("."), value)
+    return out
+
+
+def _set_path(d: dict[str, Any], parts: list[str], value: Any) -> None:
+    for p in parts[:-1]:
+        nxt = d.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            nxt = d[p] = {}
+        d = nxt
+    d[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k in _SECTIONS:
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# -- checking --------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if args and (typing.get_origin(tp) in (typing.Union, types.UnionType)):
+        return " or ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    return getattr(origin or tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(ok, converted value) for ``value`` against the annotation ``tp``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None:
+            return type(None) in args, None
+        for a in args:
+            if a is type(None):
+                continue
+            ok, v = _coerce(value, a)
+            if ok:
+                return True, v
+        return False, value
+    origin = typing.get_origin(tp) or tp
+    if origin is bool:
+        return isinstance(value, bool), value
+    if origin is int:
+        if isinstance(value, str):  # numbers from --set or YAML strings such as "1e3"
+            try:
+                f = float(value)
+            except ValueError:
+                return False, value
+            return (f.is_integer(), int(f)) if f == f else (False, value)
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if origin is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if origin is str:
+        return isinstance(value, str), value
+    if origin is dict:
+        return isinstance(value, dict), value
+    return True, value  # pragma: no cover - no other annotation is used
+
+
+def _check_section(cls: type, values: Any, prefix: str, errors: list[str]) -> Any:
+    if not isinstance(values, dict):
+        errors.append(f"{prefix.rstrip('.')} must be a mapping. Received: {values!r}.")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+            names = ", ".join(prefix + a for a in allowed)
+            errors.append(f"unknown key {prefix}{key}.{hint} Allowed: {names}.")
+            continue
+        if key in _SECTIONS and cls is TrainConfig:
+            kwargs[key] = _check_section(_SECTIONS[key], value, f"{key}.", errors)
+            continue
+        ok, conv = _coerce(value, hints[key])
+        if not ok:
+            expected = _type_name(hints[key])
+            errors.append(f"{prefix}{key} must be {expected}. Received: {prefix}{key}={value!r}.")
+            continue
+        kwargs[key] = conv
+    return cls(**kwargs)
+
+
+def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
+    def positive(name: str, v: Any) -> None:
+        if v is not None and v < 1:
+            errors.append(f"{name} must be >= 1. Received: {name}={v!r}.")
+
+    for name in ("batch_size", "epochs", "steps", "eval_every", "log_every", "checkpoint_every",
+                 "patience"):
+        positive(name, getattr(cfg, name))
+    positive("model.depth", cfg.model.depth)
+    positive("model.width", cfg.model.width)
+    if cfg.epochs is not None and cfg.steps is not None:
+        errors.append(
+            f"give epochs or steps, not both. Received: epochs={cfg.epochs}, steps={cfg.steps}."
+        )
+    if cfg.seed < 0:
+        errors.append(f"seed must be >= 0. Received: seed={cfg.seed!r}.")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        errors.append(
+            f"model.dropout must be in [0, 1). Received: model.dropout={cfg.model.dropout!r}."
+        )
+    if cfg.model.placement not in ("before", "after"):
+        errors.append(
+            "model.placement must be one of ('before', 'after'). "
+            f"Received: model.placement={cfg.model.placement!r}."
+        )
+    if cfg.optim.lr is not None and not cfg.optim.lr > 0:
+        errors.append(f"optim.lr must be > 0. Received: optim.lr={cfg.optim.lr!r}.")
+    if cfg.optim.clip_norm is not None and not cfg.optim.clip_norm > 0:
+        errors.append(
+            f"optim.clip_norm must be > 0. Received: optim.clip_norm={cfg.optim.clip_norm!r}."
+        )
+    if cfg.early_stopping is not None and cfg.early_stopping not in (
+        "test_loss", "test_acc", "train_loss"
+    ):
+        errors.append(
+            "early_stopping must be one of ('test_loss', 'test_acc', 'train_loss'). "
+            f"Received: early_stopping={cfg.early_stopping!r}."
+        )
+    if cfg.device.lower() != "auto":
+        from trainlab.utils import resolve_device
+
+        try:
+            resolve_device(cfg.device)
+        except ValueError as e:
+            errors.append(str(e))
+
+
+def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
+    """(config key, module, registry attribute) of every name checked against a registry."""
+    out = [
+        ("data.name", "trainlab.data", "DATASETS"),
+        ("data.preprocess", "trainlab.data", "PREPROCESSORS"),
+        ("model.builder", "trainlab.nn", "MODELS"),
+        ("model.activation", "trainlab.nn", "ACTIVATIONS"),
+        ("model.norm", "trainlab.nn", "NORMS"),
+        ("model.init", "trainlab.init", "INITS"),
+        ("optim.name", "trainlab.optim", "OPTIMIZERS"),
+        ("optim.schedule", "trainlab.optim", "SCHEDULES"),
+        ("loss", "trainlab.losses", "LOSSES"),
+    ]
+    return out
+
+
+def _get(cfg: TrainConfig, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_names(cfg: TrainConfig, errors: list[str]) -> None:
+    import importlib
+
+    for key, module, attr in _registry_checks(cfg):
+        name = _get(cfg, key)
+        if name is None:
+            continue
+        try:
+            registry = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):  # that part of trainlab is not installed
+            continue
+        try:
+            registry.get(name)
+        except (ValueError, TypeError) as e:
+            errors.append(f"{key}: {e}")
+
+
+def _resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """Fill values whose default comes from a registry (the optimizer's learning rate)."""
+    if cfg.optim.lr is not None:
+        return cfg
+    lr = 0.1
+    try:
+        from trainlab.optim import OPTIMIZERS
+
+        entry = OPTIMIZERS.get(cfg.optim.name)
+        lr = float(entry.meta.get("default_lr", entry.defaults.get("lr", lr)))
+    except (ImportError, ValueError, TypeError):
+        pass
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=lr))
+
+
+def from_dict(values: dict[str, Any], *, check_names: bool = True) -> TrainConfig:
+    """Check ``values`` against :class:`TrainConfig`; one ``ValueError`` lists every problem."""
+    errors: list[str] = []
+    cfg = _check_section(TrainConfig, values, "", errors)
+    if not errors:
+        _check_values(cfg, errors)
+        if check_names:
+            _check_names(cfg, errors)
+    if errors:
+        head = "invalid config" if len(errors) == 1 else f"{len(errors)} problems in the config"
+        raise ValueError(f"{head}: " + " | ".join(errors))
+    return _resolve_defaults(cfg)
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    check_names: bool = True,
+) -> TrainConfig:
+    """Defaults < file at ``path`` < ``flags`` (dotted keys or nested) < ``overrides``.
+
+    ``flags`` maps dotted keys to values (``{"model.width": 64}``); ``None`` values are
+    ignored (flags the user did not give).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_config_file(path)
+    nested: dict[str, Any] = {}
+    for key, v in (flags or {}).items():
+        if v is not None:
+            _set_path(nested, key.split("."), v)
+    values = _merge(_merge(values, nested), parse_overrides(list(overrides)))
+    return from_dict(values, check_names=check_names)
+
+
+def config_diff(
+    stored: dict[str, Any], given: dict[str, Any], ignore: tuple[str, ...] = ("device",)
+) -> list[str]:
+    """Lines ``key: stored X, given Y`` for every key whose value differs."""
+    a, b = _flat(stored), _flat(given)
+    lines = []
+    for k in sorted(set(a) | set(b)):
+        if k in ignore:
+            continue
+        if a.get(k, "<missing>") != b.get(k, "<missing>"):
+            lines.append(f"{k}: stored {a.get(k, '<missing>')!r}, given {b.get(k, '<missing>')!r}")
+    return lines
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in _SECTIONS and not prefix:
+            out.update(_flat(v, f"{k}."))
+        else:
+            nested = isinstance(v, (dict, list))
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True) if nested else v
+    return out

@@ -1,0 +1,463 @@
+"""Run folders and the lifecycle of one training run from a :class:`TrainConfig`.
+
+A run folder holds::
+
+    config.json     the resolved config (every default filled in)
+    env.json        versions, device, seed, git revision, host, command line
+    status.json     running -> done / diverged / failed / interrupted (written in ``finally``)
+    metrics.csv     one row per logging point
+    checkpoints/last.pt
+    figures/curves.png
+
+An existing, non-empty folder is never overwritten unless the caller asks (``resume=True``
+continues it from its checkpoint, ``force=True`` empties it first). The results store row is
+marked finished only after every file above is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainlab.train.callbacks import EarlyStopping, MetricsCSV
+from trainlab.train.checkpoint import load_checkpoint
+from trainlab.train.config import TrainConfig, config_diff
+from trainlab.train.history import History
+from trainlab.train.trainer import DivergenceError, Trainer
+from trainlab.utils import atomic_write_text, resolve_device, seed_everything
+
+__all__ = [
+    "RunFolder",
+    "RunResult",
+    "build_model_from_config",
+    "collect_env",
+    "execute_run",
+    "load_data_from_config",
+    "plot_curves",
+    "summary_rows",
+]
+
+
+def _json(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        return str(o)
+
+    return json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n"
+
+
+class RunFolder:
+    """The folder of one run; creating it enforces the no-overwrite rule.
+
+    Args:
+        path: the folder.
+        resume: continue a run already in ``path`` (it must hold ``config.json``).
+        force: empty an existing folder first.
+
+    Raises ``ValueError`` (one line) when the folder exists and neither flag is given, when
+    there is nothing to resume, or when the folder cannot be created or written.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        create: bool = True,
+    ) -> None:
+        if resume and force:
+            raise ValueError("give resume or force, not both.")
+        self.path = Path(path)
+        self.resume, self.force = resume, force
+        exists = self.path.exists()
+        if exists and not self.path.is_dir():
+            raise ValueError(f"output folder {str(self.path)!r} exists and is not a folder.")
+        nonempty = exists and any(self.path.iterdir())
+        if resume:
+            if not (self.path / "config.json").is_file():
+                raise ValueError(
+                    f"cannot resume: {str(self.path)!r} holds no run (no config.json)."
+                )
+        elif nonempty and not force:
+            raise ValueError(
+                f"output folder {str(self.path)!r} already exists and is not empty; "
+                "pass --resume to continue that run or --force to overwrite it."
+            )
+        if create:
+            self.create()
+
+    def create(self) -> RunFolder:
+        """Empty the folder (with ``force``) and create it with its subfolders."""
+        try:
+            if self.force and self.path.is_dir():
+                for child in self.path.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+            (self.path / "figures").mkdir(exist_ok=True)
+        except OSError as e:
+            raise ValueError(
+                f"cannot create output folder {str(self.path)!r}: {e.strerror or e}."
+            ) from e
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise ValueError(f"output folder {str(self.path)!r} is not writable.")
+        self.force = False  # emptied once
+        return self
+
+    config_path = property(lambda self: self.path / "config.json")
+    env_path = property(lambda self: self.path / "env.json")
+    status_path = property(lambda self: self.path / "status.json")
+    metrics_path = property(lambda self: self.path / "metrics.csv")
+    checkpoint_path = property(lambda self: self.path / "checkpoints" / "last.pt")
+    figures_dir = property(lambda self: self.path / "figures")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.config_path, _json(config))
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read {str(self.config_path)!r}: {e}") from e
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        atomic_write_text(self.env_path, _json(env))
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def set_status(self, status: str, **info: Any) -> None:
+        """Write ``status.json`` atomically, keeping earlier keys not given again."""
+        state = self.read_status()
+        state.update(info)
+        state["status"] = status
+        state["updated"] = time.time()
+        atomic_write_text(self.status_path, _json(state))
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def collect_env(device: str | torch.device | None = None, seed: int | None = None) -> dict:
+    """Versions, device, seed, git revision, host and command line of this process."""
+    import numpy
+
+    import trainlab
+
+    dev = resolve_device(device)
+    env: dict[str, Any] = {
+        "trainlab": trainlab.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "device": str(dev),
+        "cuda": torch.version.cuda,
+        "seed": seed,
+        "git_revision": _git_revision(),
+        "argv": list(sys.argv),
+        "threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(dev)
+    return env
+
+
+# -- building from a config ------------------------------------------------------------------
+def load_data_from_config(cfg: TrainConfig) -> Any:
+    """Load the dataset and apply the preprocessing fitted on the training split."""
+    from trainlab.data import load_dataset
+
+    ds = load_dataset(cfg.data.name, **cfg.data.options)
+    if cfg.data.preprocess:
+        from trainlab.data import preprocess_dataset
+
+        spec: Any = cfg.data.preprocess
+        if cfg.data.preprocess_options:
+            spec = {"name": spec, **cfg.data.preprocess_options}
+        ds, _ = preprocess_dataset(ds, spec)
+    return ds
+
+
+def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
+    """Build the model of ``cfg.model`` for ``dataset`` (input shape and classes)."""
+    from trainlab.nn import build_model
+
+    m = cfg.model
+    shape = tuple(dataset.meta.input_shape)
+    classes = dataset.meta.num_classes
+    init: Any = None
+    if m.init is not None:
+        init = {"name": m.init, **m.init_options} if m.init_options else m.init
+    common = dict(activation=m.activation, norm=m.norm, dropout=m.dropout, init=init)
+    builder = m.builder.lower()
+    if builder == "mlp":
+        spec = dict(
+            name="mlp",
+            in_features=math.prod(shape),
+            widths=[m.width] * m.depth,
+            out_features=classes,
+            placement=m.placement,
+            **common,
+        )
+    elif builder in ("convnet", "cnn"):
+        spec = dict(
+            name="convnet",
+            in_channels=shape[0],
+            channels=[m.width] * m.depth,
+            out_features=classes,
+            placement=m.placement,
+            dims=len(shape) - 1,
+            **common,
+        )
+    else:  # other builders (preact_resnet ...) take depth as they define it
+        spec = dict(name=m.builder, depth=m.depth, out_features=classes, **common)
+        if len(shape) > 1:
+            spec["in_channels"] = shape[0]
+    spec.update(m.options)
+    return build_model(spec)
+
+
+def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Trainer:
+    """A :class:`Trainer` for ``cfg`` (optimizer, schedule, loss, device, seed ...)."""
+    o = cfg.optim
+    schedule = None
+    if o.schedule is not None:
+        schedule = (o.schedule, dict(o.schedule_options)) if o.schedule_options else o.schedule
+    callbacks = list(kwargs.pop("callbacks", []))
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(cfg.early_stopping, patience=cfg.patience))
+    return Trainer(
+        model,
+        optimizer=(o.name, dict(o.options)),
+        lr=o.lr,
+        loss=cfg.loss,
+        device=cfg.device,
+        seed=cfg.seed,
+        schedule=schedule,
+        clip_norm=o.clip_norm,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+# -- reporting -------------------------------------------------------------------------------
+def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: str = "") -> Path:
+    """PNG of loss (train and test) and test accuracy against step, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (label, h) in enumerate(histories.items()):
+        c = f"C{i}"
+        s, v = h.series("train_loss")
+        ax_l.plot(s, v, color=c, label=f"{label} train")
+        s, v = h.series("test_loss")
+        if s:
+            ax_l.plot(s, v, color=c, linestyle="--", label=f"{label} test")
+        s, v = h.series("test_acc")
+        if s:
+            ax_a.plot(s, v, color=c, marker=".", label=label)
+    ax_l.set(xlabel="step", ylabel="loss", title="loss")
+    ax_a.set(xlabel="step", ylabel="accuracy", title="test accuracy")
+    for ax in (ax_l, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def summary_rows(history: History) -> list[tuple[str, str]]:
+    """(metric, value) rows for the end-of-run table."""
+    rows = [("status", history.status)]
+    last = history.metrics[-1] if history.metrics else {}
+    for key in ("step", "epoch", "train_loss", "test_loss", "test_acc", "time"):
+        v = history.last(key) if key in ("test_loss", "test_acc") else last.get(key)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            rows.append((key, f"{v:.4g}" if isinstance(v, float) else str(v)))
+    if history.divergence is not None:
+        rows.append(("diverged", history.divergence.message()))
+    return rows
+
+
+def format_table(rows: list[list[Any]] | list[tuple[Any, ...]], header: list[str]) -> str:
+    """A plain-text table with aligned columns."""
+    from trainlab.report.html import format_cell
+
+    cells = [[str(h) for h in header]] + [[format_cell(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- the lifecycle ---------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What :func:`execute_run` produced."""
+
+    status: str
+    folder: Path
+    history: History
+    run_id: int | None
+    message: str | None = None
+
+
+def execute_run(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    db: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    name: str | None = None,
+) -> RunResult:
+    """Train ``cfg`` into the run folder ``out`` and record it in the store ``db``.
+
+    ``status.json`` moves ``running`` → ``done`` / ``diverged`` / ``failed`` /
+    ``interrupted`` in a ``finally`` block; the store row is finished only after the
+    folder's files are complete. ``KeyboardInterrupt`` is re-raised after the checkpoint and
+    status are written. Resuming with a config that differs from the stored one raises
+    ``ValueError`` listing the differences; a corrupt checkpoint raises
+    :class:`~trainlab.train.checkpoint.CheckpointError` naming the file.
+    """
+    from trainlab.store import RunStore
+
+    # Check the folder rules now, create it only once data, model and optimizer are built,
+    # so a bad setting found while building leaves no half-made folder behind.
+    folder = RunFolder(out, resume=resume, force=force, create=False)
+    config = cfg.to_dict()
+    ckpt_state = None
+    if resume:
+        diffs = config_diff(folder.read_config(), config)
+        if diffs:
+            raise ValueError(
+                f"the config differs from the one stored in {str(folder.path)!r}: "
+                + "; ".join(diffs)
+                + ". Resume with the same settings, or start a new run."
+            )
+        if folder.checkpoint_path.exists():
+            load_checkpoint(folder.checkpoint_path)  # refuse a corrupt file before training
+            ckpt_state = folder.checkpoint_path
+    store = RunStore(db) if db is not None else None
+    seed_everything(cfg.seed)
+    dataset = load_data_from_config(cfg)
+    model = build_model_from_config(cfg, dataset)
+    trainer = build_trainer(
+        cfg,
+        model,
+        checkpoint=folder.checkpoint_path,
+        progress=progress,
+        callbacks=[MetricsCSV(folder.metrics_path)],
+    )
+    folder.create()
+    env = collect_env(trainer.device, cfg.seed)
+    folder.write_config(config)
+    folder.write_env(env)
+    run_id = folder.read_status().get("run_id") if resume else None
+    if store is not None:
+        if run_id is not None and _store_has(store, run_id):
+            store.mark_running(run_id)
+        else:
+            run_id = store.create_run(
+                config, seed=cfg.seed, env=env, folder=folder.path, name=name or folder.path.name
+            )
+    folder.set_status("running", run_id=run_id, started=time.time(), message=None, pid=os.getpid())
+    status, message = "failed", None
+    epochs = cfg.epochs if (cfg.epochs is not None or cfg.steps is not None) else 10
+    try:
+        trainer.fit(
+            dataset,
+            epochs=epochs,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            eval_every=cfg.eval_every,
+            resume=ckpt_state,
+        )
+        status = "done"
+    except DivergenceError as e:
+        status, message = "diverged", str(e)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted at step {trainer.step}; resume with --resume"
+        raise
+    except BaseException as e:
+        status, message = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        history = trainer.history
+        try:
+            history.to_csv(folder.metrics_path)
+            if history.metrics:
+                plot_curves({folder.path.name: history}, folder.figures_dir / "curves.png")
+        except Exception as e:  # figures must not hide the run's real outcome
+            message = (message or "") + f" (figure failed: {e})"
+        folder.set_status(
+            status,
+            message=message,
+            step=trainer.step,
+            final=history.final(),
+            finished=time.time(),
+        )
+        if store is not None and run_id is not None:
+            store.finish(
+                run_id,
+                status,
+                final_metrics=history.final(),
+                series=history.metrics,
+                message=message,
+            )
+    return RunResult(status, folder.path, history, run_id, message)
+
+
+def _store_has(store: Any, run_id: int) -> bool:
+    try:
+        store.get_run(run_id)
+    except ValueError:
+        return False
+    return True

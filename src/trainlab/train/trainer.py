@@ -1,0 +1,673 @@
+"""The Trainer: a plain PyTorch training loop with no per-step host synchronisation.
+
+One step is ``forward → loss → zero_grad → backward → (clip) → optimizer.step → schedule.step``
+on batches drawn on the device by :class:`trainlab.data.DeviceBatcher`. The loss of each
+step stays on the device; the host reads the losses of a whole window of steps at once, at
+*sync points* (every ``log_every`` steps, every ``eval_every`` steps, at checkpoints and at the
+end). So a healthy step costs what a hand-written loop costs.
+
+Divergence. At each sync point the window's losses and the parameter norms are checked. When
+one is NaN or Inf, training stops and the trainer *replays* the window from a snapshot taken
+at the previous sync point (model, optimizer, schedule and RNG states, and the window's
+batches) with temporary hooks on every module. The first module whose output (forward) or
+whose output gradient or parameter gradient (backward) is non-finite is named, with the exact
+step. Healthy training pays only for one snapshot copy per window.
+
+Resume. A checkpoint holds the model, optimizer, schedule and batcher states, every RNG state,
+the step and the History, so on CPU a resumed run ends with exactly the weights of an
+uninterrupted one. Ctrl-C (SIGINT) only sets a flag; the loop stops at the next step boundary,
+saves a checkpoint and raises ``KeyboardInterrupt`` (the CLI exits with status 130).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainlab.train.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from trainlab.train.history import Divergence, History
+from trainlab.utils import resolve_device, seed_everything
+
+__all__ = ["DivergenceError", "Trainer"]
+
+
+class _Snapshot:
+    """The training state at the last sync point, kept for the divergence replay.
+
+    Taken once per window, so it must be cheap: tensors are copied into buffers allocated
+    once and reused (one fused ``_foreach_copy_``), not cloned. Model parameters and buffers,
+    optimizer state tensors, the optimizer's hyperparameters, the schedule and every RNG.
+    """
+
+    def __init__(self) -> None:
+        self._sig: Any = None
+        self._bufs: list[torch.Tensor] = []
+
+    @staticmethod
+    def _state(trainer: Trainer) -> tuple[list[torch.Tensor], list[tuple[int, str]], dict]:
+        tensors = [t.detach() for t in trainer.model.state_dict(keep_vars=True).values()]
+        keys, other = [], {}
+        params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
+        for i, p in enumerate(params):
+            for k, v in trainer.optimizer.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor):
+                    tensors.append(v)
+                    keys.append((i, k))
+                else:
+                    other[(i, k)] = copy.deepcopy(v)
+        return tensors, keys, other
+
+    def take(self, trainer: Trainer) -> None:
+        tensors, self._keys, self._other = self._state(trainer)
+        sig = [(t.shape, t.dtype, t.device) for t in tensors]
+        if sig != self._sig:
+            self._bufs = [torch.empty_like(t) for t in tensors]
+            self._sig = sig
+        if tensors:
+            torch._foreach_copy_(self._bufs, tensors)
+        self._groups = [
+            {k: copy.copy(v) for k, v in g.items() if k != "params"}
+            for g in trainer.optimizer.param_groups
+        ]
+        sched = trainer.schedule
+        self._schedule = copy.deepcopy(sched.state_dict()) if sched is not None else None
+        self._rng = get_rng_state()
+
+    def restore(self, trainer: Trainer) -> None:
+        opt = trainer.optimizer
+        params = [p for g in opt.param_groups for p in g["params"]]
+        keep = {(i, k) for i, k in self._keys} | set(self._other)
+        for i, p in enumerate(params):  # drop state created after the snapshot
+            st = opt.state.get(p)
+            if st is not None:
+                for k in [k for k in st if (i, k) not in keep]:
+                    del st[k]
+                if not st:
+                    del opt.state[p]
+        for (i, k), v in self._other.items():
+            opt.state[params[i]][k] = copy.deepcopy(v)
+        targets = [t.detach() for t in trainer.model.state_dict(keep_vars=True).values()]
+        targets += [opt.state[params[i]][k] for i, k in self._keys]
+        with torch.no_grad():
+            torch._foreach_copy_(targets, self._bufs)
+        for g, saved in zip(opt.param_groups, self._groups):
+            g.update(saved)
+        if trainer.schedule is not None and self._schedule is not None:
+            trainer.schedule.load_state_dict(self._schedule)
+        set_rng_state(self._rng)
+
+
+class DivergenceError(RuntimeError):
+    """Training produced NaN or Inf; ``.divergence`` says where (step, module, kind)."""
+
+    def __init__(self, divergence: Divergence) -> None:
+        super().__init__(divergence.message())
+        self.divergence = divergence
+
+
+def _split_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any]:
+    """Accept a trainlab Dataset (or anything with x_train ...), or a 2- or 4-tuple."""
+    if hasattr(data, "x_train"):
+        x_test, y_test = getattr(data, "x_test", None), getattr(data, "y_test", None)
+        return data.x_train, data.y_train, x_test, y_test
+    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
+        return (*data, None, None) if len(data) == 2 else tuple(data)  # type: ignore[return-value]
+    raise TypeError(
+        "data must be a trainlab Dataset (x_train, y_train, x_test, y_test), or a tuple "
+        f"(x_train, y_train[, x_test, y_test]). Received: {type(data).__name__}."
+    )
+
+
+def _check_count(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an integer >= 1 or None. Received: {name}={value!r}.")
+
+
+class Trainer:
+    """Train a classifier; see the module docstring for the design.
+
+    Args:
+        model: any ``nn.Module`` mapping a batch of inputs to logits.
+        optimizer: a name in :data:`trainlab.optim.OPTIMIZERS` (``"sgd"``, ``"adam"`` ...),
+            a ``(name, kwargs)`` pair, a built ``torch.optim.Optimizer`` over the model's
+            parameters, or a callable ``params -> Optimizer``.
+        lr: learning rate for an optimizer built by name.
+        loss: a name in :data:`trainlab.losses.LOSSES` or a callable ``(logits, y) -> loss``.
+        device: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"`` ...
+        seed: seeds Python, NumPy and torch at the start of ``fit`` and the batch order.
+        probes: objects following the probe protocol (``attach``, ``step_begin``,
+            ``after_backward``, ``step_end``, ``records``, ``histograms``, ``detach``).
+        callbacks: see :mod:`trainlab.train.callbacks`.
+        schedule: a name in :data:`trainlab.optim.SCHEDULES`, a ``(name, kwargs)`` pair, a
+            built ``LRScheduler`` or a callable ``(optimizer, total_steps) -> LRScheduler``;
+            stepped once per training step.
+        optimizer_kwargs: extra keyword arguments for an optimizer built by name.
+        clip_norm: clip the global gradient norm to this value (``torch``'s fused kernel).
+        grad_noise: an object with ``add_(params, step)`` called after backward.
+        log_every: steps between sync points (loss read, divergence check, progress bar).
+        checkpoint: file written at ``checkpoint_every`` steps, at the end and on Ctrl-C.
+        checkpoint_every: steps between checkpoints (None: only at the end / on Ctrl-C).
+        progress: show a tqdm bar; ``None`` shows it only when stderr is a terminal.
+        on_divergence: ``"raise"`` (:class:`DivergenceError`) or ``"stop"`` (return the
+            History with ``status="diverged"``).
+        eval_batch_size: batch size of the evaluation passes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Any = "sgd",
+        lr: float | None = 0.1,
+        loss: Any = "cross_entropy",
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        probes: Sequence[Any] = (),
+        callbacks: Sequence[Any] = (),
+        schedule: Any = None,
+        *,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        clip_norm: float | None = None,
+        grad_noise: Any = None,
+        log_every: int = 50,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        progress: bool | None = None,
+        on_divergence: str = "raise",
+        eval_batch_size: int = 1024,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module. Received: {type(model).__name__}.")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
+        if lr is not None and not (isinstance(lr, (int, float)) and lr >= 0):
+            raise ValueError(f"lr must be a number >= 0. Received: lr={lr!r}.")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None. Received: clip_norm={clip_norm!r}.")
+        if on_divergence not in ("raise", "stop"):
+            raise ValueError(
+                "on_divergence must be one of ('raise', 'stop'). "
+                f"Received: on_divergence={on_divergence!r}."
+            )
+        _check_count("log_every", log_every)
+        _check_count("checkpoint_every", checkpoint_every)
+        _check_count("eval_batch_size", eval_batch_size)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.seed = seed
+        self.lr = lr
+        self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs or {})
+        self.loss_fn = self._build_loss(loss)
+        self._schedule_spec = schedule
+        self.schedule: Any = None
+        self.probes = list(probes)
+        self.callbacks = list(callbacks)
+        self.clip_norm = clip_norm
+        self.grad_noise = grad_noise
+        self.log_every = log_every
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        self.on_divergence = on_divergence
+        self.eval_batch_size = eval_batch_size
+        self.history = History()
+        self.step = 0
+        self.stop_training = False
+        self._interrupted = False
+        self.batcher: Any = None
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _build_optimizer(self, spec: Any, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+        if isinstance(spec, torch.optim.Optimizer):
+            return spec
+        if isinstance(spec, (str, tuple, dict)):
+            from trainlab.optim import build_optimizer
+
+            return build_optimizer(spec, self.model.parameters(), lr=self.lr, **kwargs)
+        if callable(spec):
+            return spec(self.model.parameters())
+        raise TypeError(
+            "optimizer must be a name, a (name, kwargs) pair, a torch.optim.Optimizer or a "
+            f"callable params -> Optimizer. Received: {type(spec).__name__}."
+        )
+
+    @staticmethod
+    def _build_loss(spec: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if isinstance(spec, (str, tuple, dict)):
+            from trainlab.losses import LOSSES
+
+            return LOSSES.build(spec)
+        if callable(spec):
+            return spec
+        raise TypeError(
+            f"loss must be a name or a callable (logits, y) -> loss. Received: {spec!r}."
+        )
+
+    def _build_schedule(self, total_steps: int) -> Any:
+        spec = self._schedule_spec
+        if spec is None or isinstance(spec, torch.optim.lr_scheduler.LRScheduler):
+            return spec
+        if isinstance(spec, (str, tuple, dict)):
+            from trainlab.optim import build_schedule
+
+            return build_schedule(spec, self.optimizer, total_steps=total_steps)
+        if callable(spec):
+            return spec(self.optimizer, total_steps)
+        raise TypeError(f"schedule must be a name, a scheduler or a callable. Received: {spec!r}.")
+
+    # -- public API ---------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Ask the loop to stop at the next step boundary, checkpoint, and raise Ctrl-C."""
+        self._interrupted = True
+
+    def fit(
+        self,
+        data: Any,
+        epochs: int | None = None,
+        steps: int | None = None,
+        batch_size: int = 128,
+        eval_every: int | None = None,
+        resume: str | Path | bool | None = None,
+    ) -> History:
+        """Train for ``epochs`` epochs or ``steps`` steps (give exactly one).
+
+        Args:
+            data: a :class:`trainlab.data.Dataset` or ``(x_train, y_train[, x_test, y_test])``.
+            batch_size: examples per step.
+            eval_every: steps between evaluations on the test split (default: once per
+                epoch); adds ``test_loss`` and ``test_acc`` to the History rows.
+            resume: a checkpoint path, or ``True`` for this trainer's ``checkpoint`` file.
+
+        Returns the :class:`History` (also ``self.history``). Raises
+        :class:`DivergenceError` on NaN/Inf (unless ``on_divergence="stop"``) and
+        ``KeyboardInterrupt`` after Ctrl-C, once the checkpoint is saved.
+        """
+        from trainlab.data.batching import DeviceBatcher
+
+        if (epochs is None) == (steps is None):
+            raise ValueError(
+                f"give exactly one of epochs and steps. Received: epochs={epochs!r}, "
+                f"steps={steps!r}."
+            )
+        _check_count("epochs", epochs)
+        _check_count("steps", steps)
+        _check_count("batch_size", batch_size)
+        _check_count("eval_every", eval_every)
+        x, y, x_test, y_test = _split_data(data)
+        seed_everything(self.seed)
+        self.batcher = DeviceBatcher(
+            x, y, batch_size, shuffle=True, seed=self.seed, device=self.device
+        )
+        per_epoch = len(self.batcher)
+        total = steps if steps is not None else epochs * per_epoch
+        eval_every = eval_every or per_epoch
+        self.total_steps = total
+        self._test = None
+        if x_test is not None and y_test is not None and len(x_test) > 0:
+            self._test = (x_test.to(self.device), y_test.to(self.device))
+        self.schedule = self._build_schedule(total)
+        self.history = History()
+        self.step = 0
+        self.stop_training = False
+        self._interrupted = False
+        if resume:
+            path = self.checkpoint if resume is True else Path(resume)
+            if path is None:
+                raise ValueError("resume=True needs the trainer's checkpoint= path.")
+            self._load(load_checkpoint(path, map_location=self.device))
+        sync_every = [self.log_every, eval_every]
+        if self.checkpoint is not None and self.checkpoint_every:
+            sync_every.append(self.checkpoint_every)
+        return self._run(total, sync_every, eval_every)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _run(self, total: int, sync_every: list[int], eval_every: int) -> History:
+        bar = self._progress_bar(total)
+        old_handler = self._install_sigint()
+        # attach the probes not attached yet (a probe attached by the caller stays attached)
+        mine = [p for p in self.probes if getattr(p, "model", None) is None]
+        for p in mine:
+            p.attach(self.model)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_fit_begin"):
+                cb.on_fit_begin(self)
+        self.model.train()
+        batches = self._stream()
+        t0 = time.perf_counter()
+        window_start = self.step
+        snapshot = _Snapshot()
+        snapshot.take(self)
+        window: list[tuple[torch.Tensor, torch.Tensor]] = []
+        losses: list[torch.Tensor] = []
+
+        def next_sync(s: int) -> int:  # the next multiple of any cadence, or the end
+            return min(total, *[(s // k + 1) * k for k in sync_every])
+
+        nxt = next_sync(self.step)
+        try:
+            while self.step < total and not self.stop_training and not self._interrupted:
+                xb, yb = next(batches)
+                window.append((xb, yb))
+                loss = self._step(xb, yb, self.step, probes=True)
+                losses.append(loss.detach())
+                self.step += 1
+                s = self.step
+                if s >= nxt or self._interrupted:
+                    evaluate = s % eval_every == 0 or s == total
+                    div = self._sync(window_start, losses, evaluate, t0, bar)
+                    if div is not None:
+                        div = self._locate(snapshot, window, window_start, div)
+                        return self._diverged(div)
+                    if self.checkpoint is not None and (
+                        (self.checkpoint_every and s % self.checkpoint_every == 0) or s == total
+                    ):
+                        self.save(self.checkpoint)
+                    window_start, window, losses = s, [], []
+                    nxt = next_sync(s)
+                    snapshot.take(self)
+            if self._interrupted:
+                if losses:  # flush the partial window so the History is complete
+                    div = self._sync(window_start, losses, False, t0, bar)
+                    if div is not None:
+                        return self._diverged(self._locate(snapshot, window, window_start, div))
+                if self.checkpoint is not None:
+                    self.save(self.checkpoint)
+                self.history.status = "interrupted"
+                raise KeyboardInterrupt
+            if self.stop_training:
+                self.history.status = "stopped"
+                if self.checkpoint is not None:
+                    self.save(self.checkpoint)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_fit_end"):
+                    cb.on_fit_end(self, self.history)
+            return self.history
+        finally:
+            for p in mine:
+                p.detach()  # flushes device-side records to the host
+            self._finish_probes()
+            if bar is not None:
+                bar.close()
+            self._restore_sigint(old_handler)
+
+    def _stream(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield from self.batcher
+
+    def _forward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.model(xb), yb)
+
+    def _update(self, loss: torch.Tensor, step: int, probes: bool) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if probes:
+            for p in self.probes:
+                p.after_backward(step)
+        if self.grad_noise is not None:
+            self.grad_noise.add_([p for p in self.model.parameters()], step)
+        if self.clip_norm is not None:
+            # torch's fused clip returns a device tensor: no host sync.
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, step: int, probes: bool) -> torch.Tensor:
+        if probes:
+            for p in self.probes:
+                p.step_begin(step)
+        loss = self._forward(xb, yb)
+        self._update(loss, step, probes)
+        if probes:
+            for p in self.probes:
+                p.step_end(step)
+        return loss
+
+    # -- sync points --------------------------------------------------------------------------
+    def _sync(
+        self,
+        window_start: int,
+        losses: list[torch.Tensor],
+        evaluate: bool,
+        t0: float,
+        bar: Any,
+    ) -> Divergence | None:
+        """Read the window's losses (one host sync), check them, log a History row."""
+        params = [p.detach() for p in self.model.parameters()]
+        parts = [torch.stack(losses).float().reshape(-1)]
+        if params:
+            # max |w| per tensor: finite iff the tensor is (a 2-norm could overflow to inf)
+            parts.append(torch.stack(torch._foreach_norm(params, math.inf)).float())
+        ev = self._evaluate() if evaluate and self._test is not None else None
+        if ev is not None:
+            parts.append(ev)
+        values = torch.cat([t.to(self.device) for t in parts]).tolist()  # the one sync
+        window_losses = values[: len(losses)]
+        for j, v in enumerate(window_losses):
+            if not math.isfinite(v):
+                return Divergence(window_start + j, "?", "loss", "nan" if v != v else "inf")
+        norms = values[len(losses) : len(losses) + len(params)]
+        if not all(math.isfinite(v) for v in norms):
+            bad = next(v for v in norms if not math.isfinite(v))
+            return Divergence(self.step - 1, "?", "parameter", "nan" if bad != bad else "inf")
+        row: dict[str, Any] = {
+            "step": self.step,
+            "epoch": round(self.step / max(len(self.batcher), 1), 4),
+            "train_loss": sum(window_losses) / len(window_losses),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "time": round(time.perf_counter() - t0, 4),
+        }
+        if ev is not None:
+            row["test_loss"], row["test_acc"] = values[-2], values[-1]
+        self.history.metrics.append(row)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_log"):
+                cb.on_log(self, row)
+        if bar is not None:
+            bar.update(self.step - bar.n)
+            post = {"loss": f"{row['train_loss']:.4g}"}
+            if "test_acc" in row:
+                post["test_acc"] = f"{row['test_acc']:.3f}"
+            bar.set_postfix(post, refresh=False)
+        return None
+
+    @torch.no_grad()
+    def _evaluate(self) -> torch.Tensor:
+        """``[mean loss, accuracy]`` on the test split, as a device tensor (no sync)."""
+        x, y = self._test
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        n = x.shape[0]
+        for i in range(0, n, self.eval_batch_size):
+            xb, yb = x[i : i + self.eval_batch_size], y[i : i + self.eval_batch_size]
+            out = self.model(xb)
+            loss_sum += self.loss_fn(out, yb).double() * xb.shape[0]
+            if out.ndim == 2:
+                correct += (out.argmax(dim=1) == yb).sum()
+            else:
+                correct += math.nan
+        self.model.train(was_training)
+        return torch.stack([loss_sum / n, correct / n])
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Mean loss and accuracy of the model on ``(x, y)``."""
+        saved = getattr(self, "_test", None)
+        self._test = (x.to(self.device), y.to(self.device))
+        try:
+            loss, acc = self._evaluate().tolist()
+        finally:
+            self._test = saved
+        return {"loss": loss, "acc": acc}
+
+    # -- divergence ---------------------------------------------------------------------------
+    def _locate(
+        self,
+        snapshot: _Snapshot,
+        window: list[tuple[torch.Tensor, torch.Tensor]],
+        window_start: int,
+        found: Divergence,
+    ) -> Divergence:
+        """Replay the window from the snapshot with hooks; name the first bad module."""
+        snapshot.restore(self)
+        first: list[tuple[str, str, str]] = []
+
+        def bad(t: Any) -> str | None:
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                if torch.isnan(t).any():
+                    return "nan"
+                if torch.isinf(t).any():
+                    return "inf"
+            return None
+
+        def grad_hook(name: str) -> Callable[[torch.Tensor], None]:
+            def hook(g: torch.Tensor) -> None:
+                v = bad(g)
+                if v and not first:
+                    first.append((name, "gradient", v))
+
+            return hook
+
+        def fwd_hook(name: str) -> Callable[..., None]:
+            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+                outs = output if isinstance(output, (tuple, list)) else (output,)
+                for o in outs:
+                    v = bad(o)
+                    if v and not first:
+                        first.append((name, "activation", v))
+                    if isinstance(o, torch.Tensor) and o.requires_grad:
+                        o.register_hook(grad_hook(name))
+
+            return hook
+
+        handles = []
+        for name, m in self.model.named_modules():
+            handles.append(m.register_forward_hook(fwd_hook(name or type(m).__name__)))
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                handles.append(p.register_hook(grad_hook(name.rpartition(".")[0] or name)))
+        try:
+            for j, (xb, yb) in enumerate(window):
+                step = window_start + j
+                self.step = step  # what step-dependent code saw the first time
+                loss = self._forward(xb, yb)
+                if first:
+                    return Divergence(step, *first[0])
+                v = bad(loss)
+                if v:
+                    return Divergence(step, "loss", "loss", v)
+                self._update(loss, step, probes=False)
+                if first:
+                    return Divergence(step, *first[0])
+                for name, p in self.model.named_parameters():
+                    v = bad(p)
+                    if v:
+                        return Divergence(step, name.rpartition(".")[0] or name, "parameter", v)
+        finally:
+            for h in handles:
+                h.remove()
+        return found
+
+    def _diverged(self, div: Divergence) -> History:
+        self.history.status = "diverged"
+        self.history.divergence = div
+        for cb in self.callbacks:
+            if hasattr(cb, "on_fit_end"):
+                cb.on_fit_end(self, self.history)
+        if self.on_divergence == "raise":
+            raise DivergenceError(div)
+        return self.history
+
+    def _finish_probes(self) -> None:
+        recs, hists = [], []
+        for p in self.probes:
+            recs.extend(p.records())
+            if hasattr(p, "histograms"):
+                hists.extend(p.histograms())
+        self.history.probe_records.extend(recs)
+        self.history.histograms.extend(hists)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        cbs = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks]
+        return {
+            "step": self.step,
+            "epoch": self.batcher.epoch if self.batcher is not None else 0,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "batcher": self.batcher.state_dict() if self.batcher is not None else None,
+            "grad_noise": self.grad_noise.state_dict()
+            if hasattr(self.grad_noise, "state_dict")
+            else None,
+            "rng": get_rng_state(),
+            "history": self.history.state_dict(),
+            "callbacks": cbs,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically (temporary file, fsync, rename)."""
+        return save_checkpoint(path, self.state_dict())
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state.get("schedule") is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        if self.batcher is not None and state.get("batcher") is not None:
+            self.batcher.load_state_dict(state["batcher"])
+        if state.get("grad_noise") is not None and hasattr(self.grad_noise, "load_state_dict"):
+            self.grad_noise.load_state_dict(state["grad_noise"])
+        self.history.load_state_dict(state.get("history", {}))
+        for cb, s in zip(self.callbacks, state.get("callbacks") or []):
+            if s is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(s)
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _progress_bar(self, total: int) -> Any:
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False)
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        trainer = self
+
+        def handler(signum: int, frame: Any) -> None:
+            if trainer._interrupted:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            trainer._interrupted = True
+
+        try:
+            return signal.signal(signal.SIGINT, handler)
+        except (ValueError, OSError):  # pragma: no cover - unusual embedding
+            return None
+
+    @staticmethod
+    def _restore_sigint(old: Any) -> None:
+        if old is not None:
+            try:
+                signal.signal(signal.SIGINT, old)
+            except (ValueError, OSError):  # pragma: no cover
+                pass
