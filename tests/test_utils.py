@@ -46,6 +46,13 @@ def test_atomic_write_replaces_whole(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["f.txt"]  # no temporary left behind
 
 
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    p = atomic_write_text(tmp_path / "page.html", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_atomic_write_crash_keeps_old_file(tmp_path, monkeypatch):
     p = tmp_path / "ckpt.pt"
     atomic_torch_save({"w": torch.ones(3)}, p)
