@@ -46,3 +46,20 @@ def test_installed_console_script_runs():
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("trainlab: error: Unknown family 'nope'")
+
+
+def test_closed_pipe_is_not_an_error():
+    # `trainlab runs list | head -1`: the reader closes the pipe while the command still
+    # writes. The child prints far more than a pipe buffer holds, so the write must fail.
+    child = (
+        "import sys, trainlab.cli as c, trainlab.cli.list_cmd as l\n"
+        "l.run = lambda args: [print('x' * 99) for _ in range(100000)] and 0\n"
+        "sys.exit(c.main(['list']))\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err

@@ -315,23 +315,11 @@ def test_init_name_and_dict_are_applied():
 
 
 # -- depth: a 50-layer MLP builds, runs and trains ---------------------------------------------
-@pytest.fixture
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy CPU each of the ~600
-    kernels per step can wait for a descheduled thread (seen: 0.5 s -> 45 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(
     "activation, norm, init",
     [("tanh", "bn", None), ("selu", "none", "lecun_normal")],  # BN; self-normalizing net
 )
-def test_50_layer_mlp_builds_runs_and_trains(activation, norm, init, one_thread):
+def test_50_layer_mlp_builds_runs_and_trains(activation, norm, init):
     if init is not None:
         pytest.importorskip("trainlab.init", reason="trainlab.init (contract C4) not installed")
     torch.manual_seed(0)

@@ -16,16 +16,6 @@ from trainlab.cli import main
 from trainlab.store import RunStore
 from trainlab.train import load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: intra-op threads only add barrier waits, which on a busy machine make a
-    # step 10-100x slower. One thread keeps these tests fast and their timing stable.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = ["--dataset", "blobs", "--depth", "2", "--width", "8", "--steps", "24",
         "--batch-size", "64", "--eval-every", "8", "--set", "log_every=4", "--device", "cpu",
         "--quiet"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from trainlab.train.config import (
     TrainConfig,
@@ -12,16 +11,6 @@ from trainlab.train.config import (
     parse_overrides,
     read_config_file,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: intra-op threads only add barrier waits, which on a busy machine make a
-    # step 10-100x slower. One thread keeps these tests fast and their timing stable.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_defaults_and_registry_default_lr():

@@ -10,16 +10,6 @@ from torch import nn
 from trainlab.train import DivergenceError, Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: intra-op threads only add barrier waits, which on a busy machine make a
-    # step 10-100x slower. One thread keeps these tests fast and their timing stable.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(n=128):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 4, generator=g)

@@ -16,16 +16,6 @@ from trainlab.train.demo import activation_stds, run_demo
 from trainlab.train.runs import RunFolder, execute_run
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: intra-op threads only add barrier waits, which on a busy machine make a
-    # step 10-100x slower. One thread keeps these tests fast and their timing stable.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(**over):
     sets = ["data.name=blobs", "model.depth=2", "model.width=8", "steps=12", "batch_size=64",
             "log_every=4", "device=cpu"] + [f"{k}={v}" for k, v in over.items()]

@@ -11,16 +11,6 @@ from trainlab.data import DeviceBatcher
 from trainlab.train import EarlyStopping, History, LambdaCallback, Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: intra-op threads only add barrier waits, which on a busy machine make a
-    # step 10-100x slower. One thread keeps these tests fast and their timing stable.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(n=256, d=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
