@@ -19,8 +19,6 @@ from trainlab.probes.base import Probe, activation_info, first_tensor
 
 __all__ = ["ActivationStats", "moment_keys", "finish_moments"]
 
-_MOMENTS = ("sum", "sumsq", "min", "max")
-
 #: tensors with at most this many elements are stacked and reduced together.
 STACK_MAX = 8192
 
