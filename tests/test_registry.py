@@ -30,6 +30,7 @@ def test_defaults_are_merged_under_caller_kwargs(reg):
     assert reg.build("leaky_relu", slope=0.2) == ("leaky", 0.2)
     assert reg.build(("leaky_relu", {"slope": 0.3})) == ("leaky", 0.3)
     assert reg.build({"name": "lrelu", "slope": 0.4}) == ("leaky", 0.4)
+    assert reg.build(["leaky_relu", {"slope": 0.5}]) == ("leaky", 0.5)  # from JSON/YAML
 
 
 def test_callables_pass_through(reg):

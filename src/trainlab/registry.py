@@ -29,12 +29,39 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Entry", "Registry", "normalize_name"]
+__all__ = ["Entry", "Registry", "normalize_name", "split_spec"]
 
 
 def normalize_name(name: str) -> str:
     """Canonical form of a user-typed name: lower case, ``-`` and spaces become ``_``."""
     return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def split_spec(spec: Any, family: str = "") -> tuple[str, dict[str, Any]] | None:
+    """``(name, kwargs)`` for a spec given by name, without looking the name up.
+
+    The named forms are ``"name"``, ``("name", {kwargs})`` (or the list ``["name",
+    {kwargs}]`` that JSON and YAML give) and ``{"name": ..., **kwargs}``; anything else
+    (a class, a callable, a module) gives ``None``. A malformed named form is an error;
+    ``family`` names what the spec is for in its message.
+    """
+    what = f"{family} " if family else ""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str):
+        if not isinstance(spec[1], Mapping):
+            raise TypeError(
+                f"The ({what}name, kwargs) spec needs a mapping of kwargs. Received: {spec!r}."
+            )
+        return spec[0], dict(spec[1])
+    if isinstance(spec, Mapping):
+        kwargs = dict(spec)
+        if not isinstance(kwargs.get("name"), str):
+            raise ValueError(
+                f"The {what}spec given as a mapping needs a 'name' key. Received: {kwargs!r}."
+            )
+        return kwargs.pop("name"), kwargs
+    return None
 
 
 @dataclass(frozen=True)
@@ -147,30 +174,13 @@ class Registry:
         )
 
     def resolve(self, spec: Any) -> tuple[Entry, dict[str, Any]] | None:
-        """Parse a spec given by name: ``(entry, kwargs)``, or ``None`` for anything else.
-
-        The named forms are ``"name"``, ``("name", {kwargs})`` and ``{"name": ..., **kwargs}``
-        (the form config files use). Callables and other objects give ``None``: the caller
-        decides what they mean.
-        """
-        if isinstance(spec, str):
-            return self.get(spec), {}
-        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-            if not isinstance(spec[1], Mapping):
-                raise TypeError(
-                    f"The ({self.family} name, kwargs) spec needs a mapping of kwargs. "
-                    f"Received: {spec!r}."
-                )
-            return self.get(spec[0]), dict(spec[1])
-        if isinstance(spec, Mapping):
-            kwargs = dict(spec)
-            if "name" not in kwargs:
-                raise ValueError(
-                    f"The {self.family} spec given as a mapping needs a 'name' key. "
-                    f"Received: {kwargs!r}."
-                )
-            return self.get(kwargs.pop("name")), kwargs
-        return None
+        """``(entry, kwargs)`` for a spec given by name (see :func:`split_spec`), or ``None``
+        for anything else (a class or callable: the caller decides what it means)."""
+        parsed = split_spec(spec, self.family)
+        if parsed is None:
+            return None
+        name, kwargs = parsed
+        return self.get(name), kwargs
 
     def build(self, spec: Any, *args: Any, **kwargs: Any) -> Any:
         """Build an object from a spec.

@@ -81,7 +81,7 @@ from trainlab.nn.functional import (
     TORCH_LEAKY_SLOPE,
     check_range,
 )
-from trainlab.registry import Registry
+from trainlab.registry import Registry, split_spec
 
 __all__ = [
     "ACTIVATIONS",
@@ -1073,10 +1073,10 @@ def activation_info(obj: Any, *, strict: bool = False) -> ActivationInfo | None:
         return obj
     if isinstance(obj, str):
         return ACTIVATIONS.get(obj).meta["info"]
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):
-        return _info_from_spec(obj[0], dict(obj[1]))
-    if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
-        return _info_from_spec(obj["name"], {k: v for k, v in obj.items() if k != "name"})
+    if isinstance(obj, (tuple, list, Mapping)):
+        parsed = split_spec(obj)
+        if parsed is not None:
+            return _info_from_spec(*parsed)
     if isinstance(obj, nn.Module):
         if hasattr(type(obj), "info_for") and hasattr(obj, "activation_info"):
             return obj.activation_info()

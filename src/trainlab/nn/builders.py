@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from trainlab.nn.activations import ACTIVATIONS, activation_info
 from trainlab.nn.norms import NORMS, check_placement, norm_kind, norm_layer
-from trainlab.registry import Registry
+from trainlab.registry import Registry, split_spec
 
 __all__ = [
     "MODELS",
@@ -140,21 +140,13 @@ def _linear_unit(activation: Any, in_f: int, out_f: int, bias: bool) -> tuple[nn
 
 
 def _spec_name(spec: Any) -> str | None:
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        return spec[0]
-    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
-        return spec["name"]
-    return None
+    parsed = split_spec(spec)
+    return None if parsed is None else parsed[0]
 
 
 def _spec_kwargs(spec: Any) -> dict[str, Any]:
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        return dict(spec[1])
-    if isinstance(spec, Mapping):
-        return {k: v for k, v in spec.items() if k != "name"}
-    return {}
+    parsed = split_spec(spec)
+    return {} if parsed is None else parsed[1]
 
 
 def _check_norm_for_vectors(norm: Any) -> None:
@@ -618,23 +610,18 @@ def build_model(spec: Any, **overrides: Any) -> nn.Module:
     keys raise ``ValueError`` naming them and the allowed keys; unknown model names list the
     close matches.
     """
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        name, kwargs = spec[0], dict(spec[1])
-    elif isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ValueError(
-                f"A model spec needs a 'name' key (one of {', '.join(MODELS.names())}). "
-                f"Received keys: {sorted(spec)}."
-            )
-        kwargs = dict(spec)
-        name = kwargs.pop("name")
-    else:
+    if isinstance(spec, Mapping) and "name" not in spec:
+        raise ValueError(
+            f"A model spec needs a 'name' key (one of {', '.join(MODELS.names())}). "
+            f"Received keys: {sorted(spec)}."
+        )
+    parsed = split_spec(spec)
+    if parsed is None:
         raise TypeError(
             f"A model spec is a name, a (name, kwargs) pair or a dict with 'name'. "
             f"Received: {spec!r} of type {type(spec).__name__}."
         )
+    name, kwargs = parsed
     entry = MODELS.get(name)
     kwargs.update(overrides)
     params = inspect.signature(entry.factory).parameters

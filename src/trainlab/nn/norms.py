@@ -453,17 +453,11 @@ def norm_kind(spec: Any) -> str:
     Names (and ``(name, kwargs)`` / ``{"name": ...}`` specs) read their registry entry;
     classes and callables say so with a ``norm_kind`` attribute (default ``"activation"``).
     """
-    name = None
-    if isinstance(spec, str):
-        name = spec
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        name = spec[0]
-    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        name = spec["name"]
     if spec is None:
         return "activation"
-    if name is not None:
-        return NORMS.get(name).meta.get("kind", "activation")
+    resolved = NORMS.resolve(spec)
+    if resolved is not None:
+        return resolved[0].meta.get("kind", "activation")
     return getattr(spec, "norm_kind", "activation")
 
 
