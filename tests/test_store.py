@@ -91,3 +91,62 @@ def test_two_concurrent_writer_processes(tmp_path):
     assert all(len(s.metrics(r["id"])) == 20 for r in runs)
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_new_run_in_a_folder_marks_earlier_rows_overwritten(tmp_path):
+    s = RunStore(tmp_path / "t.db")
+    a = s.create_run({}, folder=tmp_path / "run")
+    s.finish(a, "done", final_metrics={"test_acc": 0.9})
+    other = s.create_run({}, folder=tmp_path / "other")
+    s.finish(other, "diverged")
+    b = s.create_run({}, folder=tmp_path / "sub" / ".." / "run")  # the same folder, resolved
+    ra = s.get_run(a)
+    assert ra["status"] == "overwritten" and f"overwritten by run {b}" in ra["message"]
+    assert ra["final_metrics"] == {"test_acc": 0.9}  # the record itself is kept
+    assert s.get_run(b)["status"] == "running"
+    assert s.get_run(other)["status"] == "diverged"
+    assert [r["id"] for r in s.list_runs(status="overwritten")] == [a]
+    # a run whose folder was taken over while it ran stays "overwritten" when it finishes
+    s.finish(b, "done")
+    c = s.create_run({}, folder=tmp_path / "run")
+    s.finish(c, "done")
+    assert s.get_run(b)["status"] == "overwritten" and s.get_run(c)["status"] == "done"
+    assert s.get_run(a)["message"].endswith(f"run {b}")  # an older mark keeps its message
+
+
+def test_mark_overwritten_is_one_transaction_and_counts_rows(tmp_path):
+    s = RunStore(tmp_path / "t.db")
+    ids = [s.create_run({}, folder=tmp_path / "r", name=str(i)) for i in range(2)]
+    keep = s.create_run({}, folder=tmp_path / "r")
+    # create_run already marked the first two; mark_overwritten changes nothing more ...
+    assert s.mark_overwritten(tmp_path / "r", keep=keep) == 0
+    assert [s.get_run(i)["status"] for i in ids] == ["overwritten", "overwritten"]
+    # ... until the kept row's folder is overwritten too
+    assert s.mark_overwritten(tmp_path / "r") == 1
+    assert s.get_run(keep)["status"] == "overwritten"
+    assert s.mark_overwritten(tmp_path / "nowhere") == 0
+    with pytest.raises(ValueError, match="status must be one of.*status='overwritten'"):
+        s.finish(keep, "overwritten")
+
+
+def test_overwritten_rows_are_written_atomically(tmp_path, monkeypatch):
+    s = RunStore(tmp_path / "t.db")
+    a = s.create_run({}, folder=tmp_path / "r")
+    s.finish(a, "done")
+    real = sqlite3.Connection.execute
+    calls = []
+
+    class Boom(sqlite3.Connection):
+        def execute(self, sql, *args):
+            calls.append(sql)
+            if sql.startswith("UPDATE runs SET status='overwritten'"):
+                raise sqlite3.OperationalError("disk I/O error (simulated)")
+            return real(self, sql, *args)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, factory=Boom, **k))
+    with pytest.raises(OSError, match="simulated"):
+        s.create_run({}, folder=tmp_path / "r")
+    monkeypatch.undo()
+    # the insert was rolled back with the failed update: still one run, still "done"
+    assert [(r["id"], r["status"]) for r in s.list_runs()] == [(a, "done")]

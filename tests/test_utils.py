@@ -76,6 +76,7 @@ def test_html_page(tmp_path):
     out = page.write(tmp_path / "index.html")
     text = out.read_text()
     assert "<title>T &lt;1&gt;</title>" in text
-    assert "<td>0.1235</td>" in text and "b&lt;" in text and 'class="pass"' in text
+    assert '<td class="num">0.1235</td>' in text and "<td>a</td>" in text
+    assert "b&lt;" in text and 'class="pass"' in text
     assert "x &amp; y" in text and '<img src="f.png"' in text
     assert format_cell(1e-7) == "1e-07" and format_cell(3) == "3"

@@ -214,7 +214,7 @@ class Diagnosis:
                 rows.append([fr.fix, "no: " + fr.note] + ["-"] * len(keys) + ["-"])
             else:
                 m = fr.after.metrics()
-                rows.append([fr.fix, "yes"] + [m[k] for k in keys]
+                rows.append([fr.fix, fr.note] + [m[k] for k in keys]
                             + [", ".join(sorted(fr.after.kinds())) or "none"])
         return header, rows
 
@@ -228,7 +228,7 @@ class Diagnosis:
         path = Path(path)
         page = HtmlPage(title)
         page.heading("Per-layer statistics")
-        page.table(self.table_rows(), header=self.HEADER)
+        page.table(_dash(self.table_rows()), header=self.HEADER)
         page.paragraph(f"Loss {self.loss:.4g}; inputs mean {self.input_stats['mean']:.3g}, "
                        f"std {self.input_stats['std']:.3g}.")
         for n in self.notes:
@@ -243,7 +243,7 @@ class Diagnosis:
         if self.fix_results:
             page.heading("Fixes tried: before and after")
             header, rows = self._fix_table()
-            page.table(rows, header=header)
+            page.table(_dash(rows), header=header)
         page.heading("Thresholds")
         page.table([[k, v] for k, v in self.thresholds.items()], header=["name", "value"])
         try:
@@ -266,10 +266,15 @@ def _ratio(v: list[float]) -> float:
     return v[-1] / v[0]
 
 
+def _dash(rows: list[list[Any]]) -> list[list[Any]]:
+    """NaN cells mean "does not apply here" (a tanh unit cannot die): show them as "-"."""
+    return [["-" if isinstance(v, float) and math.isnan(v) else v for v in r] for r in rows]
+
+
 def _format_table(header: Sequence[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.3g}"
+            return "-" if math.isnan(v) else f"{v:.3g}"  # nan: does not apply here
         return str(v)
 
     text = [[cell(v) for v in r] for r in rows]
@@ -600,15 +605,16 @@ def _rebuild(model: nn.Module, **changes: Any) -> nn.Module | None:
 
 
 def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, seed: int
-               ) -> tuple[nn.Module, Tensor, float] | str:
-    """``(model, x, lr)`` with ``fix`` applied (copies), or the reason it does not apply."""
+               ) -> tuple[nn.Module, Tensor, float, str] | str:
+    """``(model, x, lr, what was done)`` with ``fix`` applied (copies), or the reason it
+    does not apply."""
     if fix == "init":
         from trainlab.init import init_model
 
         m = copy.deepcopy(model)
         scheme = _init_scheme(_activation_name(m))
         init_model(m, scheme, bias=0.0, generator=seed)
-        return m, x, lr
+        return m, x, lr, f"re-initialized with {scheme!r}, biases 0"
     if fix == "norm":
         spec = getattr(model, "spec", None)
         if isinstance(spec, dict) and spec.get("norm") not in (None, "none"):
@@ -617,27 +623,28 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
         if m is None:
             return ("inserting BatchNorm needs a trainlab-built model (from a spec); for your "
                     "own module, add nn.BatchNorm1d/2d between each Linear/Conv and activation")
-        return m, x, lr
+        return m, x, lr, "inserted BatchNorm before each activation"
     if fix == "activation":
         act = _activation_name(model)
         new = "leaky_relu" if act in ("relu", "relu6") else "relu"
         m = _rebuild(model, activation=new)
         if m is None:
             return "swapping the activation needs a trainlab-built model (from a spec)"
-        return m, x, lr
+        return m, x, lr, f"activation {act!r} -> {new!r} (weights kept)"
     if fix == "lr":
         if not steps:
             return "the learning rate only matters with steps > 0 (--steps)"
-        return copy.deepcopy(model), x, lr / 10
+        return copy.deepcopy(model), x, lr / 10, f"learning rate {lr:g} -> {lr / 10:g}"
     if fix == "center":
-        return copy.deepcopy(model), x - x.mean(dim=0, keepdim=True), lr
+        return (copy.deepcopy(model), x - x.mean(dim=0, keepdim=True), lr,
+                "inputs centred (batch mean subtracted)")
     if fix == "bn_train":
         m = copy.deepcopy(model)
         for mod in m.modules():
             if isinstance(mod, _BN):
                 mod.train(True)
         m.training = True
-        return m, x, lr
+        return m, x, lr, "BatchNorm layers put in training mode"
     raise ValueError(f"Unknown fix {fix!r}; known: {', '.join(FIXES)}.")
 
 
@@ -702,8 +709,8 @@ def diagnose(
             if isinstance(got, str):
                 d.fix_results.append(FixResult(fix, False, got))
                 continue
-            m2, x2, lr2 = got
+            m2, x2, lr2, what = got
             after = _run(copy.deepcopy(m2) if steps else m2, x2, y, loss_fn, steps=steps,
                          lr=lr2, optimizer=optimizer, jacobian=jacobian, mode=mode)
-            d.fix_results.append(FixResult(fix, True, FIXES[fix], after))
+            d.fix_results.append(FixResult(fix, True, what, after))
     return d

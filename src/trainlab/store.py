@@ -16,6 +16,10 @@ Crash safety follows from three rules:
   final status, metrics and series in one transaction: a process killed before that leaves
   a row that still says ``running`` (shown as ``running?`` by :meth:`RunStore.list_runs` when
   its process is gone), never one that looks finished.
+- A row describes the files of its folder. When a new run is created in a folder (a run
+  folder overwritten with ``--force``, or the demo regenerating its folders), the earlier rows
+  of that folder are marked ``overwritten`` in the same transaction that inserts the new row
+  (:meth:`RunStore.mark_overwritten` does it alone); their config and metrics stay readable.
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ from typing import Any
 __all__ = ["DEFAULT_DB", "STATUSES", "RunStore"]
 
 DEFAULT_DB = Path("runs") / "trainlab.db"
-STATUSES = ("running", "done", "diverged", "failed", "interrupted")
+STATUSES = ("running", "done", "diverged", "failed", "interrupted", "overwritten")
+# set only by create_run / mark_overwritten, never by finish()
+_FINAL = ("done", "diverged", "failed", "interrupted")
+_OVERWRITE_SQL = (
+    "UPDATE runs SET status='overwritten', message=? "
+    "WHERE folder=? AND id<>? AND status<>'overwritten'"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -171,26 +181,54 @@ class RunStore:
         folder: str | os.PathLike | None = None,
         name: str | None = None,
     ) -> int:
-        """Insert a run with status ``running``; return its id."""
-        cur = self._write(
-            [
-                (
-                    "INSERT INTO runs (name, status, config, seed, env, folder, created, pid, host)"
-                    " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name,
-                        json.dumps(config, sort_keys=True, default=str),
-                        seed,
-                        json.dumps(env or {}, sort_keys=True, default=str),
-                        str(Path(folder).resolve()) if folder is not None else None,
-                        time.time(),
-                        os.getpid(),
-                        socket.gethostname(),
-                    ),
-                )
-            ]
-        )[0]
-        return int(cur.lastrowid)
+        """Insert a run with status ``running``; return its id.
+
+        Earlier rows recorded for the same ``folder`` are marked ``overwritten`` in the same
+        transaction: the folder's files now belong to the new run.
+        """
+        where = str(Path(folder).resolve()) if folder is not None else None
+
+        def go() -> int:
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = con.execute(
+                        "INSERT INTO runs (name, status, config, seed, env, folder, created, pid,"
+                        " host) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            name,
+                            json.dumps(config, sort_keys=True, default=str),
+                            seed,
+                            json.dumps(env or {}, sort_keys=True, default=str),
+                            where,
+                            time.time(),
+                            os.getpid(),
+                            socket.gethostname(),
+                        ),
+                    )
+                    run_id = int(cur.lastrowid)
+                    if where is not None:
+                        con.execute(
+                            _OVERWRITE_SQL,
+                            (f"its folder was overwritten by run {run_id}", where, run_id),
+                        )
+                    con.execute("COMMIT")
+                    return run_id
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+
+        return self._retry(go)
+
+    def mark_overwritten(
+        self, folder: str | os.PathLike, *, keep: int | None = None, message: str | None = None
+    ) -> int:
+        """Mark every run of ``folder`` (except run ``keep``) ``overwritten``, in one
+        transaction; return how many rows changed. Rows already marked keep their message."""
+        msg = message or "its folder was overwritten"
+        where = str(Path(folder).resolve())
+        cur = self._write([(_OVERWRITE_SQL, (msg, where, -1 if keep is None else int(keep)))])
+        return int(cur[0].rowcount)
 
     def mark_running(self, run_id: int) -> None:
         """Set a run back to ``running`` (when it is resumed) under this process."""
@@ -218,9 +256,8 @@ class RunStore:
         Call it only after the run's files are written. ``series`` is the run's metric rows
         (dicts with a ``step`` key); they replace any series stored earlier for the run.
         """
-        if status not in STATUSES or status == "running":
-            allowed = tuple(s for s in STATUSES if s != "running")
-            raise ValueError(f"status must be one of {allowed}. Received: status={status!r}.")
+        if status not in _FINAL:
+            raise ValueError(f"status must be one of {_FINAL}. Received: status={status!r}.")
         rows = []
         for row in series:
             step = int(row["step"])
@@ -234,7 +271,10 @@ class RunStore:
                 ("DELETE FROM metrics WHERE run_id=?", (int(run_id),)),
                 ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", rows),
                 (
-                    "UPDATE runs SET status=?, finished=?, final_metrics=?, message=? WHERE id=?",
+                    # a row whose folder another run took over meanwhile stays "overwritten"
+                    "UPDATE runs SET status=CASE WHEN status='overwritten' THEN status ELSE ? END,"
+                    " finished=?, final_metrics=?,"
+                    " message=CASE WHEN status='overwritten' THEN message ELSE ? END WHERE id=?",
                     (status, time.time(), json.dumps(final, sort_keys=True), message, int(run_id)),
                 ),
             ]

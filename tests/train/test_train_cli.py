@@ -280,3 +280,50 @@ def test_ctrl_c_on_the_command_saves_marks_interrupted_and_exits_130(tmp_path):
     assert status["status"] == "interrupted"
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == status["step"] > 0
     assert RunStore(tmp_path / "t.db").get_run(status["run_id"])["status"] == "interrupted"
+
+
+def test_train_with_probes_writes_records_figures_and_says_where(tmp_path, capsys):
+    from trainlab.probes import load_records
+
+    base = ["train", *TINY[:-1], "--out", str(tmp_path / "run"), "--no-db"]
+    assert main([*base, "--probe", "activations,jacobian", "--probe", "updates",
+                 "--probe-every", "8"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    assert f"probe records  {run / 'probes.csv'}" in out
+    assert f"probe figures  {run / 'figures' / 'probe_*.png'}" in out
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["probes"] == ["activations", "updates", "jacobian"] and cfg["probe_every"] == 8
+    log = load_records(run)
+    assert {"act_std", "update_ratio", "jac_sv_max"} <= set(log.quantities())
+    assert "grad_out_std" not in log.quantities()
+    assert sorted(set(log.steps("update_ratio"))) == [0, 8, 16]
+    assert (run / "figures" / "probe_act_moments.png").is_file()
+    assert list((run / "figures").glob("probe_jacobian_step*.png"))
+    # resuming with other probes is refused, naming the difference
+    assert main([*base, "--probe", "all", "--resume"]) == 2
+    line = _one_line_error(capsys, "differs", "probes: stored")
+    assert "probe_every: stored 8, given None" in line
+
+
+def test_unknown_probe_is_one_line_with_close_matches(tmp_path, capsys):
+    assert _train(tmp_path, "--probe", "activations,gradiens") == 2
+    _one_line_error(capsys, "unknown probe 'gradiens'", "Did you mean gradients",
+                    "Allowed: activations, gradients, weights, updates, jacobian, all")
+    assert not (tmp_path / "run").exists()
+
+
+def test_force_marks_the_old_row_overwritten_in_runs_list(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    assert _train(tmp_path, "--force") == 0
+    store = RunStore(tmp_path / "t.db")
+    old, new = store.list_runs()
+    assert old["status"] == "overwritten" and new["status"] == "done"
+    assert old["folder"] == new["folder"]
+    capsys.readouterr()
+    assert main(["runs", "list", "--db", str(tmp_path / "t.db")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:2] == [str(old["id"]), "overwritten"]
+    assert lines[3].split()[:2] == [str(new["id"]), "done"]
+    assert main(["runs", "list", "--status", "overwritten", "--db", str(tmp_path / "t.db")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3

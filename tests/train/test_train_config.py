@@ -108,3 +108,50 @@ def test_config_diff_lists_changed_keys():
         "optim.lr: stored 0.1, given 0.5",
     ]
     assert config_diff(a, a) == []
+
+
+def test_probes_key_from_file_set_and_all(tmp_path):
+    assert load_config().probes == [] and load_config().probe_every is None
+    f = tmp_path / "c.yaml"
+    f.write_text("probes: [jacobian, Activations]\nprobe_every: 20\n")
+    cfg = load_config(f)
+    assert cfg.probes == ["activations", "jacobian"] and cfg.probe_every == 20
+    t = tmp_path / "c.toml"
+    t.write_text('probes = ["gradients"]\n')
+    assert load_config(t).probes == ["gradients"]
+    cfg = load_config(overrides=["probes=weights,updates", "probe_every=5"])
+    assert cfg.probes == ["weights", "updates"] and cfg.probe_every == 5
+    everything = ["activations", "gradients", "weights", "updates", "jacobian"]
+    assert load_config(overrides=["probes=all"]).probes == everything
+    assert load_config(flags={"probes": ["activation", "grad,jacobian"]}).probes == [
+        "activations", "gradients", "jacobian"]
+
+
+def test_probe_errors_name_close_matches_and_values():
+    with pytest.raises(ValueError, match=r"unknown probe 'activatons'\. Did you mean "
+                                         r"activations\? Allowed: activations, gradients"):
+        load_config(overrides=["probes=activatons"])
+    with pytest.raises(ValueError, match="probe_every must be >= 1.*probe_every=0"):
+        load_config(overrides=["probe_every=0"])
+    with pytest.raises(ValueError, match="probes must be list.*probes=3"):
+        load_config(overrides=["probes=3"])
+
+
+def test_config_diff_covers_probes_and_fills_keys_of_older_configs():
+    from trainlab.train.config import with_defaults
+
+    a = load_config(overrides=["probes=activations"]).to_dict()
+    b = load_config(overrides=["probes=activations,jacobian", "probe_every=7"]).to_dict()
+    diffs = config_diff(a, b)
+    assert "probe_every: stored None, given 7" in diffs
+    assert any(d.startswith("probes: stored") and "jacobian" in d for d in diffs)
+    # a config.json written before the probe keys existed equals today's default config
+    old = load_config().to_dict()
+    del old["probes"], old["probe_every"]
+    assert config_diff(old, load_config().to_dict()) != []
+    assert config_diff(with_defaults(old), load_config().to_dict()) == []
+
+
+def test_model_spec_name_is_the_builder_key():
+    with pytest.raises(ValueError, match="unknown key model.name. Did you mean model.builder"):
+        load_config(overrides=["model.name=mlp"])

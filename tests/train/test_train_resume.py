@@ -146,3 +146,71 @@ def test_truncated_or_foreign_checkpoint_is_refused_by_name(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="missing.pt.*does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _probed(ckpt=None, callbacks=(), model_seed=0, checkpoint_every=None):
+    from trainlab.nn import mlp
+    from trainlab.probes import ActivationStats, JacobianSpectrum
+
+    torch.manual_seed(model_seed)
+    m = mlp(5, [8, 8], 2, activation="tanh")
+    probes = [ActivationStats(every=3), JacobianSpectrum(every=5, n_examples=2)]
+    return Trainer(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), loss=F.cross_entropy,
+                   device="cpu", seed=7, log_every=4, checkpoint=ckpt, probes=probes,
+                   checkpoint_every=checkpoint_every, callbacks=list(callbacks))
+
+
+def _probe_state(h):
+    rows = sorted(h.probe_records)
+    hists = sorted((d["step"], d["layer"], d["quantity"], tuple(d["counts"]))
+                   for d in h.histograms)
+    spectra = sorted((d["step"], d["layer"], tuple(d["singular_values"])) for d in h.spectra)
+    return rows, hists, spectra
+
+
+def _crash_at(step):
+    def on_log(t, row):
+        if row["step"] == step:
+            raise RuntimeError("simulated crash")
+
+    return LambdaCallback(on_log=on_log)
+
+
+def test_probe_records_survive_interrupt_and_resume_exactly_once(tmp_path):
+    x, y = _data()
+    full = _probed().fit((x, y), steps=20, batch_size=32)
+    rows, hists, spectra = _probe_state(full)
+    assert len(rows) == len(set(rows)) and {r[0] for r in rows} >= {0, 3, 6, 9, 12, 15, 18}
+    assert {s[0] for s in spectra} == {0, 5, 10, 15}
+
+    ckpt = tmp_path / "c.pt"
+    first = _probed(ckpt, callbacks=[_interrupt_at(8)])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit((x, y), steps=20, batch_size=32)
+    saved = load_checkpoint(ckpt)["history"]
+    # the checkpoint holds every record of steps 0..7 (Ctrl-C saves before the probes detach)
+    assert sorted({r[0] for r in saved["probe_records"]}) == [0, 1, 3, 5, 6]
+    assert sorted({s["step"] for s in saved["spectra"]}) == [0, 5]
+
+    second = _probed(ckpt, model_seed=99)
+    h = second.fit((x, y), steps=20, batch_size=32, resume=ckpt)
+    assert _probe_state(h) == (rows, hists, spectra)  # none lost, none repeated, same values
+
+
+def test_probe_records_after_a_crash_resume_from_the_last_checkpoint(tmp_path):
+    x, y = _data()
+    full = _probed().fit((x, y), steps=20, batch_size=32)
+
+    ckpt = tmp_path / "c.pt"
+    first = _probed(ckpt, callbacks=[_crash_at(12)], checkpoint_every=8)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        first.fit((x, y), steps=20, batch_size=32)
+    # the crashed process recorded steps up to 11; the checkpoint at step 8 holds 0..7 only
+    assert max(r[0] for r in first.history.probe_records) == 10
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 8
+    assert max(r[0] for r in state["history"]["probe_records"]) == 6
+
+    second = _probed(ckpt, model_seed=99, checkpoint_every=8)
+    h = second.fit((x, y), steps=20, batch_size=32, resume=ckpt)
+    assert _probe_state(h) == _probe_state(full)

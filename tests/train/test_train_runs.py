@@ -102,3 +102,57 @@ def test_full_demo_within_budget_and_shows_the_effect(tmp_path):
     assert small.last("train_loss") == pytest.approx(math.log(10), abs=0.02)
     assert bn.last("train_loss") < xavier.last("train_loss") < 1.5
     assert res.index.is_file()
+
+
+def test_probed_run_writes_records_and_figures(tmp_path):
+    from trainlab.probes import load_records
+
+    cfg = _cfg(probes="all", probe_every=4)
+    res = execute_run(cfg, tmp_path / "r")
+    h = res.history
+    log = load_records(tmp_path / "r")
+    assert sorted(log.rows) == sorted(h.probe_records) and h.probe_records
+    assert len(log.histograms) == len(h.histograms) > 0
+    assert len(log.spectra) == len(h.spectra) > 0
+    assert set(res.probe_files) == {"rows", "histograms", "spectra"}
+    # probe_every=4 over 12 steps: steps 0, 4, 8, plus the histogram steps 0, 1, 10
+    assert sorted(set(log.steps("act_std"))) == [0, 1, 4, 8, 10]
+    assert sorted(set(log.steps("update_ratio"))) == [0, 4, 8]
+    names = {p.name for p in res.probe_figures}
+    assert {"probe_act_moments.png", "probe_grad_out_moments.png", "probe_w_moments.png",
+            "probe_act_hist_step0.png", "probe_act_hist_step10.png",
+            "probe_jacobian_step0.png", "probe_jacobian_step8.png"} <= names
+    assert any(n.startswith("probe_pre_percentiles_block1") for n in names)
+    for p in res.probe_figures:
+        assert p.parent == tmp_path / "r" / "figures" and p.stat().st_size > 1000
+    assert not list((tmp_path / "r" / "figures").glob(".*"))  # no temporary file left
+    # without probes: no probe files
+    plain = execute_run(_cfg(), tmp_path / "plain")
+    assert plain.probe_files == {} and plain.probe_figures == []
+    assert not (tmp_path / "plain" / "probes.csv").exists()
+
+
+def test_builder_name_is_the_model_spec_name(tmp_path):
+    from trainlab.data import load_dataset
+    from trainlab.nn import build_model
+
+    ds = load_dataset("blobs")
+    cfg = _cfg(**{"model.builder": "MLP"})
+    m = runs.build_model_from_config(cfg, ds)
+    torch.manual_seed(0)
+    ref = build_model({"name": "mlp", "in_features": ds.meta.input_shape[0], "widths": [8, 8],
+                       "out_features": ds.meta.num_classes})
+    assert [n for n, _ in m.named_modules()] == [n for n, _ in ref.named_modules()]
+    assert [p.shape for p in m.parameters()] == [p.shape for p in ref.parameters()]
+
+
+def test_demo_regenerating_its_folder_marks_old_rows_overwritten(tmp_path):
+    kw = dict(steps=2, depth=2, width=8, db=tmp_path / "t.db", progress=False, device="cpu",
+              echo=lambda s: None)
+    first = run_demo(tmp_path / "demo", **kw)
+    second = run_demo(tmp_path / "demo", **kw)
+    store = RunStore(tmp_path / "t.db")
+    for old, new in zip(first.run_ids, second.run_ids):
+        assert store.get_run(old)["status"] == "overwritten"
+        assert "overwritten" in store.get_run(old)["message"]
+        assert store.get_run(new)["status"] == "done"

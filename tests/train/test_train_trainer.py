@@ -253,3 +253,87 @@ def test_trainlab_probe_records_rows_and_leaves_training_unchanged():
     assert {"block1.act", "block2.act"} <= layers
     assert {0, 5} <= {r[0] for r in h.probe_records}
     assert probe.model is None  # detached after fit
+
+
+def test_default_lr_is_the_optimizer_default_and_explicit_lr_wins():
+    import inspect
+
+    # Adam's default lr, read from torch's own signature (Kingma & Ba: 1e-3)
+    adam_default = inspect.signature(torch.optim.Adam).parameters["lr"].default
+    assert adam_default == pytest.approx(1e-3)
+    m = _model()
+    t = Trainer(m, optimizer="adam", device="cpu")
+    assert all(g["lr"] == pytest.approx(adam_default) for g in t.optimizer.param_groups)
+    assert isinstance(t.optimizer, torch.optim.Adam)
+    # plain SGD: the registry's documented default for "sgd" (0.1), not Adam's
+    t = Trainer(_model(), optimizer="sgd", device="cpu")
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    t = Trainer(_model(), device="cpu")  # the default optimizer is SGD
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    # an explicit lr still overrides the default, also in a (name, kwargs) pair
+    t = Trainer(_model(), optimizer="adam", lr=0.05, device="cpu")
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    t = Trainer(_model(), optimizer=("adam", {"lr": 0.02}), device="cpu")
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
+    # and Adam trained at its default takes the step a hand-built Adam(lr=1e-3) takes
+    x, y = _data()
+    m1, m2 = _model(), _model()
+    Trainer(m1, optimizer="adam", loss=F.cross_entropy, device="cpu", seed=1).fit(
+        (x, y), steps=3, batch_size=32)
+    opt = torch.optim.Adam(m2.parameters(), lr=1e-3)
+    for xb, yb in DeviceBatcher(x, y, 32, shuffle=True, seed=1).steps(3):
+        loss = F.cross_entropy(m2(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+def _keys(rows):
+    return [(s, layer, q) for s, layer, q, _ in rows]
+
+
+def test_fit_twice_does_not_repeat_probe_records():
+    from trainlab.nn import mlp
+    from trainlab.probes import ActivationStats, JacobianSpectrum
+
+    x, y = _data()
+    torch.manual_seed(0)
+    m = mlp(6, [8, 8], 3, activation="tanh")
+    act, jac = ActivationStats(every=2), JacobianSpectrum(every=3, n_examples=2)
+    t = Trainer(m, optimizer="sgd", loss=F.cross_entropy, device="cpu", probes=[act, jac])
+    h1 = t.fit((x, y), steps=6, batch_size=32)
+    h2 = t.fit((x, y), steps=6, batch_size=32)
+    for h in (h1, h2):
+        keys = _keys(h.probe_records)
+        assert len(keys) == len(set(keys))  # no row twice
+        # every=2 over steps 0..5 (+ histogram steps 0 and 1); the Jacobian at 0 and 3
+        assert sorted({k[0] for k in keys if k[2] == "act_std"}) == [0, 1, 2, 4]
+        assert sorted({k[0] for k in keys if k[2] == "jac_sv_max"}) == [0, 3]
+        # spectra: blocks block1, block2, head and the whole model, at steps 0 and 3
+        assert sorted((s["step"], s["layer"]) for s in h.spectra) == sorted(
+            (s, layer) for s in (0, 3) for layer in ("block1", "block2", "head", "model"))
+        assert len({h_["step"] for h_ in h.histograms}) == 2
+    assert _keys(h1.probe_records) == _keys(h2.probe_records)
+    assert act.records() == [] and act.histograms() == []  # moved into the History
+
+
+def test_spectra_match_the_records_and_a_direct_svd():
+    from trainlab.nn import mlp
+    from trainlab.probes import JacobianSpectrum
+
+    x, y = _data()
+    torch.manual_seed(0)
+    m = mlp(6, [5], 3, activation="tanh")
+    jac = JacobianSpectrum(layers=["head"], every=100, n_examples=1, input_output=False)
+    t = Trainer(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.0), loss=F.cross_entropy,
+                device="cpu", probes=[jac])
+    h = t.fit((x, y), steps=1, batch_size=4)
+    (sp,) = h.spectra
+    assert sp["step"] == 0 and sp["layer"] == "head" and sp["exact"]
+    # the head is a Linear: its Jacobian is its weight matrix
+    expected = torch.linalg.svdvals(m.head.weight.detach().double()).tolist()
+    assert sorted(sp["singular_values"], reverse=True) == pytest.approx(expected, rel=1e-5)
+    assert dict(((q), v) for s, _, q, v in h.probe_records)["jac_sv_max"] == pytest.approx(
+        expected[0], rel=1e-5)

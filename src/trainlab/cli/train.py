@@ -13,10 +13,16 @@ EPILOG = """examples:
   trainlab train --config run.yaml --set model.width=256 --set optim.lr=0.05
   trainlab train --out runs/bn --resume          # continue an interrupted run
   trainlab train --out runs/bn --force           # overwrite it
+  trainlab train --dataset spirals --activation tanh --probe activations,gradients
+  trainlab train --dataset mnist1d --probe all --probe-every 20 --out runs/probed
 
 Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
 or wrong value is reported at once, before training starts. Ctrl-C saves a checkpoint and
 exits with status 130; `--resume` continues exactly where it stopped.
+
+Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
+The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
+lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
 """
 
 # flag -> dotted config key (argparse dest is the flag with '-' -> '_')
@@ -43,6 +49,7 @@ _FLAGS = {
     "device": ("device", str, "auto, cpu, cuda, cuda:N"),
     "eval_every": ("eval_every", int, "steps between test evaluations (default: each epoch)"),
     "checkpoint_every": ("checkpoint_every", int, "steps between checkpoints"),
+    "probe_every": ("probe_every", int, "steps between probe records (default: each probe's)"),
 }
 
 
@@ -59,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("settings (override the config file)")
     for flag, (_key, typ, help_) in _FLAGS.items():
         g.add_argument(f"--{flag.replace('_', '-')}", type=typ, default=None, help=help_)
+    g.add_argument(
+        "--probe",
+        metavar="NAME[,NAME...]",
+        action="append",
+        default=None,
+        dest="probes",
+        help="record probes: activations, gradients, weights, updates, jacobian, or all",
+    )
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -81,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise CliError("--resume needs --out DIR, the run folder to continue.")
     flags = {key: getattr(args, flag) for flag, (key, _t, _h) in _FLAGS.items()}
+    flags["probes"] = args.probes
     cfg = load_config(args.config, flags, args.overrides)
     out = args.out or str(Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     db = None if args.no_db else (args.db or DEFAULT_DB)
@@ -100,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
         curves = result.folder / "figures" / "curves.png"
         if curves.exists():
             rows.append(("curves", str(curves)))
+        if "rows" in result.probe_files:
+            rows.append(("probe records", str(result.probe_files["rows"])))
+        if result.probe_figures:
+            n = len(result.probe_figures)
+            where = result.folder / "figures" / "probe_*.png"
+            rows.append(("probe figures", f"{where} ({n} files)"))
         print(format_table(rows, ["", "value"]))
     if result.status == "diverged":
         print(f"trainlab: {result.message}", file=sys.stderr)

@@ -29,9 +29,9 @@ body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-se
 h1 { border-bottom: 2px solid #345; padding-bottom: .2em; }
 h2 { margin-top: 1.6em; color: #234; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccd; padding: .3em .7em; text-align: right; }
+th, td { border: 1px solid #ccd; padding: .3em .7em; text-align: left; vertical-align: top; }
 th { background: #eef1f6; }
-td:first-child, th:first-child { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; border: 1px solid #dde; }
 figcaption { color: #555; font-size: .9em; }
@@ -84,6 +84,8 @@ class HtmlPage:
             for v in row:
                 text = html.escape(format_cell(v))
                 cls = {"PASS": ' class="pass"', "FAIL": ' class="fail"'}.get(str(v), "")
+                if not cls and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    cls = ' class="num"'  # numbers line up on the right
                 cells.append(f"<td{cls}>{text}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</table>")

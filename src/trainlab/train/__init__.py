@@ -1,7 +1,8 @@
 """Training: the Trainer, its History, callbacks, checkpoints, configs and run folders.
 
-``Trainer(model, optimizer="sgd", lr=0.1, loss="cross_entropy", ...).fit(data, steps=...)``
-returns a :class:`History`; see :mod:`trainlab.train.trainer` for the design.
+``Trainer(model, optimizer="sgd", lr=None, loss="cross_entropy", ...).fit(data, steps=...)``
+(``lr=None``: the optimizer's own default learning rate) returns a :class:`History`; see
+:mod:`trainlab.train.trainer` for the design.
 """
 
 from __future__ import annotations

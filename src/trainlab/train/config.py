@@ -14,6 +14,8 @@ together in one ``ValueError``, before anything runs. Example file (YAML)::
     optim: {name: momentum, lr: 0.01, schedule: cosine}
     steps: 2000
     seed: 1
+    probes: [activations, gradients]   # or "all"; see PROBE_NAMES
+    probe_every: 100
 
 and the same from the command line: ``--set model.depth=6 --set optim.lr=0.01``.
 """
@@ -35,10 +37,13 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
+    "PROBE_NAMES",
     "config_diff",
     "load_config",
     "parse_overrides",
     "read_config_file",
+    "resolve_probe_names",
+    "with_defaults",
 ]
 
 
@@ -98,12 +103,65 @@ class TrainConfig:
     checkpoint_every: int | None = None
     early_stopping: str | None = None  # metric to watch, e.g. "test_loss"
     patience: int = 5
+    probes: list[str] = field(default_factory=list)  # PROBE_NAMES, or ["all"]
+    probe_every: int | None = None  # steps between probe records; None: each probe's default
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+
+# Probe names of ``TrainConfig.probes`` / ``trainlab train --probe``, in the order they are
+# built, with the trainlab.probes class each one makes.
+PROBE_NAMES: dict[str, str] = {
+    "activations": "ActivationStats",
+    "gradients": "GradientStats",
+    "weights": "WeightStats",
+    "updates": "UpdateRatio",
+    "jacobian": "JacobianSpectrum",
+}
+_PROBE_ALIASES = {
+    "activation": "activations", "act": "activations", "gradient": "gradients",
+    "grad": "gradients", "grads": "gradients", "weight": "weights", "update": "updates",
+    "update_ratio": "updates", "jacobians": "jacobian", "jacobian_spectrum": "jacobian",
+}
+
+
+def resolve_probe_names(names: Any) -> list[str]:
+    """Canonical probe names, in :data:`PROBE_NAMES` order, without repeats.
+
+    ``names`` is a list of names or one comma-separated string (``"activations,jacobian"``);
+    ``"all"`` stands for every probe. Case, ``-``/``_`` and spaces are ignored. An unknown
+    name raises ``ValueError`` naming the close matches and every allowed name.
+    """
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"probes must be a list of names or a comma-separated string. Received: {names!r}."
+        )
+    chosen: set[str] = set()
+    for item in names:
+        for raw in item.split(","):
+            n = raw.strip().lower().replace("-", "_")
+            if not n:
+                continue
+            if n == "all":
+                chosen.update(PROBE_NAMES)
+                continue
+            n = _PROBE_ALIASES.get(n, n)
+            if n not in PROBE_NAMES:
+                options = [*PROBE_NAMES, "all"]
+                close = difflib.get_close_matches(n, options + list(_PROBE_ALIASES), n=3,
+                                                  cutoff=0.6)
+                close = list(dict.fromkeys(_PROBE_ALIASES.get(c, c) for c in close))
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(
+                    f"unknown probe {raw.strip()!r}.{hint} Allowed: {', '.join(options)}."
+                )
+            chosen.add(n)
+    return [n for n in PROBE_NAMES if n in chosen]
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -231,6 +289,11 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
         return isinstance(value, str), value
     if origin is dict:
         return isinstance(value, dict), value
+    if origin is list:
+        if isinstance(value, str):  # "a,b" from --set or a flag
+            value = [value]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return ok, list(value) if ok else value
     return True, value  # pragma: no cover - no other annotation is used
 
 
@@ -244,6 +307,8 @@ def _check_section(cls: type, values: Any, prefix: str, errors: list[str]) -> An
     for key, value in values.items():
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=3, cutoff=0.5)
+            if cls is ModelConfig and key == "name":  # build_model's spec key is "name"
+                close = ["builder"]
             hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
             names = ", ".join(prefix + a for a in allowed)
             errors.append(f"unknown key {prefix}{key}.{hint} Allowed: {names}.")
@@ -266,7 +331,7 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
             errors.append(f"{name} must be >= 1. Received: {name}={v!r}.")
 
     for name in ("batch_size", "epochs", "steps", "eval_every", "log_every", "checkpoint_every",
-                 "patience"):
+                 "patience", "probe_every"):
         positive(name, getattr(cfg, name))
     positive("model.depth", cfg.model.depth)
     positive("model.width", cfg.model.width)
@@ -347,6 +412,14 @@ def _check_names(cfg: TrainConfig, errors: list[str]) -> None:
             errors.append(f"{key}: {e}")
 
 
+def _check_probes(cfg: TrainConfig, errors: list[str]) -> TrainConfig:
+    try:
+        return dataclasses.replace(cfg, probes=resolve_probe_names(cfg.probes))
+    except ValueError as e:
+        errors.append(str(e))
+        return cfg
+
+
 def _resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """Fill values whose default comes from a registry (the optimizer's learning rate)."""
     if cfg.optim.lr is not None:
@@ -367,6 +440,7 @@ def from_dict(values: dict[str, Any], *, check_names: bool = True) -> TrainConfi
     errors: list[str] = []
     cfg = _check_section(TrainConfig, values, "", errors)
     if not errors:
+        cfg = _check_probes(cfg, errors)
         _check_values(cfg, errors)
         if check_names:
             _check_names(cfg, errors)
@@ -399,10 +473,24 @@ def load_config(
     return from_dict(values, check_names=check_names)
 
 
+def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` (a config dict read from a run folder) with every key it lacks set to
+    :class:`TrainConfig`'s default, so a config written before a key existed (``probes``)
+    compares equal to the same settings today."""
+    out = TrainConfig().to_dict()
+    for k, v in stored.items():
+        if k in _SECTIONS and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
 def config_diff(
     stored: dict[str, Any], given: dict[str, Any], ignore: tuple[str, ...] = ("device",)
 ) -> list[str]:
-    """Lines ``key: stored X, given Y`` for every key whose value differs."""
+    """Lines ``key: stored X, given Y`` for every key whose value differs (``probes`` and
+    ``probe_every`` included: a resumed run must record the same probes)."""
     a, b = _flat(stored), _flat(given)
     lines = []
     for k in sorted(set(a) | set(b)):

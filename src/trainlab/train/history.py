@@ -53,6 +53,8 @@ class History:
             ``test_loss`` and ``test_acc``.
         probe_records: tidy rows ``(step, layer, quantity, value)`` from the probes.
         histograms: histogram dicts from the probes.
+        spectra: Jacobian spectrum dicts ``{"step", "layer", "singular_values", "exact"}``
+            from probes that offer ``spectra()`` (:class:`trainlab.probes.JacobianSpectrum`).
         status: ``"done"``, ``"diverged"``, ``"interrupted"`` or ``"stopped"`` (early stop).
         divergence: where training diverged, when it did.
     """
@@ -60,6 +62,7 @@ class History:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     probe_records: list[tuple[int, str, str, float]] = field(default_factory=list)
     histograms: list[dict[str, Any]] = field(default_factory=list)
+    spectra: list[dict[str, Any]] = field(default_factory=list)
     status: str = "done"
     divergence: Divergence | None = None
 
@@ -106,9 +109,11 @@ class History:
             "metrics": [dict(r) for r in self.metrics],
             "probe_records": list(self.probe_records),
             "histograms": list(self.histograms),
+            "spectra": list(self.spectra),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.metrics = [dict(r) for r in state.get("metrics", [])]
         self.probe_records = list(state.get("probe_records", []))
         self.histograms = list(state.get("histograms", []))
+        self.spectra = list(state.get("spectra", []))

@@ -8,6 +8,9 @@ A run folder holds::
     metrics.csv     one row per logging point
     checkpoints/last.pt
     figures/curves.png
+    probes.csv, probe_histograms.jsonl, probe_spectra.jsonl   (when probes were used;
+                    the format of :mod:`trainlab.probes.records`)
+    figures/probe_*.png   the lecture figures drawn from those records
 
 An existing, non-empty folder is never overwritten unless the caller asks (``resume=True``
 continues it from its checkpoint, ``force=True`` empties it first). The results store row is
@@ -25,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ import torch
 
 from trainlab.train.callbacks import EarlyStopping, MetricsCSV
 from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.config import TrainConfig, config_diff
+from trainlab.train.config import PROBE_NAMES, TrainConfig, config_diff, with_defaults
 from trainlab.train.history import History
 from trainlab.train.trainer import DivergenceError, Trainer
 from trainlab.utils import atomic_write_text, resolve_device, seed_everything
@@ -42,10 +45,12 @@ __all__ = [
     "RunFolder",
     "RunResult",
     "build_model_from_config",
+    "build_probes",
     "collect_env",
     "execute_run",
     "load_data_from_config",
     "plot_curves",
+    "plot_probe_figures",
     "summary_rows",
 ]
 
@@ -214,7 +219,7 @@ def load_data_from_config(cfg: TrainConfig) -> Any:
 
 def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
     """Build the model of ``cfg.model`` for ``dataset`` (input shape and classes)."""
-    from trainlab.nn import build_model
+    from trainlab.nn import MODELS, build_model
 
     m = cfg.model
     shape = tuple(dataset.meta.input_shape)
@@ -224,6 +229,10 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
         init = {"name": m.init, **m.init_options} if m.init_options else m.init
     common = dict(activation=m.activation, norm=m.norm, dropout=m.dropout, init=init)
     builder = m.builder.lower()
+    try:  # the registry's canonical name: aliases ("cnn") and spellings ("ConvNet")
+        builder = MODELS.get(m.builder).name
+    except (ValueError, TypeError):
+        pass  # build_model below reports the unknown name with its close matches
     if builder == "mlp":
         spec = dict(
             name="mlp",
@@ -233,7 +242,7 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             placement=m.placement,
             **common,
         )
-    elif builder in ("convnet", "cnn"):
+    elif builder == "convnet":
         spec = dict(
             name="convnet",
             in_channels=shape[0],
@@ -258,6 +267,7 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
     if o.schedule is not None:
         schedule = (o.schedule, dict(o.schedule_options)) if o.schedule_options else o.schedule
     callbacks = list(kwargs.pop("callbacks", []))
+    kwargs.setdefault("probes", build_probes(cfg.probes, cfg.probe_every))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(cfg.early_stopping, patience=cfg.patience))
     return Trainer(
@@ -274,6 +284,23 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
         callbacks=callbacks,
         **kwargs,
     )
+
+
+def build_probes(names: list[str] | tuple[str, ...], every: int | None = None) -> list[Any]:
+    """The :mod:`trainlab.probes` objects named in ``names`` (:data:`PROBE_NAMES`).
+
+    ``every`` sets each probe's record cadence (steps); ``None`` keeps each probe's own
+    schedule (log-spaced early steps, then every 50; the Jacobian every 500). Histograms keep
+    their default steps (0, 1, 10, 100, then every 1000).
+    """
+    import trainlab.probes as P
+    from trainlab.train.config import resolve_probe_names
+
+    out = []
+    for name in resolve_probe_names(list(names)):
+        cls = getattr(P, PROBE_NAMES[name])
+        out.append(cls() if every is None else cls(every=every))
+    return out
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -312,6 +339,74 @@ def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: s
     return path
 
 
+def _file_part(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _few(steps: list[int], k: int = 3) -> list[int]:
+    """Up to ``k`` steps spread over ``steps`` (first, middle, last)."""
+    steps = sorted(set(steps))
+    if len(steps) <= k:
+        return steps
+    return sorted({steps[round(i * (len(steps) - 1) / (k - 1))] for i in range(k)})
+
+
+def plot_probe_figures(history: History, folder: str | os.PathLike) -> list[Path]:
+    """Draw the lecture figures of ``history``'s probe records into ``folder``.
+
+    Per-layer mean ± std over training (``probe_{act,grad_out,w}_moments.png``, Glorot &
+    Bengio fig. 2), per-layer histograms at up to three recorded steps
+    (``probe_{act,grad_out,w}_hist_step{S}.png``, lecture 001 / Glorot figs. 6-7), the 15th,
+    50th and 85th percentiles of the first and last watched layer's pre-activation over
+    training (``probe_pre_percentiles_{layer}.png``, Ioffe & Szegedy fig. 1) and the Jacobian
+    singular values at the first and last recorded steps (``probe_jacobian_step{S}.png``).
+    A figure whose records are absent is skipped. Returns the paths written.
+    """
+    from trainlab.probes import ProbeLog
+    from trainlab.report import probe_plots as pp
+
+    log = ProbeLog(
+        rows=list(history.probe_records),
+        histograms=list(history.histograms),
+        spectra=list(history.spectra),
+    )
+    folder = Path(folder)
+    jobs: list[tuple[str, Any]] = []
+    quantities = set(log.quantities())
+    for prefix in ("act", "grad_out", "w"):
+        if f"{prefix}_mean" in quantities:
+            jobs.append((f"probe_{prefix}_moments.png",
+                         lambda p, prefix=prefix: pp.plot_layer_moments(log, prefix, path=p)))
+        for step in _few([h["step"] for h in log.hists(prefix)]):
+            jobs.append((f"probe_{prefix}_hist_step{step}.png",
+                         lambda p, prefix=prefix, step=step: pp.plot_layer_histograms(
+                             log, prefix, step=step, path=p)))
+    pct = log.layers("pre_p50")
+    for layer in dict.fromkeys([pct[0], pct[-1]] if pct else []):
+        jobs.append((f"probe_pre_percentiles_{_file_part(layer)}.png",
+                     lambda p, layer=layer: pp.plot_percentiles(log, layer, "pre", path=p)))
+    for step in _few([s["step"] for s in log.spectra], 2):
+        jobs.append((f"probe_jacobian_step{step}.png",
+                     lambda p, step=step: pp.plot_jacobian_spectra(log, step=step, path=p)))
+    if not jobs:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, draw in jobs:
+        path = folder / name
+        tmp = path.with_name(f".{name}.tmp.png")
+        fig = draw(tmp)
+        plt.close(fig)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
 def summary_rows(history: History) -> list[tuple[str, str]]:
     """(metric, value) rows for the end-of-run table."""
     rows = [("status", history.status)]
@@ -346,6 +441,8 @@ class RunResult:
     history: History
     run_id: int | None
     message: str | None = None
+    probe_files: dict[str, Path] = field(default_factory=dict)  # save_records' paths
+    probe_figures: list[Path] = field(default_factory=list)
 
 
 def execute_run(
@@ -375,7 +472,7 @@ def execute_run(
     config = cfg.to_dict()
     ckpt_state = None
     if resume:
-        diffs = config_diff(folder.read_config(), config)
+        diffs = config_diff(with_defaults(folder.read_config()), config)
         if diffs:
             raise ValueError(
                 f"the config differs from the one stored in {str(folder.path)!r}: "
@@ -396,6 +493,9 @@ def execute_run(
         progress=progress,
         callbacks=[MetricsCSV(folder.metrics_path)],
     )
+    if store is not None and force:
+        # the folder's files are about to go: its earlier rows no longer describe any files
+        store.mark_overwritten(folder.path)
     folder.create()
     env = collect_env(trainer.device, cfg.seed)
     folder.write_config(config)
@@ -410,6 +510,8 @@ def execute_run(
             )
     folder.set_status("running", run_id=run_id, started=time.time(), message=None, pid=os.getpid())
     status, message = "failed", None
+    probe_files: dict[str, Path] = {}
+    probe_figures: list[Path] = []
     epochs = cfg.epochs if (cfg.epochs is not None or cfg.steps is not None) else 10
     try:
         trainer.fit(
@@ -437,6 +539,19 @@ def execute_run(
                 plot_curves({folder.path.name: history}, folder.figures_dir / "curves.png")
         except Exception as e:  # figures must not hide the run's real outcome
             message = (message or "") + f" (figure failed: {e})"
+        if trainer.probes:
+            from trainlab.probes import save_records
+
+            try:
+                probe_files = save_records(
+                    folder.path, history.probe_records, history.histograms, history.spectra
+                )
+            except Exception as e:
+                message = (message or "") + f" (probe records not written: {e})"
+            try:
+                probe_figures = plot_probe_figures(history, folder.figures_dir)
+            except Exception as e:
+                message = (message or "") + f" (probe figure failed: {e})"
         folder.set_status(
             status,
             message=message,
@@ -452,7 +567,7 @@ def execute_run(
                 series=history.metrics,
                 message=message,
             )
-    return RunResult(status, folder.path, history, run_id, message)
+    return RunResult(status, folder.path, history, run_id, message, probe_files, probe_figures)
 
 
 def _store_has(store: Any, run_id: int) -> bool:

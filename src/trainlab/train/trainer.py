@@ -146,12 +146,18 @@ class Trainer:
         optimizer: a name in :data:`trainlab.optim.OPTIMIZERS` (``"sgd"``, ``"adam"`` ...),
             a ``(name, kwargs)`` pair, a built ``torch.optim.Optimizer`` over the model's
             parameters, or a callable ``params -> Optimizer``.
-        lr: learning rate for an optimizer built by name.
+        lr: learning rate for an optimizer built by name; ``None`` (the default) takes that
+            optimizer's own default (its registry entry's ``default_lr``: 1e-3 for Adam). It
+            is not used for a built optimizer or a callable.
         loss: a name in :data:`trainlab.losses.LOSSES` or a callable ``(logits, y) -> loss``.
         device: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"`` ...
         seed: seeds Python, NumPy and torch at the start of ``fit`` and the batch order.
         probes: objects following the probe protocol (``attach``, ``step_begin``,
-            ``after_backward``, ``step_end``, ``records``, ``histograms``, ``detach``).
+            ``after_backward``, ``step_end``, ``records``, ``detach``; optionally
+            ``histograms``, ``spectra`` and ``clear``). Their records are moved into the
+            History (``probe_records``, ``histograms``, ``spectra``) at every checkpoint and
+            at the end of ``fit``; a probe with ``clear()`` is cleared then, so each record
+            reaches the History once.
         callbacks: see :mod:`trainlab.train.callbacks`.
         schedule: a name in :data:`trainlab.optim.SCHEDULES`, a ``(name, kwargs)`` pair, a
             built ``LRScheduler`` or a callable ``(optimizer, total_steps) -> LRScheduler``;
@@ -172,7 +178,7 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: Any = "sgd",
-        lr: float | None = 0.1,
+        lr: float | None = None,
         loss: Any = "cross_entropy",
         device: str | torch.device | None = None,
         seed: int = 0,
@@ -229,6 +235,9 @@ class Trainer:
         self.stop_training = False
         self._interrupted = False
         self.batcher: Any = None
+        # per probe (by id): how many of its rows, histograms and spectra are already in a
+        # History, for probes whose clear() is missing or does not clear everything
+        self._probe_taken: dict[int, tuple[int, int, int]] = {}
 
     # -- construction helpers -----------------------------------------------------------------
     def _build_optimizer(self, spec: Any, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
@@ -594,16 +603,38 @@ class Trainer:
         return self.history
 
     def _finish_probes(self) -> None:
-        recs, hists = [], []
+        """Move what the probes recorded since the last call into the History.
+
+        Each probe's records are read once, then ``clear()`` is called (when it has one), so
+        a second ``fit`` or a checkpoint followed by the end of training never adds a record
+        twice. What a probe still reports after ``clear()`` (or every record, for a probe
+        without it) is remembered as already taken.
+        """
+        h = self.history
         for p in self.probes:
-            recs.extend(p.records())
-            if hasattr(p, "histograms"):
-                hists.extend(p.histograms())
-        self.history.probe_records.extend(recs)
-        self.history.histograms.extend(hists)
+            key = id(p)
+            got = self._probe_outputs(p)
+            taken = self._probe_taken.get(key, (0, 0, 0))
+            h.probe_records.extend(got[0][taken[0]:])
+            h.histograms.extend(got[1][taken[1]:])
+            h.spectra.extend(got[2][taken[2]:])
+            if callable(getattr(p, "clear", None)):
+                p.clear()
+                got = self._probe_outputs(p)
+            self._probe_taken[key] = tuple(len(g) for g in got)  # type: ignore[assignment]
+
+    @staticmethod
+    def _probe_outputs(p: Any) -> tuple[list, list, list]:
+        hists = list(p.histograms()) if hasattr(p, "histograms") else []
+        spectra = list(p.spectra()) if hasattr(p, "spectra") else []
+        return list(p.records()), hists, spectra
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume. The probes' records so far are moved into the History
+        first, so a checkpoint holds every record up to its step, and a run resumed from it
+        neither loses nor repeats one."""
+        self._finish_probes()
         cbs = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks]
         return {
             "step": self.step,
