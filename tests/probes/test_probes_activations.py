@@ -142,3 +142,29 @@ def test_large_activations_unstacked_path_matches_naive():
     assert t["1"]["act_p85"] == pytest.approx(torch.quantile(h1.flatten(), 0.85).item(),
                                               rel=1e-5)
     assert t["1"]["act_dead"] == pytest.approx(4 / 16)
+
+
+@pytest.mark.parametrize("stack_max,foreach_max", [(0, 0), (0, 1 << 20), (1 << 20, 0)])
+def test_stacked_and_per_tensor_reductions_agree(monkeypatch, stack_max, foreach_max):
+    """_Moments.rows gives the same statistics whether it stacks a group or reduces tensor
+    by tensor (the choice is a speed trade-off only), for equal and mixed shapes."""
+    from trainlab.probes import activations as A
+
+    g = torch.Generator().manual_seed(3)
+    ts = [torch.randn(7, 5, generator=g) * (i + 1) + i for i in range(3)]
+    mom = A._Moments((15, 50, 85, 98), 1024, 0)
+    monkeypatch.setattr(A, "STACK_MAX", stack_max)
+    monkeypatch.setattr(A, "FOREACH_MAX", foreach_max)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the dot path is CPU-multithread
+    stats, sub = mom.rows(ts)
+    for r, t in enumerate(ts):
+        v = t.double().reshape(-1)
+        ref = [v.sum(), v.square().sum(), v.min(), v.max(),
+               *torch.quantile(v, torch.tensor([.15, .5, .85, .98], dtype=torch.float64))]
+        assert stats[r].tolist() == pytest.approx([float(x) for x in ref], rel=1e-5, abs=1e-5)
+    mixed = [torch.randn(4, 3, generator=g), torch.randn(10, generator=g)]
+    sums, none = mom.rows(mixed, minmax=False, sample=False)
+    assert none is None and sums.shape == (2, 2)
+    for r, t in enumerate(mixed):
+        assert sums[r].tolist() == pytest.approx([t.sum().item(), t.square().sum().item()],
+                                                 rel=1e-5, abs=1e-6)

@@ -112,6 +112,26 @@ def test_detach_removes_every_hook_and_context_manager():
         ps[0].step_begin(0)
 
 
+def test_hooks_stay_between_consecutive_logged_steps_and_record_nothing_there():
+    m = net()
+    def hooked() -> bool:
+        return any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())
+
+    a = ActivationStats(every=Schedule(0, at=[0, 1]), hist_every=0).attach(m)
+    a.step_begin(0)
+    m(torch.randn(4, 6))
+    a.step_end(0)
+    assert hooked()  # step 1 is logged too: the hooks are kept (no re-registration)
+    m(torch.randn(4, 6))  # a pass between steps (an evaluation) is not recorded
+    a.step_begin(1)
+    m(torch.randn(4, 6))
+    a.step_end(1)
+    assert not hooked()  # step 2 is skipped: removed
+    assert sorted({r[0] for r in a.records()}) == [0, 1]
+    assert len(a.records()) == 2 * len([r for r in a.records() if r[0] == 0])
+    a.detach()
+
+
 def test_schedules():
     s = Schedule(25, log=True)
     assert [t for t in range(80) if s(t)] == [0, 1, 2, 4, 8, 16, 25, 50, 75]

@@ -395,9 +395,10 @@ class Probe:
         self._buffer = _Buffer(len(self.layer_names), self._n_raw(), self.capacity)
         return self
 
-    # Hooks exist only during logged steps: step_begin registers them and step_end removes
-    # them, so a step the schedule skips runs the model exactly as without probes (no Python
-    # hook calls, and torch keeps its hook-free fast path for every module call).
+    # Hooks exist only around logged steps: step_begin registers them and step_end removes
+    # them unless the next step is logged too, so a step the schedule skips runs the model
+    # exactly as without probes (no Python hook calls, and torch keeps its hook-free fast
+    # path for every module call).
     def _hooks_on(self) -> None:
         if not self._handles:
             self._install()
@@ -471,7 +472,13 @@ class Probe:
         """Called after ``optimizer.step()``; closes the step."""
         if self._slot >= 0:
             self._on_end()
-        self._hooks_off()
+        # Hooks stay registered when the next step is logged too (every=1): registering and
+        # removing a dozen hooks per step costs about as much as the reductions of a small
+        # model. Between logged steps they do nothing (``recording`` is False); they are
+        # removed as soon as the next step is one the schedule skips.
+        nxt = step + 1
+        if not (self.probe_data is None and (self.schedule(nxt) or self.hist_schedule(nxt))):
+            self._hooks_off()
         self._slot = -1
         self._hist_now = False
 
@@ -548,15 +555,20 @@ class Probe:
             m[(layer, k)] = v
 
     def _write_rows(self, layers: list[int], col: int, vals: Tensor) -> None:
-        """Write ``vals`` ``(k, w)`` into the current slot at ``[layers[r], col:col+w]`` with
-        one ``index_copy_`` (the flat indices are cached)."""
+        """Write ``vals`` ``(k, w)`` into the current slot at ``[layers[r], col:col+w]``."""
+        self._write_cells([(i, col) for i in layers], vals)
+
+    def _write_cells(self, cells: Sequence[tuple[int, int]], vals: Tensor) -> None:
+        """Write row ``r`` of ``vals`` ``(k, w)`` at ``[cells[r][0], cells[r][1]:+w]`` of the
+        current slot with one ``index_copy_`` (the flat indices are cached): one kernel for
+        many layers and columns instead of one per layer."""
         data = self._buffer.ensure(vals)
         w = vals.shape[1]
-        key = (tuple(layers), col, w, vals.device)
+        key = (tuple(cells), w, vals.device)
         idx = self._row_index.get(key)
         if idx is None:
             n_raw = data.shape[2]
-            idx = torch.tensor([i * n_raw + col + j for i in layers for j in range(w)],
+            idx = torch.tensor([i * n_raw + c + j for i, c in cells for j in range(w)],
                                device=vals.device)
             self._row_index[key] = idx
         data[self._slot].view(-1).index_copy_(0, idx, vals.detach().reshape(-1).to(data.dtype))
@@ -575,8 +587,11 @@ class Probe:
             counts = torch.histc(x.clamp(lo, hi), bins=self.bins, min=lo, max=hi)
             self._pending_hists.append((self._step, self.layer_names[layer], qty, counts, (lo, hi)))
             return
-        r = (x.pow(2).mean().sqrt() * scale).clamp_min(1e-30)
-        counts = torch.histc((x / r).clamp(-1.0, 1.0), bins=self.bins, min=-1.0, max=1.0)
+        # rms from the norm (no full-size temporary) and one temporary for the scaled copy,
+        # clamped in place: histograms are memory-bound, every full-size pass counts.
+        rms = torch.linalg.vector_norm(x) / math.sqrt(max(x.numel(), 1))
+        r = (rms * scale).clamp_min(1e-30)
+        counts = torch.histc((x / r).clamp_(-1.0, 1.0), bins=self.bins, min=-1.0, max=1.0)
         self._pending_hists.append(
             (self._step, self.layer_names[layer], qty, counts, torch.stack([-r, r]))
         )

@@ -100,16 +100,19 @@ class GradientStats(Probe):
     def _on_detach(self) -> None:
         self._stage = {}
 
-    def _reduce(self, items: list[tuple[int, torch.Tensor]], col: int, width: int,
+    def _reduce(self, items: list[tuple[int, torch.Tensor]], col: int, minmax: bool,
                 key: str, qty: str) -> None:
-        groups: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+        """Moments of the gradients ``items``: same-shaped ones batched together (outputs),
+        or, with ``minmax=False`` (weight gradients: sums only), all in one call."""
         meta = self._buffer.meta[self._slot]
+        groups: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
         for i, t in items:
-            groups.setdefault((tuple(t.shape), t.dtype, t.device), []).append((i, t))
+            k = (tuple(t.shape), t.dtype, t.device) if minmax else (t.dtype, t.device)
+            groups.setdefault(k, []).append((i, t))
             meta[(i, key)] = t.numel()
         for group in groups.values():
-            stats, _ = self.mom.rows([t for _, t in group], minmax=width > 2)
-            self._write_rows([i for i, _ in group], col, stats[:, :width])
+            stats, _ = self.mom.rows([t for _, t in group], minmax=minmax, sample=False)
+            self._write_rows([i for i, _ in group], col, stats)
             if self._hist_now:
                 for i, t in group:
                     self._hist(i, qty, t, None)
@@ -119,12 +122,12 @@ class GradientStats(Probe):
         if not self.recording:
             return
         if stage:
-            self._reduce(list(stage.items()), 0, 4, "out_n", "grad_out")
+            self._reduce(list(stage.items()), 0, True, "out_n", "grad_out")
         if self.weights:
             grads = [(i, m.weight.grad.detach()) for i, m in enumerate(self.modules)
                      if getattr(getattr(m, "weight", None), "grad", None) is not None]
             if grads:
-                self._reduce(grads, 4, 2, "w_n", "grad_w")
+                self._reduce(grads, 4, False, "w_n", "grad_w")
 
     def _finish(self, step: int, meta: dict, row: Any) -> list[tuple[int, str, str, float]]:
         out: list[tuple[int, str, str, float]] = []

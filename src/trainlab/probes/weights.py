@@ -61,13 +61,16 @@ class WeightStats(Probe):
     def _on_begin(self) -> None:
         if not self.recording:
             return
+        # One call for all layers of a device and dtype, whatever their shapes: sums per
+        # tensor, the sums of squares with one multi-tensor norm, min and max per tensor.
         groups: dict[tuple, list[tuple[int, Tensor]]] = {}
+        meta = self._buffer.meta[self._slot]
         for i, m in enumerate(self.modules):
             w = _weight(m, self.param).detach()
-            groups.setdefault((tuple(w.shape), w.dtype, w.device), []).append((i, w))
-            self._buffer.meta[self._slot][(i, "n")] = w.numel()
-        for group in groups.values():  # batched over layers of equal shape
-            stats, _ = self.mom.rows([w for _, w in group])
+            groups.setdefault((w.dtype, w.device), []).append((i, w))
+            meta[(i, "n")] = w.numel()
+        for group in groups.values():
+            stats, _ = self.mom.rows([w for _, w in group], sample=False)
             self._write_rows([i for i, _ in group], 0, stats)
             if self._hist_now:
                 for i, w in group:
