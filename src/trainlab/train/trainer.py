@@ -8,8 +8,9 @@ end). So a healthy step costs what a hand-written loop costs.
 
 Divergence. At each sync point the window's losses and the parameter norms are checked. When
 one is NaN or Inf, training stops and the trainer *replays* the window from a snapshot taken
-at the previous sync point (model, optimizer, schedule and RNG states, and the window's
-batches) with temporary hooks on every module. The first module whose output (forward) or
+at the previous sync point (model, optimizer, schedule, batcher and RNG states: the batcher
+draws the window's batches again, so none is kept alive in between) with temporary hooks on
+every module. The first module whose output (forward) or
 whose output gradient or parameter gradient (backward) is non-finite is named, with the exact
 step. Healthy training pays only for one snapshot copy per window.
 
@@ -51,7 +52,9 @@ class _Snapshot:
 
     Taken once per window, so it must be cheap: tensors are copied into buffers allocated
     once and reused (one fused ``_foreach_copy_``), not cloned. Model parameters and buffers,
-    optimizer state tensors, the optimizer's hyperparameters, the schedule and every RNG.
+    optimizer state tensors, the optimizer's hyperparameters, the schedule, the batcher's
+    position (to draw the window's batches again: keeping the batches themselves alive would
+    make every step allocate fresh memory, a few per cent of a step on CPU) and every RNG.
     """
 
     def __init__(self) -> None:
@@ -87,6 +90,7 @@ class _Snapshot:
         sched = trainer.schedule
         self._schedule = copy.deepcopy(sched.state_dict()) if sched is not None else None
         self._rng = get_rng_state()
+        self._batcher = trainer.batcher.state_dict() if trainer.batcher is not None else None
 
     def restore(self, trainer: Trainer) -> None:
         opt = trainer.optimizer
@@ -110,6 +114,8 @@ class _Snapshot:
         if trainer.schedule is not None and self._schedule is not None:
             trainer.schedule.load_state_dict(self._schedule)
         set_rng_state(self._rng)
+        if trainer.batcher is not None and self._batcher is not None:
+            trainer.batcher.load_state_dict(self._batcher)
 
 
 class DivergenceError(RuntimeError):
@@ -360,7 +366,6 @@ class Trainer:
         window_start = self.step
         snapshot = _Snapshot()
         snapshot.take(self)
-        window: list[tuple[torch.Tensor, torch.Tensor]] = []
         losses: list[torch.Tensor] = []
 
         def next_sync(s: int) -> int:  # the next multiple of any cadence, or the end
@@ -370,7 +375,6 @@ class Trainer:
         try:
             while self.step < total and not self.stop_training and not self._interrupted:
                 xb, yb = next(batches)
-                window.append((xb, yb))
                 loss = self._step(xb, yb, self.step, probes=True)
                 losses.append(loss.detach())
                 self.step += 1
@@ -379,20 +383,20 @@ class Trainer:
                     evaluate = s % eval_every == 0 or s == total
                     div = self._sync(window_start, losses, evaluate, t0, bar)
                     if div is not None:
-                        div = self._locate(snapshot, window, window_start, div)
+                        div = self._locate(snapshot, window_start, div)
                         return self._diverged(div)
                     if self.checkpoint is not None and (
                         (self.checkpoint_every and s % self.checkpoint_every == 0) or s == total
                     ):
                         self.save(self.checkpoint)
-                    window_start, window, losses = s, [], []
+                    window_start, losses = s, []
                     nxt = next_sync(s)
                     snapshot.take(self)
             if self._interrupted:
                 if losses:  # flush the partial window so the History is complete
                     div = self._sync(window_start, losses, False, t0, bar)
                     if div is not None:
-                        return self._diverged(self._locate(snapshot, window, window_start, div))
+                        return self._diverged(self._locate(snapshot, window_start, div))
                 if self.checkpoint is not None:
                     self.save(self.checkpoint)
                 self.history.status = "interrupted"
@@ -528,12 +532,14 @@ class Trainer:
     def _locate(
         self,
         snapshot: _Snapshot,
-        window: list[tuple[torch.Tensor, torch.Tensor]],
         window_start: int,
         found: Divergence,
     ) -> Divergence:
-        """Replay the window from the snapshot with hooks; name the first bad module."""
-        snapshot.restore(self)
+        """Replay the window (steps ``window_start`` to ``self.step - 1``) from the snapshot
+        with hooks; name the first bad module."""
+        window_end = self.step
+        snapshot.restore(self)  # the batcher too: it draws the window's batches again
+        replay = self._stream()
         first: list[tuple[str, str, str]] = []
 
         def bad(t: Any) -> str | None:
@@ -571,8 +577,8 @@ class Trainer:
             if p.requires_grad:
                 handles.append(p.register_hook(grad_hook(name.rpartition(".")[0] or name)))
         try:
-            for j, (xb, yb) in enumerate(window):
-                step = window_start + j
+            for step in range(window_start, window_end):
+                xb, yb = next(replay)
                 self.step = step  # what step-dependent code saw the first time
                 loss = self._forward(xb, yb)
                 if first:
