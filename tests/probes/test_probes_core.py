@@ -209,14 +209,13 @@ def test_trainer_with_probes_gives_same_weights_and_history_records(tmp_path):
                               device="cpu", checkpoint=tmp_path / f"ck{len(probes)}.pt")
         return m, t.fit((x, y), steps=6, batch_size=16)
 
-    try:
-        ref, _ = fit([])
-    except TypeError:  # the Trainer's keyword set differs: leave it to its own tests
-        pytest.skip("Trainer signature differs")
-    got, hist = fit([ActivationStats(every=2), GradientStats(every=2), UpdateRatio(every=3)])
+    ref, _ = fit([])
+    got, hist = fit([ActivationStats(every=2), GradientStats(every=2), UpdateRatio(every=3),
+                     JacobianSpectrum(every=4, n_examples=4)])
     for a, b in zip(ref.state_dict().values(), got.state_dict().values()):
         assert torch.equal(a, b)
     log = ProbeLog.from_history(hist)
     # every=2, plus the default histogram steps 0 and 1 (which record moments too)
     assert log.steps("act_std") == [0, 1, 2, 4] and log.steps("update_ratio") == [0, 3]
     assert log.hists("act")  # step 0 and 1 are histogram steps by default
+    assert {d["step"] for d in log.spectra} == {0, 4} and log.spectra == hist.spectra

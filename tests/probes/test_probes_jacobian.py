@@ -44,6 +44,8 @@ def test_linear_tanh_layer_jacobian_is_diag_one_minus_h2_times_w():
     assert not any(mod._forward_pre_hooks for mod in model.modules()) or p.attached
     p.detach()
     assert not any(mod._forward_pre_hooks for mod in model.modules())
+    p.clear()  # forgets rows and spectra alike
+    assert p.spectra() == [] and p.records() == []
 
 
 def test_randomized_top_singular_values_and_rms():

@@ -225,6 +225,11 @@ class JacobianSpectrum(Probe):
                 self._spectra.append({"step": step, "layer": layer,
                                       "singular_values": vals, "exact": exact})
 
+    def clear(self) -> None:
+        """Forget the records, histograms and spectra kept so far."""
+        super().clear()  # flushes first, so pending spectra are dropped too
+        self._spectra = []
+
     def spectra(self) -> list[dict[str, Any]]:
         """``{"step", "layer", "singular_values", "exact"}`` dicts recorded so far."""
         self._flush()

@@ -109,9 +109,11 @@ class ProbeLog:
 
     @classmethod
     def from_history(cls, history: Any) -> ProbeLog:
-        """The probe part of a ``trainlab.train.History`` (``probe_records``, ``histograms``)."""
+        """The probe part of a ``trainlab.train.History`` (``probe_records``, ``histograms``,
+        ``spectra``)."""
         return cls(rows=list(getattr(history, "probe_records", [])),
-                   histograms=list(getattr(history, "histograms", [])))
+                   histograms=list(getattr(history, "histograms", [])),
+                   spectra=list(getattr(history, "spectra", [])))
 
 
 def collect(probes: Iterable[Any]) -> ProbeLog:
