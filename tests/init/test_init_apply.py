@@ -234,7 +234,7 @@ def test_activation_gain_with_a_stand_in_activation_info(monkeypatch):
     m = init_model(Net(), "he_normal", activation="relu", generator=0)
     ref = init_model(Net(), "he_normal", generator=0)
     torch.testing.assert_close(m.head.weight, ref.head.weight, rtol=1e-6, atol=0)
-    monkeypatch.setattr(trainlab.nn, "activation_info", lambda name: {"gain": None})
+    monkeypatch.setattr(trainlab.nn, "activation_info", lambda name: _Info(None))
     with pytest.raises(ValueError, match=re.escape(
             "activation 'maxout' has no recommended gain; give gain= explicitly. "
             "Received: activation='maxout'")):
@@ -242,25 +242,12 @@ def test_activation_gain_with_a_stand_in_activation_info(monkeypatch):
 
 
 def test_activation_gain_with_trainlab_activation_info():
-    try:
-        from trainlab.nn import activation_info
-    except ImportError:
-        pytest.skip("trainlab.nn.activation_info is not available yet (the activations "
-                    "module is written in parallel); the logic is tested with a stand-in above")
-    info = activation_info("relu")
-    gain = info["gain"] if isinstance(info, dict) else info.gain
-    assert gain == pytest.approx(math.sqrt(2.0))
+    from trainlab.nn import activation_info
+
+    assert activation_info("relu").gain == pytest.approx(math.sqrt(2.0))
     m = init_model(Net(), "he_normal", activation="relu", generator=0)
     ref = init_model(Net(), "he_normal", generator=0)
     torch.testing.assert_close(m.head.weight, ref.head.weight, rtol=1e-6, atol=0)
-
-
-def test_activation_without_activation_info(monkeypatch):
-    import trainlab.nn
-
-    monkeypatch.delattr(trainlab.nn, "activation_info", raising=False)
-    with pytest.raises(ImportError, match="reads the gain from trainlab.nn.activation_info"):
-        init_model(Net(), "xavier_uniform", activation="tanh")
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -199,15 +199,9 @@ def _resolve_bias(bias: Any) -> ResolvedInit | None:
 
 
 def _activation_gain(activation: str) -> float:
-    try:
-        from trainlab.nn import activation_info  # lazy: the activations module is optional
-    except ImportError as e:
-        raise ImportError(
-            "init_model(activation=...) reads the gain from trainlab.nn.activation_info, "
-            "which this installation lacks; give gain= explicitly instead."
-        ) from e
-    info = activation_info(activation)
-    gain = info.get("gain") if isinstance(info, Mapping) else getattr(info, "gain", None)
+    from trainlab.nn import activation_info  # lazy: trainlab.nn imports trainlab.init
+
+    gain = activation_info(activation).gain
     if gain is None:
         raise ValueError(
             f"activation {activation!r} has no recommended gain; give gain= explicitly. "
