@@ -347,12 +347,9 @@ def _expected_input(model: nn.Module) -> str:
 
 def _train_steps(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable,
                  steps: int, lr: float, optimizer: Any) -> list[float]:
-    try:
-        from trainlab.optim import build_optimizer
+    from trainlab.optim import build_optimizer
 
-        opt = build_optimizer(optimizer, model.parameters(), lr=lr)
-    except ImportError:  # pragma: no cover - trainlab.optim is part of trainlab
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = build_optimizer(optimizer, model.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)

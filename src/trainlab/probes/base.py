@@ -146,14 +146,12 @@ class _CallableSchedule(Schedule):
 # layer selection
 # --------------------------------------------------------------------------------------------
 def activation_info(module: Any) -> Any:
-    """``trainlab.nn.activations.activation_info(module)`` (C1), imported lazily; ``None``
-    for ``nn.Identity`` (builders use it as a placeholder) and when it is unavailable."""
+    """``trainlab.nn.activations.activation_info(module)``, or ``None`` for ``nn.Identity``
+    (builders use it as a placeholder) and identity-like activations."""
     if isinstance(module, nn.Identity):
         return None
-    try:
-        from trainlab.nn.activations import activation_info as _info
-    except ImportError:  # pragma: no cover - the activations module is part of trainlab
-        return None
+    from trainlab.nn.activations import activation_info as _info  # lazy: keeps imports light
+
     info = _info(module)
     if info is not None and getattr(info, "name", "") in ("identity", "linear"):
         return None
