@@ -496,16 +496,14 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float]) -> list[Findi
         if last["grad_std"] > 0:
             ratio = first["grad_std"] / last["grad_std"]
             stds = ", ".join(f"{r['grad_std']:.2g}" for r in grads)
-            if ratio < VANISH_RATIO:
-                add("vanishing_gradients", first["layer"],
+            if ratio < VANISH_RATIO or ratio > EXPLODE_RATIO:
+                kind, bound = (("vanishing_gradients", f"< VANISH_RATIO={VANISH_RATIO:g}")
+                               if ratio < VANISH_RATIO else
+                               ("exploding_gradients", f"> EXPLODE_RATIO={EXPLODE_RATIO:g}"))
+                add(kind, first["layer"],
                     f"std of dL/ds is {first['grad_std']:.3g} at {first['layer']} but "
-                    f"{last['grad_std']:.3g} at {last['layer']}: ratio first/last {ratio:.2g} < "
-                    f"VANISH_RATIO={VANISH_RATIO:g}; per layer: {stds}")
-            elif ratio > EXPLODE_RATIO:
-                add("exploding_gradients", first["layer"],
-                    f"std of dL/ds is {first['grad_std']:.3g} at {first['layer']} but "
-                    f"{last['grad_std']:.3g} at {last['layer']}: ratio first/last {ratio:.3g} > "
-                    f"EXPLODE_RATIO={EXPLODE_RATIO:g}; per layer: {stds}")
+                    f"{last['grad_std']:.3g} at {last['layer']}: ratio first/last {ratio:.2g} "
+                    f"{bound}; per layer: {stds}")
 
     for r in d.rows:
         if _finite(r["saturated"]) and r["saturated"] > SATURATION_MAX:

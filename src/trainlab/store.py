@@ -32,12 +32,14 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["DEFAULT_DB", "STATUSES", "RunStore"]
+
+_T = TypeVar("_T")
 
 DEFAULT_DB = Path("runs") / "trainlab.db"
 STATUSES = ("running", "done", "diverged", "failed", "interrupted", "overwritten")
@@ -150,19 +152,15 @@ class RunStore:
                 time.sleep(min(0.05 * 2**i, 1.0))
         return None  # pragma: no cover
 
-    def _write(self, statements: Sequence[tuple[str, Any]]) -> list[sqlite3.Cursor]:
-        """Run ``statements`` as one ``BEGIN IMMEDIATE`` transaction (retried when busy)."""
+    def _transaction(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``body(con)`` in one ``BEGIN IMMEDIATE`` transaction: committed when it
+        returns, rolled back when it raises, retried as a whole when the store is busy."""
 
-        def go() -> list[sqlite3.Cursor]:
+        def go() -> _T:
             with self._connect() as con:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    out = []
-                    for sql, params in statements:
-                        if isinstance(params, list):
-                            out.append(con.executemany(sql, params))
-                        else:
-                            out.append(con.execute(sql, params))
+                    out = body(con)
                     con.execute("COMMIT")
                     return out
                 except BaseException:
@@ -170,6 +168,13 @@ class RunStore:
                     raise
 
         return self._retry(go)
+
+    def _write(self, statements: Sequence[tuple[str, Any]]) -> list[sqlite3.Cursor]:
+        """Run ``statements`` as one transaction (``executemany`` for a list of params)."""
+        return self._transaction(lambda con: [
+            con.executemany(sql, params) if isinstance(params, list) else con.execute(sql, params)
+            for sql, params in statements
+        ])
 
     # -- writing ----------------------------------------------------------------------------
     def create_run(
@@ -188,37 +193,28 @@ class RunStore:
         """
         where = str(Path(folder).resolve()) if folder is not None else None
 
-        def go() -> int:
-            with self._connect() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = con.execute(
-                        "INSERT INTO runs (name, status, config, seed, env, folder, created, pid,"
-                        " host) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            name,
-                            json.dumps(config, sort_keys=True, default=str),
-                            seed,
-                            json.dumps(env or {}, sort_keys=True, default=str),
-                            where,
-                            time.time(),
-                            os.getpid(),
-                            socket.gethostname(),
-                        ),
-                    )
-                    run_id = int(cur.lastrowid)
-                    if where is not None:
-                        con.execute(
-                            _OVERWRITE_SQL,
-                            (f"its folder was overwritten by run {run_id}", where, run_id),
-                        )
-                    con.execute("COMMIT")
-                    return run_id
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+        def insert(con: sqlite3.Connection) -> int:
+            cur = con.execute(
+                "INSERT INTO runs (name, status, config, seed, env, folder, created, pid, host)"
+                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    json.dumps(config, sort_keys=True, default=str),
+                    seed,
+                    json.dumps(env or {}, sort_keys=True, default=str),
+                    where,
+                    time.time(),
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
+            )
+            run_id = int(cur.lastrowid)
+            if where is not None:
+                con.execute(_OVERWRITE_SQL,
+                            (f"its folder was overwritten by run {run_id}", where, run_id))
+            return run_id
 
-        return self._retry(go)
+        return self._transaction(insert)
 
     def mark_overwritten(
         self, folder: str | os.PathLike, *, keep: int | None = None, message: str | None = None

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from trainlab.probes import (
     ActivationStats,
@@ -34,7 +33,7 @@ def net() -> nn.Module:
                          nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
 
 
-def train(with_probes: bool, probe_data=None, steps: int = 4):
+def train(sgd_steps, with_probes: bool, probe_data=None, steps: int = 4):
     torch.manual_seed(0)
     m = net()
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -45,24 +44,16 @@ def train(with_probes: bool, probe_data=None, steps: int = 4):
         if probe_data is not None:
             ps += [ActivationStats(every=1, probe_data=probe_data, mode="train").attach(m),
                    GradientStats(every=1, probe_data=probe_data, mode="train").attach(m)]
-    for step in range(steps):
-        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
-        for p in ps:
-            p.step_begin(step)
-        opt.zero_grad()
-        F.cross_entropy(m(x), y).backward()
-        for p in ps:
-            p.after_backward(step)
-        opt.step()
-        for p in ps:
-            p.step_end(step)
+    batches = ((torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g))
+               for _ in range(steps))
+    sgd_steps(m, opt, ps, batches)
     return m, ps
 
 
-def test_probes_do_not_change_the_training_result():
-    ref, _ = train(False)
+def test_probes_do_not_change_the_training_result(sgd_steps):
+    ref, _ = train(sgd_steps, False)
     pd = (torch.randn(10, 6), torch.randint(0, 3, (10,)))
-    got, ps = train(True, probe_data=pd)
+    got, ps = train(sgd_steps, True, probe_data=pd)
     for a, b in zip(ref.state_dict().values(), got.state_dict().values()):
         assert torch.equal(a, b)  # weights and BN running statistics, bit for bit
     assert all(len(p.records()) > 0 for p in ps)
@@ -163,9 +154,9 @@ def test_layer_selection_and_bad_input_message():
     assert "act_std" in collect([p]).table(0)["0"]
 
 
-def test_records_round_trip(tmp_path):
+def test_records_round_trip(tmp_path, sgd_steps):
     torch.manual_seed(0)
-    _, ps = train(True, steps=3)
+    _, ps = train(sgd_steps, True, steps=3)
     log = collect(ps)
     log.rows.append((3, "x", "act_std", math.nan))
     paths = log.save(tmp_path)

@@ -5,30 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from trainlab.probes import ActivationStats, GradientStats, JacobianSpectrum, collect
 from trainlab.report import probe_plots as pp
 
 
 @pytest.fixture(scope="module")
-def log():
+def log(sgd_steps):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = torch.optim.SGD(m.parameters(), lr=0.5)
     ps = [p.attach(m) for p in (ActivationStats(every=1, hist_every=2),
                                 GradientStats(every=1, hist_every=2), JacobianSpectrum(every=3))]
     x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
-    for step in range(6):
-        for p in ps:
-            p.step_begin(step)
-        opt.zero_grad()
-        F.cross_entropy(m(x), y).backward()
-        for p in ps:
-            p.after_backward(step)
-        opt.step()
-        for p in ps:
-            p.step_end(step)
+    sgd_steps(m, opt, ps, [(x, y)] * 6)
     return collect(ps)
 
 
