@@ -316,7 +316,10 @@ def test_fit_twice_does_not_repeat_probe_records():
             (s, layer) for s in (0, 3) for layer in ("block1", "block2", "head", "model"))
         assert len({h_["step"] for h_ in h.histograms}) == 2
     assert _keys(h1.probe_records) == _keys(h2.probe_records)
-    assert act.records() == [] and act.histograms() == []  # moved into the History
+    # the probe keeps what it recorded (issue 10 item 7): both fits, each row once
+    mine = [r for r in h1.probe_records + h2.probe_records if r[2].startswith(("pre_", "act_"))]
+    assert act.records() == mine
+    assert act.histograms() == h1.histograms + h2.histograms  # only ActivationStats draws them
 
 
 def test_spectra_match_the_records_and_a_direct_svd():

@@ -86,9 +86,11 @@ from trainlab.registry import Registry, split_spec
 __all__ = [
     "ACTIVATIONS",
     "ELU",
+    "EqualsRule",
     "GELU",
     "GELU_MIN",
     "GELU_TANH_MIN",
+    "HARDSWISH_MIN",
     "HIST_LIMIT",
     "LECTURE_LEAKY_SLOPE",
     "MISH_MIN",
@@ -179,6 +181,22 @@ class ThresholdRule:
         if self.at_or_above is not None:
             parts.append(f"h >= {self.at_or_above:.6g}")
         return f"ThresholdRule({' or '.join(parts) or 'never'})"
+
+
+@dataclass(frozen=True)
+class EqualsRule:
+    """An output-based rule ``rule(h) = (h == value)``: the flat zone of a shrinkage or
+    thresholding function (``nn.Hardswish`` is exactly 0 for ``x <= -3``, ``nn.Softshrink``
+    and ``nn.Hardshrink`` inside ``[-λ, λ]``, ``nn.Threshold`` below its threshold), where the
+    derivative is zero although outputs on both sides of ``value`` occur."""
+
+    value: float = 0.0
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return h == self.value
+
+    def __repr__(self) -> str:
+        return f"EqualsRule(h == {self.value:.6g})"
 
 
 @dataclass(frozen=True)
@@ -1016,8 +1034,76 @@ def _mish_info(m: nn.Mish) -> ActivationInfo:
     )
 
 
+#: Hardswish's minimum, ``-3/8`` at ``x = -3/2``.
+HARDSWISH_MIN = -0.375
+
+
+def _hardswish_info(m: nn.Hardswish) -> ActivationInfo:
+    return ActivationInfo(
+        "hardswish",
+        (HARDSWISH_MIN, _INF),
+        _SQRT2,
+        dead=EqualsRule(0.0),
+        notes="x*relu6(x+3)/6 (MobileNetV3): dead where h == 0 (x <= -3, zero derivative); "
+        "gain sqrt(2) as its smooth cousin SiLU.",
+    )
+
+
+def _hardsigmoid_info(m: nn.Hardsigmoid) -> ActivationInfo:
+    return ActivationInfo(
+        "hardsigmoid",
+        (0.0, 1.0),
+        1.0,
+        saturated=ThresholdRule(0.0, 1.0),
+        notes="relu6(x+3)/6: saturated at h <= 0 or h >= 1 (zero derivative beyond |x| >= 3); "
+        "gain 1 as sigmoid.",
+    )
+
+
+def _logsigmoid_info(m: nn.LogSigmoid) -> ActivationInfo:
+    # d/dx log σ(x) = 1 - σ(x) = 1 - e^h: at most 0.03 once h >= log(0.97)
+    return ActivationInfo(
+        "logsigmoid",
+        (-_INF, 0.0),
+        1.0,
+        saturated=ThresholdRule(at_or_above=math.log(1.0 - SATURATION_MARGIN)),
+        notes="log sigmoid(x): saturated at h >= log(0.97) (derivative 1 - e^h <= 0.03); gain 1.",
+    )
+
+
+def _tanhshrink_info(m: nn.Tanhshrink) -> ActivationInfo:
+    return ActivationInfo(
+        "tanhshrink", (-_INF, _INF), 1.0,
+        notes="x - tanh(x): no output-based dead or saturated rule; gain 1.",
+    )
+
+
+def _shrink_info(name: str) -> Callable[[Any], ActivationInfo]:
+    def info(m: Any) -> ActivationInfo:
+        return ActivationInfo(
+            name, (-_INF, _INF), 1.0, dead=EqualsRule(0.0),
+            notes=f"{name}: dead where h == 0 (|x| <= lambda = {m.lambd:g}); gain 1.",
+        )
+
+    return info
+
+
+def _threshold_info(m: nn.Threshold) -> ActivationInfo:
+    return ActivationInfo(
+        "threshold",
+        (min(float(m.value), float(m.threshold)), _INF),
+        _SQRT2,
+        dead=EqualsRule(float(m.value)),
+        notes=f"x if x > {m.threshold:g} else {m.value:g}: dead where h == {m.value:g}; "
+        "gain sqrt(2) as ReLU.",
+    )
+
+
 # torch's own modules -> the info of the equivalent trainlab activation, read from their
 # attributes. Looked up along the class's MRO, so nn.ReLU6 (a Hardtanh) is found first.
+# torch's other modules in torch.nn.modules.activation are not elementwise hidden-unit
+# nonlinearities (GLU halves a dimension; Softmax, Softmin, Softmax2d and LogSoftmax
+# normalize across units; MultiheadAttention is a layer) and are not activations here.
 _TORCH_INFO: dict[type, Callable[[Any], ActivationInfo]] = {
     nn.Sigmoid: lambda m: Sigmoid.info_for(),
     nn.Tanh: lambda m: Tanh.info_for(),
@@ -1036,6 +1122,13 @@ _TORCH_INFO: dict[type, Callable[[Any], ActivationInfo]] = {
     nn.Hardtanh: _hardtanh_info,
     nn.CELU: _celu_info,
     nn.Mish: _mish_info,
+    nn.Hardswish: _hardswish_info,
+    nn.Hardsigmoid: _hardsigmoid_info,
+    nn.LogSigmoid: _logsigmoid_info,
+    nn.Tanhshrink: _tanhshrink_info,
+    nn.Softshrink: _shrink_info("softshrink"),
+    nn.Hardshrink: _shrink_info("hardshrink"),
+    nn.Threshold: _threshold_info,
 }
 
 
@@ -1061,7 +1154,9 @@ def activation_info(obj: Any, *, strict: bool = False) -> ActivationInfo | None:
     - one of torch's activation Modules, read the same way: ``nn.Sigmoid``, ``nn.Tanh``,
       ``nn.Softsign``, ``nn.ReLU``, ``nn.ReLU6``, ``nn.LeakyReLU``, ``nn.PReLU``, ``nn.RReLU``,
       ``nn.ELU``, ``nn.SELU``, ``nn.GELU``, ``nn.SiLU``, ``nn.Softplus``, ``nn.Identity``, and
-      ``nn.Hardtanh``, ``nn.CELU``, ``nn.Mish``;
+      ``nn.Hardtanh``, ``nn.CELU``, ``nn.Mish``, ``nn.Hardswish``, ``nn.Hardsigmoid``,
+      ``nn.LogSigmoid``, ``nn.Tanhshrink``, ``nn.Softshrink``, ``nn.Hardshrink`` and
+      ``nn.Threshold`` (every elementwise activation of ``torch.nn``);
     - a class of either (its default settings), or an :class:`ActivationInfo` (returned as is).
 
     Anything else (``nn.Linear``, a whole model, ``5``) gives ``None``, so probes can walk any

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from trainlab.probes.base import Probe, activation_info, first_tensor
 
-__all__ = ["ActivationStats", "moment_keys", "finish_moments"]
+__all__ = ["ActivationStats", "moment_keys", "finish_moments", "pool_calls"]
 
 #: same-shaped tensors with at most this many elements each are stacked and reduced together
 #: (a few kernels for the whole group: below this size the per-kernel overhead of one
@@ -176,8 +176,15 @@ class ActivationStats(Probe):
     ``s = Wx + b`` (or its normalized version) and ``act`` is ``h = f(s)``. Layers chosen by
     name may be of any type; ``pre`` is then the layer's input. Transformer encoder/decoder
     layers are watched by default too (their output; pass ``unit_dim=-1`` for the dead rule
-    of ``(N, T, F)`` tensors). A module called several times in one forward pass (a ReLU
-    shared inside a ResNet block) records its last call.
+    of ``(N, T, F)`` tensors), and so are recurrent layers (their output sequence).
+
+    A module called several times in one forward pass (the ReLU torchvision's ResNet block
+    applies twice, a weight-shared layer of an unrolled network) records every call, pooled:
+    the statistics are those of all its calls' tensors together (concatenated along the
+    batch axis when their shapes agree, flattened otherwise — then without the dead-unit
+    rule, which needs units), and the quantity ``act_calls`` gives the number of calls (only
+    when it is more than one). :class:`~trainlab.probes.GradientStats` pools ``∂L/∂s`` the
+    same way, so activations and gradients describe the same calls.
 
     Keys (quantity names in :meth:`records`), for ``which`` in ``pre``, ``act``:
         ``{which}_mean``, ``{which}_std`` (Bessel-corrected, over all elements of the batch),
@@ -258,7 +265,7 @@ class ActivationStats(Probe):
             rng = getattr(info, "hist_range", None)
             finite = rng is not None and all(abs(float(r)) < float("inf") for r in rng)
             self._ranges.append(tuple(rng) if finite else None)
-        self._stage: dict[tuple[int, int], tuple[Tensor, int]] = {}
+        self._stage: dict[tuple[int, int], list[tuple[Tensor, int]]] = {}
         self._clone: set[tuple[int, int]] = set()
         self._hooks = []
         for i in range(len(self.modules)):
@@ -286,7 +293,7 @@ class ActivationStats(Probe):
             x = x.detach()
             if getattr(module, "inplace", False) or (i, 0) in self._clone:
                 x = x.clone()
-            self._stage[(i, 0)] = (x, x._version)
+            self._stage.setdefault((i, 0), []).append((x, x._version))
 
         return hook
 
@@ -300,7 +307,7 @@ class ActivationStats(Probe):
             y = y.detach()
             if (i, 1) in self._clone:
                 y = y.clone()
-            self._stage[(i, 1)] = (y, y._version)
+            self._stage.setdefault((i, 1), []).append((y, y._version))
 
         return hook
 
@@ -322,12 +329,15 @@ class ActivationStats(Probe):
             return
         meta = self._buffer.meta[self._slot]
         groups: dict[tuple, list[tuple[int, int, Tensor]]] = {}
-        for (i, which), (t, version) in stage.items():
-            if t._version != version:  # changed in place after the hook: copy from now on
-                self._clone.add((i, which))
+        for (i, which), calls in stage.items():
+            if any(t._version != v for t, v in calls):  # changed in place after the hook:
+                self._clone.add((i, which))             # copy from now on
                 continue
+            t = pool_calls([t for t, _ in calls], self.unit_dim)
             groups.setdefault((tuple(t.shape), t.dtype, t.device), []).append((which, i, t))
             meta[(i, ("pre_n", "act_n")[which])] = t.numel()
+            if which == 1 and len(calls) > 1:
+                meta[(i, "calls")] = len(calls)
         w = self.mom.width
         for (shape, _, _), items in groups.items():
             items.sort(key=lambda it: it[0])  # pre-activations first, then activations
@@ -406,4 +416,22 @@ class ActivationStats(Probe):
                 out.append((step, name, "act_saturated", float(row[i, 2 * w])))
             if meta.get((i, "dead")):
                 out.append((step, name, "act_dead", float(row[i, 2 * w + 1])))
+            if meta.get((i, "calls")):
+                out.append((step, name, "act_calls", float(meta[(i, "calls")])))
         return out
+
+
+def pool_calls(ts: Sequence[Tensor], unit_dim: int = 1) -> Tensor:
+    """One tensor holding the tensors of all calls of a module in one pass.
+
+    One call: the tensor itself (no copy). Same shapes: concatenated along the batch axis
+    (axis 0, or axis 1 when ``unit_dim`` is 0), so a unit stays a unit and the dead-unit rule
+    still applies. Different shapes (a layer applied at several resolutions): flattened and
+    concatenated, which keeps the moments and percentiles exact but has no units.
+    """
+    if len(ts) == 1:
+        return ts[0]
+    if all(t.shape == ts[0].shape for t in ts) and ts[0].dim() >= 1:
+        axis = 1 if ts[0].dim() >= 2 and unit_dim % ts[0].dim() == 0 else 0
+        return torch.cat(list(ts), axis)
+    return torch.cat([t.reshape(-1) for t in ts])

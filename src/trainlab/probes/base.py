@@ -170,21 +170,25 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
-_BLOCK_TYPES = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+_BLOCK_TYPES = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.RNNBase,
+                nn.RNNCellBase)
 
 
 def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Default layers for activation probes: modules the activation registry (C1) knows,
-    and Transformer encoder/decoder layers (their output, the residual stream: torch's
-    layers apply their nonlinearity as a function, so there is no module to watch)."""
+    Transformer encoder/decoder layers (their output, the residual stream: torch's
+    layers apply their nonlinearity as a function, so there is no module to watch) and
+    recurrent layers ``nn.RNN``/``nn.LSTM``/``nn.GRU`` and their cells (their output
+    sequence or hidden state: the gates' sigmoids and tanhs run inside one fused kernel)."""
     return [(n, m) for n, m in model.named_modules()
             if n and (isinstance(m, _BLOCK_TYPES) or activation_info(m) is not None)]
 
 
 _SUPPORTED = {
     "activation": "activation modules known to trainlab's registry (nn.Tanh, nn.Sigmoid, "
-    "nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.SELU, nn.Softplus, trainlab.nn "
-    "activations, Maxout ...) and nn.TransformerEncoderLayer/DecoderLayer outputs",
+    "nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.SELU, nn.Softplus, nn.Hardswish, "
+    "nn.Hardsigmoid, nn.Mish, trainlab.nn activations, Maxout ...), "
+    "nn.TransformerEncoderLayer/DecoderLayer outputs and nn.RNN/LSTM/GRU outputs",
     "weight": "nn.Linear, nn.Conv1d/2d/3d (and transposed), nn.Bilinear, nn.Embedding",
     "block": "the model's top-level children (an nn.Sequential or a trainlab builder model)",
 }
@@ -349,6 +353,14 @@ class Probe:
         loss_fn: Callable | None = None,
     ) -> None:
         self.layers_spec = layers
+        if (isinstance(every, int) and not isinstance(every, bool) and every == 0) or (
+                isinstance(every, str) and every == "never"):
+            # hist_every=0 turns histograms off; a probe whose moments never run is a mistake
+            raise ValueError(
+                f"every={every!r} would never record anything: every must be an integer >= 1 "
+                "(every k steps), 'log', a Schedule or a callable step -> bool. "
+                f"Received: every={every!r}."
+            )
         self.schedule = as_schedule(Schedule(50, log=True) if every is None else every)
         if hist_every is False:
             hist_every = 0
@@ -516,7 +528,8 @@ class Probe:
             # The current step may still be filling: keep its slot (it moves to slot 0).
             keep = self._slot >= 0
             for step, meta, row in self._buffer.drain(keep_last=keep):
-                self._rows.extend(self._finish(step, meta, row))
+                if row is not None:  # None: nothing reached the device for these steps
+                    self._rows.extend(self._finish(step, meta, row))
             if keep:
                 self._slot = 0
         if self._pending_hists:

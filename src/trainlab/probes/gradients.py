@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from trainlab.probes.activations import _Moments, finish_moments
+from trainlab.probes.activations import _Moments, finish_moments, pool_calls
 from trainlab.probes.base import Probe, first_tensor
 
 __all__ = ["GradientStats"]
@@ -29,6 +29,11 @@ class GradientStats(Probe):
     ``grad_out_min``, ``grad_out_max``; ``grad_w_mean``, ``grad_w_std``, ``grad_w_norm``.
     Histograms: ``grad_out`` and ``grad_w``, over ±4·rms of the tensor (the range is found
     on the device; the edges are reported in gradient units; tails go to the outer bins).
+
+    A module called several times per forward pass records ``∂L/∂s`` of every call, pooled
+    as :class:`~trainlab.probes.ActivationStats` pools its outputs (``grad_out_calls`` gives
+    the count when it is more than one); ``∂L/∂W`` is the weight's total gradient, the sum
+    over the calls.
 
     ``∂L/∂s`` of a mean-reduced loss scales as 1/batch size; compare runs at equal batch
     size. Default layers: Linear, Conv*, Bilinear, Embedding.
@@ -73,7 +78,7 @@ class GradientStats(Probe):
 
     def _setup_for(self, model: Any) -> None:
         self._hooks = [self._fwd_hook(i) for i in range(len(self.modules))]
-        self._stage: dict[int, torch.Tensor] = {}
+        self._stage: dict[int, list[torch.Tensor]] = {}
 
     def _install(self) -> None:
         if self.outputs:
@@ -85,8 +90,8 @@ class GradientStats(Probe):
         # gradient flowing on is unchanged); the reductions run once, batched over layers
         # of equal shape, in after_backward.
         def grad_hook(g: torch.Tensor) -> None:
-            if self.recording:
-                self._stage[i] = g.detach()
+            if self.recording:  # every call of a shared module: pooled in after_backward
+                self._stage.setdefault(i, []).append(g.detach())
 
         def hook(module: Any, args: Any, out: Any) -> None:
             if not self.recording:
@@ -122,7 +127,13 @@ class GradientStats(Probe):
         if not self.recording:
             return
         if stage:
-            self._reduce(list(stage.items()), 0, True, "out_n", "grad_out")
+            # the tensor hooks fire in reverse call order: put the calls back in order
+            items = [(i, pool_calls(gs[::-1])) for i, gs in stage.items()]
+            self._reduce(items, 0, True, "out_n", "grad_out")
+            meta = self._buffer.meta[self._slot]
+            for i, gs in stage.items():
+                if len(gs) > 1:
+                    meta[(i, "calls")] = len(gs)
         if self.weights:
             grads = [(i, m.weight.grad.detach()) for i, m in enumerate(self.modules)
                      if getattr(getattr(m, "weight", None), "grad", None) is not None]
@@ -139,6 +150,8 @@ class GradientStats(Probe):
                         (step, name, "grad_out_norm", norm),
                         (step, name, "grad_out_min", float(row[i, 2])),
                         (step, name, "grad_out_max", float(row[i, 3]))]
+                if meta.get((i, "calls")):
+                    out.append((step, name, "grad_out_calls", float(meta[(i, "calls")])))
             n = meta.get((i, "w_n"))
             if n is not None:
                 mean, std, norm = finish_moments(row[i, 4:6], n)

@@ -139,9 +139,12 @@ class UpdateRatio(Probe):
         data = self._buffer.ensure(dn)
         torch.div(dn, self._wn, out=data[self._slot, :, 0])
         data[self._slot, :, 1].copy_(dn)
+        self._buffer.meta[self._slot]["done"] = True
 
     def _finish(self, step: int, meta: dict, row: Any) -> list[tuple[int, str, str, float]]:
-        if not meta.get("snap"):
+        # A step that never reached step_end (its forward or backward raised) has a
+        # snapshot but no ratio: it gives no rows, so the step's own error is what surfaces.
+        if not meta.get("done") or row is None:
             return []
         out = []
         for i, name in enumerate(self.layer_names):

@@ -611,10 +611,10 @@ class Trainer:
     def _finish_probes(self) -> None:
         """Move what the probes recorded since the last call into the History.
 
-        Each probe's records are read once, then ``clear()`` is called (when it has one), so
-        a second ``fit`` or a checkpoint followed by the end of training never adds a record
-        twice. What a probe still reports after ``clear()`` (or every record, for a probe
-        without it) is remembered as already taken.
+        How many records of each probe were taken is remembered, so a second ``fit`` or a
+        checkpoint followed by the end of training never adds a record twice. The probe keeps
+        its records too (``probe.records()`` after ``fit`` returns them, as it does outside
+        a Trainer): both lists hold the same row tuples, so the copy costs only references.
         """
         h = self.history
         for p in self.probes:
@@ -624,9 +624,6 @@ class Trainer:
             h.probe_records.extend(got[0][taken[0]:])
             h.histograms.extend(got[1][taken[1]:])
             h.spectra.extend(got[2][taken[2]:])
-            if callable(getattr(p, "clear", None)):
-                p.clear()
-                got = self._probe_outputs(p)
             self._probe_taken[key] = tuple(len(g) for g in got)  # type: ignore[assignment]
 
     @staticmethod
