@@ -306,7 +306,7 @@ def test_override_that_matches_nothing_raises_before_changing_anything():
      "generator must be a torch.Generator, a non-negative integer seed or None. "
      "Received: generator=-1"),
     (dict(scheme="he_normal", overrides={1: "zeros"}), TypeError,
-     "override patterns must be strings (module names, fnmatch). Received: 1"),
+     "override patterns must be strings (module or parameter names, fnmatch). Received: 1"),
 ])
 def test_error_messages(kwargs, exc, msg):
     with pytest.raises(exc, match=re.escape(msg)):

@@ -1,10 +1,40 @@
-"""Apply an initialization scheme to every weight layer of any ``nn.Module``.
+"""Apply an initialization scheme to every weight of any ``nn.Module``.
 
-:func:`init_model` walks ``model.named_modules()`` and initializes the ``weight`` (and,
-on request, the ``bias``) of every ``nn.Linear``, ``nn.Conv1d/2d/3d`` and
-``nn.ConvTranspose1d/2d/3d`` — on models trainlab built and on any other. A maxout layer holds
-its pieces in one plain ``nn.Linear`` named ``linear`` (contract C1), so it is found as such.
-Per-layer overrides are fnmatch patterns on the module names::
+:func:`init_model` walks ``model.named_modules()`` and initializes, on models trainlab built
+and on any other:
+
+- the ``weight`` (and the ``bias``) of every ``nn.Linear``, ``nn.Conv1d/2d/3d`` and
+  ``nn.ConvTranspose1d/2d/3d``. A maxout layer holds its pieces in one plain ``nn.Linear``
+  named ``linear`` (contract C1), so it is found as such;
+- recurrent layers ``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells **gate by gate**:
+  ``weight_ih_l{k}`` of shape ``(G·H, in)`` and ``weight_hh_l{k}`` of shape ``(G·H, H)`` hold
+  ``G`` stacked gate matrices (LSTM: i, f, g, o; GRU: r, z, n; RNN: one), and each ``(H, in)``
+  or ``(H, H)`` block gets the scheme with its own fans — the fans a separate layer per gate
+  would have (Glorot & Bengio's fan rule; Keras initializes its gates the same way). Biases
+  follow ``bias`` (default 0; an LSTM forget-gate bias of 1, Jozefowicz et al. 2015, is one
+  override away: ``bias=`` applies to all gates alike). ``weight_hr_l{k}`` (LSTM
+  projections) is one matrix;
+- ``nn.MultiheadAttention``'s packed ``in_proj_weight`` ``(3E, E)`` **as three matrices**
+  q, k, v, each ``(E, E)`` with ``fan_in = fan_out = E`` (as three ``nn.Linear(E, E)``
+  would be; torch's own ``_reset_parameters`` draws Xavier over the packed matrix, whose
+  fan_out is 3E); ``q/k/v_proj_weight`` when the dimensions differ; ``in_proj_bias`` follows
+  ``bias``; ``out_proj`` is an ``nn.Linear``.
+
+Left as they are, by rule:
+
+- the scale and shift of normalization layers (BatchNorm, LayerNorm, GroupNorm, ...: 1 and
+  0 at construction) and the parameters of activations (PReLU's slope, Swish's β): their
+  own initial values are the ones the papers prescribe; no warning;
+- ``nn.Embedding`` weights (a lookup table has no fan_in: its scale is a modelling choice —
+  torch draws N(0, 1), transformer codebases N(0, 0.02²)) and free parameters of custom
+  modules (a ViT's ``cls_token`` and ``pos_embed``, attention's ``bias_k``/``bias_v``): left,
+  and named in **one** ``UserWarning`` that says how to set them.
+
+Overrides are fnmatch patterns on qualified names. They match a layer's module name or the
+name of a module containing it, and also a tensor's own name: ``"lstm.weight_hh_l0"`` (all its
+gates), ``"lstm.weight_hh_l0.f"`` (one gate), ``"*.in_proj_weight.q"``, ``"pos_embed"``,
+``"embed"``. A parameter shared by several modules (tied weights) is initialized once, by the
+first module in ``named_modules()`` order whose rule initializes it::
 
     init_model(model, "he_normal", bias=0.0,
                overrides={"block1.*": "orthogonal", "head": ("normal", {"std": 0.01})},
@@ -230,6 +260,107 @@ def _pattern_matches(pattern: str, name: str) -> bool:
 
 
 # -- applying -------------------------------------------------------------------------------
+#: gate names of the stacked blocks of torch's recurrent weights, by ``mode``
+_GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n"), "RNN_TANH": ("h",),
+          "RNN_RELU": ("h",)}
+_CELL_GATES = {nn.LSTMCell: _GATES["LSTM"], nn.GRUCell: _GATES["GRU"], nn.RNNCell: ("h",)}
+
+
+@dataclass
+class _Target:
+    """One tensor (or one gate block of it) :func:`init_model` may write.
+
+    ``kind``: ``"weight"`` (gets the scheme), ``"bias"`` (gets ``bias``), ``"left"`` (an
+    Embedding or free parameter: only an override initializes it).
+    """
+
+    name: str            # what override patterns match
+    module: nn.Module
+    pname: str
+    kind: str
+    block: tuple[int, int] | None = None  # rows [start, stop) of the parameter
+    owner: str = ""      # the layer a "weight"/"bias" target belongs to, for messages
+
+    @property
+    def key(self) -> tuple:
+        return (id(getattr(self.module, self.pname)), self.block)
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+                               nn.LocalResponseNorm)) or "Norm" in type(module).__name__
+
+
+def _is_activation(module: nn.Module) -> bool:
+    from trainlab.nn import activation_info  # lazy: trainlab.nn imports trainlab.init
+
+    return activation_info(module) is not None
+
+
+def _blocks(tensor: torch.Tensor, gates: tuple[str, ...]) -> list[tuple[str, tuple[int, int]]]:
+    h = tensor.shape[0] // len(gates)
+    return [(g, (k * h, (k + 1) * h)) for k, g in enumerate(gates)]
+
+
+def _targets(model: nn.Module) -> tuple[list[_Target], list[tuple[str, str]]]:
+    """Every tensor init_model can write, in ``named_modules()`` order, and the parameters it
+    leaves by rule without a word (norm and activation parameters), as ``(name, why)``."""
+    out: list[_Target] = []
+    quiet: list[tuple[str, str]] = []
+    for mname, m in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        own = dict(m.named_parameters(recurse=False))
+        done: set[str] = set()
+        if isinstance(m, WEIGHT_LAYER_TYPES):
+            out.append(_Target(mname, m, "weight", "weight", owner=mname))
+            if getattr(m, "bias", None) is not None:
+                out.append(_Target(mname, m, "bias", "bias", owner=mname))
+            done |= {"weight", "bias"}
+        elif isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
+            gates = _GATES.get(getattr(m, "mode", ""), None) or next(
+                (g for t, g in _CELL_GATES.items() if isinstance(m, t)), ("h",))
+            for pname, p in own.items():
+                tname = prefix + pname
+                if pname.startswith(("weight_ih", "weight_hh")):
+                    out += [_Target(f"{tname}.{g}", m, pname, "weight", b, mname)
+                            for g, b in _blocks(p, gates)]
+                elif pname.startswith("weight_hr"):
+                    out.append(_Target(tname, m, pname, "weight", owner=mname))
+                elif pname.startswith("bias"):
+                    out.append(_Target(tname, m, pname, "bias", owner=mname))
+                else:
+                    continue
+                done.add(pname)
+        elif isinstance(m, nn.MultiheadAttention):
+            for pname, p in own.items():
+                tname = prefix + pname
+                if pname == "in_proj_weight":
+                    out += [_Target(f"{tname}.{g}", m, pname, "weight", b, mname)
+                            for g, b in _blocks(p, ("q", "k", "v"))]
+                elif pname in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                    out.append(_Target(tname, m, pname, "weight", owner=mname))
+                elif pname == "in_proj_bias":
+                    out.append(_Target(tname, m, pname, "bias", owner=mname))
+                else:
+                    continue
+                done.add(pname)
+        elif isinstance(m, nn.Embedding):
+            out.append(_Target(prefix + "weight", m, "weight", "left", owner=mname))
+            done.add("weight")
+        elif isinstance(m, parametrize.ParametrizationList):
+            # the originals of a parametrized tensor: set through its owner's right_inverse
+            quiet += [(prefix + n, "parametrization") for n in own]
+            done |= set(own)
+        elif own and (_is_norm(m) or _is_activation(m)):
+            why = "normalization" if _is_norm(m) else "activation"
+            quiet += [(prefix + n, why) for n in own]
+            done |= set(own)
+        for pname in own:
+            if pname not in done:
+                out.append(_Target(prefix + pname, m, pname, "left", owner=mname))
+    return out, quiet
+
+
 def _check_settable(module: nn.Module, pname: str, layer: str) -> None:
     if isinstance(getattr(module, pname), nn.parameter.UninitializedParameter):
         raise ValueError(
@@ -253,9 +384,16 @@ def _init_parameter(
     init: ResolvedInit,
     generator: torch.Generator | None,
     layer: str,
+    block: tuple[int, int] | None = None,
 ) -> None:
-    tensor = getattr(module, pname)
+    full = getattr(module, pname)
+    tensor = full if block is None else full[block[0]:block[1]]
     is_param = parametrize.is_parametrized(module, pname)
+    if is_param and block is not None:
+        raise ValueError(
+            f"{layer!r}: {pname} is parametrized, so init_model cannot set one gate block of "
+            "it; initialize it before adding the parametrization."
+        )
     # Draw on the generator's device (and in float32 for half types) so that one seed gives
     # the same weights whatever device or dtype the model is on; then copy into place.
     draw_device = generator.device if generator is not None else tensor.device
@@ -264,7 +402,12 @@ def _init_parameter(
     direct = not is_param and draw_device == tensor.device and draw_dtype == tensor.dtype
     with torch.no_grad():
         if direct:
-            init(tensor, generator)
+            if block is None:
+                init(tensor, generator)
+            else:  # a contiguous buffer: initializers may assume one (orthogonal's copy_)
+                buf = torch.empty(tensor.shape, dtype=draw_dtype, device=draw_device)
+                init(buf, generator)
+                tensor.copy_(buf)
             return
         buf = torch.empty(tensor.shape, dtype=draw_dtype, device=draw_device)
         init(buf, generator)
@@ -281,6 +424,13 @@ def _init_parameter(
             ) from e
 
 
+_LEFT_HOW = (
+    "Set them with overrides={pattern: scheme}, e.g. overrides={'embed': ('normal', "
+    "{'std': 0.02}), 'pos_embed': ('normal', {'std': 0.02})}, or silence this with "
+    "overrides={pattern: None}."
+)
+
+
 def init_model(
     model: nn.Module,
     scheme: Any,
@@ -291,7 +441,12 @@ def init_model(
     generator: torch.Generator | int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Initialize every Linear, Conv and maxout layer of ``model`` with ``scheme``.
+    """Initialize every Linear, Conv, recurrent, attention and maxout weight of ``model``.
+
+    The rules for each kind of layer, and what is left as it is, are in the module
+    docstring: recurrent weights gate by gate, attention's packed projection as q, k, v;
+    Embedding weights and free parameters are left and named in one ``UserWarning`` unless an
+    override sets them.
 
     Args:
         model: any ``nn.Module``.
@@ -300,14 +455,15 @@ def init_model(
         bias: a number (every bias set to that constant; default 0), an init scheme (e.g.
             ``("normal", {"std": 0.01})``), or ``None`` to leave biases as they are.
         overrides: ``{pattern: scheme}``; a pattern (fnmatch, e.g. ``"block1.*"``,
-            ``"head"``) matches a layer when it matches the layer's name or the name of a
-            module containing it; the first matching pattern (in the mapping's order) gives
-            that layer's weight scheme, and ``None`` leaves the layer (weight and bias)
+            ``"head"``, ``"lstm.weight_hh_l0.f"``, ``"pos_embed"``) matches a tensor when it
+            matches the tensor's name, its layer's name or the name of a module containing
+            it; the first matching pattern (in the mapping's order) gives that tensor's
+            scheme (biases keep ``bias``), and ``None`` leaves it (and its layer's bias)
             untouched. ``kwargs`` and ``activation`` do not apply to overrides.
         activation: name of the nonlinearity that follows the layers; its recommended gain
             (``trainlab.nn.activation_info(name).gain``) is passed as ``gain=`` to a scheme
             that takes one (xavier_*, he_*, orthogonal).
-        generator: a ``torch.Generator`` or an integer seed; layers are drawn in
+        generator: a ``torch.Generator`` or an integer seed; tensors are drawn in
             ``named_modules()`` order, so one seed fixes the whole model (the same weights on
             CPU and GPU when the generator is a CPU one).
         **kwargs: keyword arguments for ``scheme`` (e.g. ``std=0.05``, ``mode="fan_out"``).
@@ -316,21 +472,26 @@ def init_model(
         ``model``, initialized in place.
 
     Raises:
-        ValueError: no layer of the types above in ``model``; an override pattern that
-            matches no such layer, or only layers taken by earlier patterns; an unknown
-            scheme name (with close matches); a keyword argument the scheme does not take;
+        ValueError: no weight of the kinds above in ``model``; an override pattern that
+            matches nothing, or only tensors taken by earlier patterns; an unknown scheme
+            name (with close matches); a keyword argument the scheme does not take;
             ``activation`` with a scheme without gain or with ``gain=`` also given; lazy
             layers not yet run; a weight derived from other parameters by hooks. Every check
             runs before any tensor is written.
         TypeError: ``model`` is not an ``nn.Module``; a malformed spec.
+
+    Warns:
+        UserWarning: once, naming every parameter left as it was that no rule covers
+            (Embedding weights, free parameters).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"init_model needs an nn.Module. Received: {type(model).__name__}.")
-    layers = weight_layers(model)
-    if not layers:
+    targets, _quiet = _targets(model)
+    if not any(t.kind == "weight" for t in targets):
         raise ValueError(
             f"init_model found no layer to initialize in {type(model).__name__}: it looks "
-            f"for {_LAYER_TYPES_TEXT}."
+            f"for {_LAYER_TYPES_TEXT}, recurrent layers (nn.RNN/LSTM/GRU and cells) and "
+            "nn.MultiheadAttention."
         )
 
     main = resolve_init(scheme, **kwargs)
@@ -353,49 +514,76 @@ def init_model(
     for pattern, spec in (overrides or {}).items():
         if not isinstance(pattern, str):
             raise TypeError(
-                f"override patterns must be strings (module names, fnmatch). "
+                f"override patterns must be strings (module or parameter names, fnmatch). "
                 f"Received: {pattern!r}."
             )
         rules.append((pattern, None if spec is None else resolve_init(spec)))
 
-    # Decide every layer's init first, so that a bad pattern raises before anything changes.
-    plan: list[tuple[str, nn.Module, ResolvedInit | None]] = []
+    # Decide every tensor's init first, so that a bad pattern raises before anything changes.
+    # A bias is matched by its own name and its layer's: None leaves it, a scheme gives it
+    # ``bias`` (an override's scheme is for weights).
+    plan: list[tuple[_Target, ResolvedInit]] = []
     used: set[str] = set()
-    for name, layer in layers:
-        chosen: ResolvedInit | None = main
+    silenced: set[tuple] = set()
+    for t in targets:
+        rule: tuple[str, ResolvedInit | None] | None = None
         for pattern, init in rules:
-            if _pattern_matches(pattern, name):
-                chosen = init
+            if _pattern_matches(pattern, t.name) or (t.owner and t.kind == "bias"
+                                                     and _pattern_matches(pattern, t.owner)):
+                rule = (pattern, init)
                 used.add(pattern)
                 break
-        plan.append((name, layer, chosen))
+        if rule is not None and rule[1] is None:
+            silenced.add(t.key)
+            continue
+        if t.kind == "bias":
+            if bias_init is not None:
+                plan.append((t, bias_init))
+        elif rule is not None:
+            plan.append((t, rule[1]))
+        elif t.kind == "weight":
+            plan.append((t, main))
     for pattern, _ in rules:
         if pattern in used:
             continue
-        hits = [n for n, _ in layers if _pattern_matches(pattern, n)]
+        hits = list(dict.fromkeys(t.owner if t.kind == "weight" and t.block is None
+                                  else t.name for t in targets
+                                  if _pattern_matches(pattern, t.name)))
         if hits:
             raise ValueError(
                 f"override pattern {pattern!r} is shadowed: the layers it matches "
-                f"({', '.join(map(repr, hits))}) are all taken by earlier patterns (the first "
-                "match wins); put it before them."
+                f"({', '.join(map(repr, hits[:8]))}) are all taken by earlier patterns (the "
+                "first match wins); put it before them."
             )
-        names = ", ".join(repr(n) for n, _ in layers)
+        layer_names = list(dict.fromkeys(t.owner for t in targets if t.kind == "weight"))
+        others = [t.name for t in targets if t.kind == "left"]
         raise ValueError(
             f"override pattern {pattern!r} matches no layer to initialize. "
-            f"The layers are: {names}."
+            f"The layers are: {', '.join(map(repr, layer_names))}."
+            + (f" Other parameters: {', '.join(map(repr, others))}." if others else "")
+            + " Gate blocks are named like 'lstm.weight_hh_l0.f', attention's packed "
+            "projection like 'attn.in_proj_weight.q'."
         )
-    for name, layer, init in plan:
-        if init is None:
-            continue
-        for pname, pinit in (("weight", init), ("bias", bias_init)):
-            if pinit is not None and getattr(layer, pname, None) is not None:
-                _check_settable(layer, pname, name)
+    for t, _ in plan:
+        _check_settable(t.module, t.pname, t.owner or t.name)
 
     gen = _as_generator(generator)
-    for name, layer, init in plan:
-        if init is None:
+    written: set[tuple] = set()
+    for t, init in plan:
+        if t.key in written:  # a tied parameter: initialized by its first module
             continue
-        _init_parameter(layer, "weight", init, gen, name)
-        if bias_init is not None and getattr(layer, "bias", None) is not None:
-            _init_parameter(layer, "bias", bias_init, gen, name)
+        _init_parameter(t.module, t.pname, init, gen, t.owner or t.name, t.block)
+        written.add(t.key)
+    left = [t for t in targets if t.kind == "left"
+            and t.key not in written and t.key not in silenced]
+    if left:
+        kinds = ["nn.Embedding" if isinstance(t.module, nn.Embedding) else "free parameter"
+                 for t in left]
+        names = ", ".join(f"{t.name} ({k})" for t, k in zip(left, kinds))
+        warnings.warn(
+            f"init_model left {len(left)} parameter(s) as they were: {names}. An embedding "
+            f"table has no fan_in and a free parameter no known role, so {main.name!r} does "
+            f"not apply to them. {_LEFT_HOW}",
+            UserWarning, stacklevel=2,
+        )
     return model
