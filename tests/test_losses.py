@@ -331,3 +331,20 @@ def test_penalty_registry():
 def test_penalty_errors(call, exc, msg):
     with pytest.raises(exc, match=re.escape(msg)):
         call(model_with_everything())
+
+
+def test_hinge_default_margin_is_one_on_every_path():
+    """Lecture 001's Σ_{j≠y} max(0, s_j − s_y + 1): the function, the class and the registry's
+    build path all default to Δ = 1 (a mutant class default 0.9 survived the suite)."""
+    from trainlab.losses import LOSSES, MulticlassHingeLoss, multiclass_hinge
+
+    s = torch.tensor([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]],
+                     dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    want = sum(max(0.0, float(s[i, j] - s[i, y[i]] + 1.0)) for i in range(3) for j in range(3)
+               if j != y[i]) / 3  # 2.9, 0, 12.9 -> 5.2667 (CS231n's example)
+    assert want == pytest.approx((2.9 + 0.0 + 12.9) / 3)
+    assert MulticlassHingeLoss().margin == 1.0
+    assert LOSSES.build("hinge").margin == 1.0
+    for loss in (multiclass_hinge, MulticlassHingeLoss(), LOSSES.build("hinge")):
+        assert float(loss(s, y)) == pytest.approx(want, rel=1e-12)

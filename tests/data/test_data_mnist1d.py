@@ -118,3 +118,30 @@ def test_matches_the_procedure_written_out_per_example():
     y = torch.cat([d.y_train, d.y_test]).numpy()
     assert np.array_equal(y, y_ref)
     assert np.allclose(x, x_ref, atol=1e-5)
+
+
+# The MNIST-1D reference templates (Greydanus 2020, github.com/greydanus/mnist1d, data.py
+# get_templates), written out here rather than read from the module, so a mistyped or
+# mirrored template is caught.
+_REFERENCE = [
+    [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
+    [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
+    [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
+    [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
+    [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
+    [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
+    [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
+    [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
+    [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
+    [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
+]
+
+
+def test_templates_match_the_reference_values():
+    ref = np.asarray(_REFERENCE, dtype=np.float64)
+    ref = (ref - ref.mean(1, keepdims=True)) / ref.std(1, keepdims=True)
+    ref = (ref - ref[:, :1]) / 6.0
+    np.testing.assert_allclose(mnist1d_templates(), ref, atol=1e-12)
+    # pinned by hand: digit 0 has mean 6.375 and std sqrt(5.9375/12); its peak 7 becomes
+    # (0.625 + 1.375) / std / 6 = 0.473879
+    assert mnist1d_templates()[0].max() == pytest.approx(2.0 / (5.9375 / 12) ** 0.5 / 6, abs=1e-9)

@@ -151,3 +151,23 @@ def test_errors():
         build_preprocessor("center_channel").fit(torch.randn(5, 3))
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
         build_preprocessor("center").fit(torch.ones(4, 2, dtype=torch.int64))
+
+
+def test_zca_with_eps_matches_the_formula_in_float64():
+    """W = U diag((λ + eps)^(-1/2)) Uᵀ from Cov = XcᵀXc / N; eps large enough to matter
+    (a mutant dropping eps survived tests that used eps=0 or compared ZCA with itself)."""
+    from trainlab.data import build_preprocessor
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=g, dtype=torch.float64) @ torch.diag(
+        torch.tensor([3.0, 1.0, 0.5, 0.1, 0.02], dtype=torch.float64))
+    eps = 0.05
+    z = build_preprocessor(("zca", {"eps": eps}))
+    out = z.fit(x).transform(x)
+    xc = x - x.mean(0)
+    lam, u = torch.linalg.eigh(xc.T @ xc / len(x))
+    w = u @ torch.diag((lam + eps).rsqrt()) @ u.T
+    assert torch.allclose(out.double(), xc @ w, atol=1e-6)
+    # and eps visibly damps the smallest direction: its output variance is λ/(λ+eps) < 1
+    cov = torch.cov(out.double().T, correction=0)
+    assert torch.linalg.eigvalsh(cov).min() < 0.5

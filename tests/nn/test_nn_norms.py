@@ -440,3 +440,22 @@ def test_default_groups_checks_its_arguments():
     with pytest.raises(ValueError, match=r"max_groups must be a positive integer\. Received: "):
         default_groups(8, max_groups=0)
     assert default_groups(64, max_groups=8) == 8
+
+
+def test_functional_batch_norm_in_eval_uses_the_running_statistics():
+    """y = γ (x − running_mean) / sqrt(running_var + eps) + β in float64, with running
+    statistics far from the batch's (a mutant normalizing with batch statistics in eval mode
+    survived the suite)."""
+    from trainlab.nn.norms import batch_norm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g, dtype=torch.float64) * 3 + 2
+    rm = torch.tensor([0.5, -1.0, 4.0, 0.0], dtype=torch.float64)
+    rv = torch.tensor([0.25, 4.0, 1.0, 9.0], dtype=torch.float64)
+    w = torch.tensor([1.5, 0.5, -1.0, 2.0], dtype=torch.float64)
+    b = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    before = (rm.clone(), rv.clone())
+    y = batch_norm(x, rm, rv, w, b, training=False, eps=1e-5)
+    want = w * (x - rm) / torch.sqrt(rv + 1e-5) + b
+    assert torch.allclose(y, want, atol=1e-12)
+    assert torch.equal(rm, before[0]) and torch.equal(rv, before[1])  # eval: no update
