@@ -375,3 +375,27 @@ def test_contract(name):
         assert all(p.dtype == dtype for p in m.parameters())
         # the docstring states the lecture's rule and torch's
         assert "Lecture" in entry.factory.__doc__ or "lecture" in entry.factory.__doc__
+
+
+def test_unknown_optimizer_keyword_lists_close_matches():
+    m = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"optimizer 'adam' takes no argument 'betaz'\. "
+                                         r"Did you mean 'betas'\?"):
+        build_optimizer("adam", m, betaz=(0.9, 0.99))
+    build_optimizer("adam", m, amsgrad=True)  # torch's own keywords still pass through
+
+
+@pytest.mark.parametrize("lr", [0, 0.0, -1e-3, float("nan"), float("inf")])
+def test_one_lr_rule_everywhere(lr):
+    """build_optimizer, the Trainer and the config refuse the same values, in the same words
+    (before: lr=0 and lr=nan gave two different rules in the Trainer; the config took inf)."""
+    from trainlab.train import Trainer
+    from trainlab.train.config import load_config
+
+    m = torch.nn.Linear(2, 2)
+    for make in (lambda: build_optimizer("sgd", m, lr=lr),
+                 lambda: Trainer(m, optimizer="sgd", lr=lr)):
+        with pytest.raises(ValueError, match=r"lr must be a finite number > 0\. Received: lr="):
+            make()
+    with pytest.raises(ValueError, match=r"optim\.lr must be a finite number > 0"):
+        load_config(overrides=[f"optim.lr={lr}"])

@@ -43,7 +43,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from trainlab.registry import Registry
+from trainlab.registry import Registry, check_keywords
 
 __all__ = [
     "OPTIMIZERS",
@@ -81,12 +81,19 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def check_lr(lr: Any, name: str = "lr") -> float:
+    """The one rule for a learning rate everywhere in trainlab (optimizers, the Trainer,
+    configs): a finite number > 0. ``lr = 0`` trains nothing and ``nan``/``inf`` destroy the
+    weights on the first step, so all three are errors rather than torch's ``lr >= 0``."""
+    if not _is_number(lr) or not float(lr) > 0 or not math.isfinite(float(lr)):
+        raise ValueError(f"{name} must be a finite number > 0. Received: {name}={lr!r}.")
+    return float(lr)
+
+
 def _check_hparams(**kw: Any) -> None:
     """Raise ValueError for hyperparameters no optimizer can use; warn for suspect ones."""
     if "lr" in kw:
-        lr = kw["lr"]
-        if not _is_number(lr) or not float(lr) > 0 or not math.isfinite(float(lr)):
-            raise ValueError(f"lr must be a finite number > 0. Received: lr={lr!r}.")
+        check_lr(kw["lr"])
     if "eps" in kw:
         eps = kw["eps"]
         if not _is_number(eps) or not float(eps) > 0:
@@ -555,6 +562,8 @@ def build_optimizer(spec: Any, params: Any, lr: float | None = None, **kw: Any):
     kwargs = {**entry.defaults, **spec_kw, **kw}
     if lr is not None:
         kwargs["lr"] = lr
+    fns = [entry.factory] + ([entry.meta["torch_class"]] if "torch_class" in entry.meta else [])
+    check_keywords(f"optimizer {entry.name!r}", kwargs, *fns, skip=("params",))
     return entry.factory(params, **kwargs)
 
 

@@ -24,12 +24,13 @@ Example::
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Entry", "Registry", "normalize_name", "split_spec"]
+__all__ = ["Entry", "Registry", "check_keywords", "normalize_name", "split_spec"]
 
 
 def normalize_name(name: str) -> str:
@@ -64,6 +65,44 @@ def split_spec(spec: Any, family: str = "") -> tuple[str, dict[str, Any]] | None
     return None
 
 
+def _keyword_names(fn: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The keyword arguments ``fn`` accepts, and whether it takes ``**kwargs``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: accept anything
+        return [], True
+    names = [p.name for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def check_keywords(what: str, kwargs: Mapping[str, Any], *fns: Callable[..., Any],
+                   skip: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` for a keyword none of ``fns`` takes, with the close matches.
+
+    ``fns`` is the factory followed by what it hands its ``**kwargs`` on to (an optimizer
+    factory, then the ``torch.optim`` class): a name counts when one of them takes it. No
+    check when the last one takes ``**kwargs`` too. ``skip``: names not to offer (``params``).
+    """
+    allowed: list[str] = []
+    for fn in fns:
+        names, var_kw = _keyword_names(fn)
+        allowed += [n for n in names if n not in allowed and n not in skip]
+        if not var_kw:
+            break
+    else:
+        return
+    for k in kwargs:
+        if k not in allowed:
+            close = difflib.get_close_matches(k, allowed, n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            takes = ", ".join(allowed) if allowed else "no keyword arguments"
+            raise ValueError(
+                f"{what} takes no argument {k!r}.{hint} It takes: {takes}. "
+                f"Received: {k}={kwargs[k]!r}."
+            )
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered technique.
@@ -85,6 +124,7 @@ class Entry:
     aliases: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""
 
     def __post_init__(self) -> None:
         # Freeze the mappings so an entry cannot be changed behind the registry's back.
@@ -92,7 +132,9 @@ class Entry:
         object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the factory with ``defaults`` updated by ``kwargs``."""
+        """Call the factory with ``defaults`` updated by ``kwargs``; a keyword the factory
+        does not take is a ``ValueError`` naming the close matches (not a ``TypeError``)."""
+        check_keywords(f"{self.family} {self.name!r}".strip(), kwargs, self.factory)
         return self.factory(*args, **{**self.defaults, **kwargs})
 
 
@@ -134,6 +176,7 @@ class Registry:
             aliases=tuple(normalize_name(a) for a in aliases),
             defaults=dict(defaults or {}),
             meta=dict(meta or {}),
+            family=self.family,
         )
         for k in (key, *entry.aliases):
             if k in self._lookup:

@@ -74,7 +74,7 @@ def test_errors():
         load_dataset("mnist1d", train_split=1.5)
     with pytest.raises(ValueError, match="num_samples must .* Received: num_samples=3"):
         load_dataset("mnist1d", num_samples=3)
-    with pytest.raises(ValueError, match="n_train must be None or an integer >= 0"):
+    with pytest.raises(ValueError, match="n_train must be None or an integer >= 1"):
         load_dataset("mnist1d", n_train=-1)
 
 

@@ -89,7 +89,7 @@ def test_errors():
         load_dataset("rings")
     with pytest.raises(ValueError, match=r"n_train must be an integer >= 1. Received: n_train=0"):
         load_dataset("ring", n_train=0)
-    with pytest.raises(ValueError, match=r"noise must be a number >= 0. Received: noise=-0.1"):
+    with pytest.raises(ValueError, match=r"noise must be a finite .* Received: noise=-0.1"):
         load_dataset("quadrants", noise=-0.1)
     with pytest.raises(ValueError, match=r"classes must be an integer >= 2. Received: classes=1"):
         load_dataset("blobs", classes=1)
@@ -109,3 +109,39 @@ def test_dataset_record_validation_and_to():
         Dataset(d.x_train, d.y_train, torch.zeros(4, 3), d.y_test, d.meta)
     with pytest.raises(ValueError, match="split must be 'train' or 'test'. Received: split='val'"):
         d.class_counts("val")
+
+
+# -- one validation rule for every factory (issue 10 item 6) -------------------------------
+@pytest.mark.parametrize("name", ["quadrants", "ring", "three_modes", "spirals", "blobs"])
+def test_non_finite_noise_is_refused(name):
+    from trainlab.data import load_dataset
+
+    for bad in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ValueError, match=r"noise must be a finite number >= 0"):
+            load_dataset(name, noise=bad)
+
+
+@pytest.mark.parametrize("name", ["ring", "mnist1d", "shapeset"])
+def test_empty_training_split_is_refused_by_every_factory(name):
+    from trainlab.data import load_dataset
+
+    with pytest.raises(ValueError, match=r"n_train must be .*>= 1\. Received: n_train=0"):
+        load_dataset(name, n_train=0)
+
+
+def test_unknown_keyword_lists_close_matches():
+    from trainlab.data import load_dataset
+
+    with pytest.raises(ValueError, match=r"dataset 'ring' takes no argument 'n_trian'\. "
+                                         r"Did you mean 'n_train'\?.*Received: n_trian=10"):
+        load_dataset("ring", n_trian=10)
+    with pytest.raises(ValueError, match=r"dataset 'mnist1d'.*'iid_noise'.*"
+                                         r"Did you mean 'iid_noise_scale'"):
+        load_dataset("mnist1d", iid_noise=0.1)
+
+
+def test_mnist1d_noise_scales_must_be_finite():
+    from trainlab.data import load_dataset
+
+    with pytest.raises(ValueError, match=r"iid_noise_scale must be a finite number >= 0"):
+        load_dataset("mnist1d", iid_noise_scale=float("nan"))

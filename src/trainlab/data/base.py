@@ -9,6 +9,7 @@ files and on the command line (``trainlab data show ring``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,12 +153,27 @@ def load_dataset(name: str, **kwargs: Any) -> Dataset:
     return DATASETS.get(name).build(**kwargs)
 
 
-def check_split_sizes(n_train: Any, n_test: Any) -> tuple[int, int]:
-    """Validate ``n_train >= 1`` and ``n_test >= 0`` (integers); return them."""
+def check_split_sizes(n_train: Any, n_test: Any, *, optional: bool = False) -> tuple[int, int]:
+    """Validate ``n_train >= 1`` and ``n_test >= 0`` (integers); return them.
+
+    One rule for every dataset factory: a training split needs an example, a test split may
+    be empty. With ``optional``, ``None`` (keep the whole split) is allowed too.
+    """
     for arg, val, lo in (("n_train", n_train, 1), ("n_test", n_test, 0)):
+        if optional and val is None:
+            continue
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ValueError(f"{arg} must be an integer >= {lo}. Received: {arg}={val!r}.")
+            what = "None or an integer" if optional else "an integer"
+            raise ValueError(f"{arg} must be {what} >= {lo}. Received: {arg}={val!r}.")
     return n_train, n_test
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Validate a finite number ``>= 0`` (a noise level, a scale); return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}.")
+    return float(value)
 
 
 def check_seed(seed: Any) -> int:

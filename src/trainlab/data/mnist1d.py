@@ -25,7 +25,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainlab.data.base import DATASETS, Dataset, DatasetMeta, check_seed
+from trainlab.data.base import (
+    DATASETS,
+    Dataset,
+    DatasetMeta,
+    check_nonnegative,
+    check_seed,
+    check_split_sizes,
+)
 
 __all__ = ["mnist1d", "mnist1d_templates"]
 
@@ -86,9 +93,10 @@ def mnist1d(
     Arguments have the reference generator's names and defaults (``get_dataset_args``);
     ``n_train`` / ``n_test`` keep only the first examples of each split (quick runs).
     """
-    for arg, val in (("n_train", n_train), ("n_test", n_test)):
-        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
-            raise ValueError(f"{arg} must be None or an integer >= 0. Received: {arg}={val!r}.")
+    check_split_sizes(n_train, n_test, optional=True)
+    for arg, val in (("scale_coeff", scale_coeff), ("corr_noise_scale", corr_noise_scale),
+                     ("iid_noise_scale", iid_noise_scale), ("shear_scale", shear_scale)):
+        check_nonnegative(arg, val)
     check_seed(seed)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10:
         raise ValueError(

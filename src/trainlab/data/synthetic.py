@@ -25,7 +25,14 @@ import math
 
 import torch
 
-from trainlab.data.base import DATASETS, Dataset, DatasetMeta, check_seed, check_split_sizes
+from trainlab.data.base import (
+    DATASETS,
+    Dataset,
+    DatasetMeta,
+    check_nonnegative,
+    check_seed,
+    check_split_sizes,
+)
 
 __all__ = ["quadrants", "ring", "three_modes", "spirals", "blobs", "THREE_MODES_CENTRES"]
 
@@ -41,8 +48,7 @@ THREE_MODES_CENTRES = torch.tensor(
 def _check_common(n_train, n_test, noise, seed, noise_name="noise") -> int:
     check_split_sizes(n_train, n_test)
     check_seed(seed)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
-        raise ValueError(f"{noise_name} must be a number >= 0. Received: {noise_name}={noise!r}.")
+    check_nonnegative(noise_name, noise)
     return n_train, n_test
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -350,8 +351,8 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
             "model.placement must be one of ('before', 'after'). "
             f"Received: model.placement={cfg.model.placement!r}."
         )
-    if cfg.optim.lr is not None and not cfg.optim.lr > 0:
-        errors.append(f"optim.lr must be > 0. Received: optim.lr={cfg.optim.lr!r}.")
+    if cfg.optim.lr is not None and not (cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr)):
+        errors.append(f"optim.lr must be a finite number > 0. Received: optim.lr={cfg.optim.lr!r}.")
     if cfg.optim.clip_norm is not None and not cfg.optim.clip_norm > 0:
         errors.append(
             f"optim.clip_norm must be > 0. Received: optim.clip_norm={cfg.optim.clip_norm!r}."

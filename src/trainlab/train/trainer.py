@@ -206,8 +206,10 @@ class Trainer:
             raise TypeError(f"model must be a torch.nn.Module. Received: {type(model).__name__}.")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
-        if lr is not None and not (isinstance(lr, (int, float)) and lr >= 0):
-            raise ValueError(f"lr must be a number >= 0. Received: lr={lr!r}.")
+        if lr is not None:
+            from trainlab.optim import check_lr  # the one lr rule (lazy, as build_optimizer)
+
+            check_lr(lr)
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None. Received: clip_norm={clip_norm!r}.")
         if on_divergence not in ("raise", "stop"):
