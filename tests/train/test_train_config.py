@@ -87,9 +87,9 @@ def test_file_errors_are_one_line(tmp_path):
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a mapping"):
         read_config_file(lst)
-    other = tmp_path / "c.json"
+    other = tmp_path / "c.ini"
     other.write_text("{}")
-    with pytest.raises(ValueError, match="must end in .yaml, .yml or .toml"):
+    with pytest.raises(ValueError, match="must end in .yaml, .yml, .toml or .json"):
         read_config_file(other)
 
 

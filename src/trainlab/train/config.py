@@ -18,6 +18,28 @@ together in one ``ValueError``, before anything runs. Example file (YAML)::
     probe_every: 100
 
 and the same from the command line: ``--set model.depth=6 --set optim.lr=0.01``.
+
+Options of a named technique. Every key that names a registry entry has a companion
+``*_options`` mapping for that entry's own arguments, so every argument of every technique
+is reachable from a file or from ``--set``:
+
+=====================  ================================  ==================================
+name key               its options                        example
+=====================  ================================  ==================================
+``data.name``          ``data.options``                   ``--set data.options.noise=0.1``
+``data.preprocess``    ``data.preprocess_options``        ``--set data.preprocess_options.eps=0.01``
+``model.builder``      ``model.options``                  ``--set model.options.kernel_size=5``
+``model.activation``   ``model.activation_options``       ``--set model.activation_options.negative_slope=0.1``
+``model.norm``         ``model.norm_options``             ``--set model.norm_options.groups=8``
+``model.init``         ``model.init_options``             ``--set model.init_options.value=0.01``
+``optim.name``         ``optim.options``                  ``--set optim.options.momentum=0.95``
+``optim.schedule``     ``optim.schedule_options``         ``--set optim.schedule_options.step_size=100``
+``loss``               ``loss_options``                   ``--set loss_options.margin=0.5``
+=====================  ================================  ==================================
+
+Each technique is also built once, on a tiny stand-in, while the config is checked, so a
+missing or unknown argument is reported with the key that sets it (``optim.schedule 'step'
+needs step_size: set it with --set optim.schedule_options.step_size=...``).
 """
 
 from __future__ import annotations
@@ -66,7 +88,9 @@ class ModelConfig:
     depth: int = 3
     width: int = 128
     activation: str = "relu"
+    activation_options: dict[str, Any] = field(default_factory=dict)  # e.g. negative_slope
     norm: str = "none"
+    norm_options: dict[str, Any] = field(default_factory=dict)  # e.g. groups (gn), eps
     placement: str = "before"
     dropout: float = 0.0
     init: str | None = None  # None keeps torch's default initialization
@@ -94,6 +118,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: str = "cross_entropy"
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. margin (hinge)
     batch_size: int = 128
     epochs: int | None = None  # when both are None: 10 epochs
     steps: int | None = None
@@ -109,6 +134,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The whole config as YAML, every key present, ready to edit and pass to
+        ``--config`` (what ``trainlab train --print-config`` prints)."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
@@ -167,14 +199,19 @@ def resolve_probe_names(names: Any) -> list[str]:
 
 # -- reading ---------------------------------------------------------------------------------
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML (``.yaml``/``.yml``) or TOML (``.toml``) file as a dict; one-line errors."""
+    """A YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (``.json``, such as a run
+    folder's ``config.json``) file as a dict; one-line errors."""
     p = Path(path)
+    if p.is_dir():
+        hint = (" It is a run folder: give its config.json, or resume it with "
+                f"`trainlab train --out {p} --resume`.") if (p / "config.json").is_file() else ""
+        raise ValueError(f"config file {str(p)!r} is a directory, not a file.{hint}")
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml"):
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ValueError(
-            f"config file must end in .yaml, .yml or .toml. Received: {str(p)!r}."
+            f"config file must end in .yaml, .yml, .toml or .json. Received: {str(p)!r}."
         )
     try:
         text = p.read_text(encoding="utf-8")
@@ -187,11 +224,13 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             except ModuleNotFoundError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
+        elif suffix == ".json":  # a run folder's own config.json is one
+            data = json.loads(text)
         else:
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as e:  # yaml.YAMLError, tomllib.TOMLDecodeError
+    except Exception as e:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
         first = " ".join(str(e).split())
         raise ValueError(f"cannot parse config file {str(p)!r}: {first}") from e
     if data is None:
@@ -413,6 +452,102 @@ def _check_names(cfg: TrainConfig, errors: list[str]) -> None:
             errors.append(f"{key}: {e}")
 
 
+# (name key, options key, builds the technique on a tiny stand-in from (name, options))
+def _try_schedule(name: str, opts: dict[str, Any]) -> None:
+    import torch
+
+    from trainlab.optim import build_schedule
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    build_schedule((name, opts), opt, total_steps=100)
+
+
+def _try_init(name: str, opts: dict[str, Any]) -> None:
+    import torch
+
+    from trainlab.init import resolve_init
+
+    resolve_init((name, opts))(torch.empty(4, 4))
+
+
+def _try_norm(name: str, opts: dict[str, Any]) -> None:
+    from trainlab.nn.norms import NORMS, norm_kind, norm_layer
+
+    if norm_kind(name) == "activation":
+        norm_layer((name, opts), 8)
+    else:  # a weight reparametrization: it wraps a layer
+        import torch
+
+        NORMS.get(name).build(torch.nn.Linear(4, 4), **opts)
+
+
+def _try_activation(name: str, opts: dict[str, Any]) -> None:
+    from trainlab.nn import ACTIVATIONS, activation_info
+
+    if activation_info(name).replaces_linear:
+        ACTIVATIONS.get(name).build(4, 4, **opts)
+    else:
+        ACTIVATIONS.get(name).build(**opts)
+
+
+def _try_optimizer(name: str, opts: dict[str, Any]) -> None:
+    import torch
+
+    from trainlab.optim import build_optimizer
+
+    build_optimizer((name, opts), [torch.zeros(1, requires_grad=True)])
+
+
+def _try_loss(name: str, opts: dict[str, Any]) -> None:
+    from trainlab.losses import LOSSES
+
+    LOSSES.get(name).build(**opts)
+
+
+_OPTION_CHECKS = (
+    ("model.activation", "model.activation_options", _try_activation),
+    ("model.norm", "model.norm_options", _try_norm),
+    ("model.init", "model.init_options", _try_init),
+    ("optim.name", "optim.options", _try_optimizer),
+    ("optim.schedule", "optim.schedule_options", _try_schedule),
+    ("loss", "loss_options", _try_loss),
+)
+
+
+def _missing_argument(message: str) -> str | None:
+    """The argument a factory said it needs, from its error text, or None."""
+    import re
+
+    for pat in (r"missing \d+ required (?:positional|keyword-only) arguments?: '(\w+)'",
+                r"needs (\w+)\b", r"Received: (\w+)=None"):
+        m = re.search(pat, message)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _check_options(cfg: TrainConfig, errors: list[str]) -> None:
+    """Build each named technique once with its options; an error names the key to set."""
+    for name_key, opt_key, build in _OPTION_CHECKS:
+        name, opts = _get(cfg, name_key), dict(_get(cfg, opt_key))
+        if name is None:
+            if opts:
+                errors.append(f"{opt_key} is set but {name_key} is not. Received: "
+                              f"{opt_key}={opts!r}.")
+            continue
+        try:
+            build(name, opts)
+        except (TypeError, ValueError) as e:
+            msg = " ".join(str(e).split())
+            arg = _missing_argument(msg) if "Received: " not in msg or "=None" in msg else None
+            if arg is not None and arg not in opts:
+                errors.append(f"{name_key} {name!r} needs {arg}: set it with --set "
+                              f"{opt_key}.{arg}=VALUE (or {opt_key}: {{{arg}: ...}} in a "
+                              f"config file). ({msg})")
+            else:
+                errors.append(f"{name_key} {name!r} with {opt_key}={opts!r}: {msg}")
+
+
 def _check_probes(cfg: TrainConfig, errors: list[str]) -> TrainConfig:
     try:
         return dataclasses.replace(cfg, probes=resolve_probe_names(cfg.probes))
@@ -439,12 +574,16 @@ def _resolve_defaults(cfg: TrainConfig) -> TrainConfig:
 def from_dict(values: dict[str, Any], *, check_names: bool = True) -> TrainConfig:
     """Check ``values`` against :class:`TrainConfig`; one ``ValueError`` lists every problem."""
     errors: list[str] = []
+    # Every check runs, whatever failed before it, so one message lists every problem: a key
+    # of the wrong type keeps its default for the later checks.
     cfg = _check_section(TrainConfig, values, "", errors)
-    if not errors:
-        cfg = _check_probes(cfg, errors)
-        _check_values(cfg, errors)
-        if check_names:
-            _check_names(cfg, errors)
+    cfg = _check_probes(cfg, errors)
+    _check_values(cfg, errors)
+    if check_names:
+        n = len(errors)
+        _check_names(cfg, errors)
+        if len(errors) == n:  # options of known names only
+            _check_options(cfg, errors)
     if errors:
         head = "invalid config" if len(errors) == 1 else f"{len(errors)} problems in the config"
         raise ValueError(f"{head}: " + " | ".join(errors))

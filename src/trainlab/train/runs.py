@@ -227,7 +227,10 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
     init: Any = None
     if m.init is not None:
         init = {"name": m.init, **m.init_options} if m.init_options else m.init
-    common = dict(activation=m.activation, norm=m.norm, dropout=m.dropout, init=init)
+    activation: Any = (m.activation, dict(m.activation_options)) if m.activation_options \
+        else m.activation
+    norm: Any = (m.norm, dict(m.norm_options)) if m.norm_options else m.norm
+    common = dict(activation=activation, norm=norm, dropout=m.dropout, init=init)
     builder = m.builder.lower()
     try:  # the registry's canonical name: aliases ("cnn") and spellings ("ConvNet")
         builder = MODELS.get(m.builder).name
@@ -274,7 +277,7 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
         model,
         optimizer=(o.name, dict(o.options)),
         lr=o.lr,
-        loss=cfg.loss,
+        loss=(cfg.loss, dict(cfg.loss_options)) if cfg.loss_options else cfg.loss,
         device=cfg.device,
         seed=cfg.seed,
         schedule=schedule,
