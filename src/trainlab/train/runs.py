@@ -15,6 +15,28 @@ A run folder holds::
 An existing, non-empty folder is never overwritten unless the caller asks (``resume=True``
 continues it from its checkpoint, ``force=True`` empties it first). The results store row is
 marked finished only after every file above is written.
+
+Policies of :func:`execute_run`:
+
+- **Order.** The results store is opened (and checked) and the data, model and optimizer are
+  built before the folder is touched, so an unusable store or a bad setting leaves no
+  half-made folder. With ``force``, the earlier rows of the folder are marked
+  ``overwritten`` only once the folder has actually been emptied.
+- **Resume** (``trainlab train --out DIR --resume``) reads the run's ``config.json``
+  (:func:`resume_config`): settings given with it must agree with the stored ones (a
+  conflict is a one-line error naming the key, the stored and the given value). A run
+  whose checkpoint is missing is refused (nothing is changed; ``--force`` starts it afresh).
+  ``env.json`` keeps the environment of the first start and gains a ``resumes`` list (time,
+  step, threads, device, torch, host, command line); a resume with another torch thread
+  count, device or torch version warns that the result will not be bitwise identical.
+- **Signals.** From the moment the folder is touched, SIGINT and SIGTERM never cut the
+  bookkeeping short: during training the :class:`Trainer` handles them (checkpoint, status
+  ``interrupted``); outside it they are deferred, the final files, ``status.json`` and the
+  store row are written, and then the signal is delivered as
+  :class:`~trainlab.train.trainer.TrainingInterrupted`.
+- **Temporary files.** Orphans of a kill during an atomic write (trainlab's own
+  ``.NAME.XXXXXXXX.tmp`` and ``.NAME.tmp.png``) are removed from the run folder, its
+  ``checkpoints/`` and ``figures/`` when the run is started or resumed.
 """
 
 from __future__ import annotations
@@ -23,22 +45,36 @@ import json
 import math
 import os
 import platform
+import re
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainlab.train.callbacks import EarlyStopping, MetricsCSV
+from trainlab.train.callbacks import Callback, EarlyStopping, MetricsCSV
 from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.config import PROBE_NAMES, TrainConfig, config_diff, with_defaults
+from trainlab.train.config import (
+    PROBE_NAMES,
+    TrainConfig,
+    config_diff,
+    from_dict,
+    parse_overrides,
+    read_config_file,
+    with_defaults,
+)
 from trainlab.train.history import History
-from trainlab.train.trainer import DivergenceError, Trainer
+from trainlab.train.trainer import DivergenceError, Trainer, TrainingInterrupted
 from trainlab.utils import atomic_write_text, resolve_device, seed_everything
 
 __all__ = [
@@ -49,10 +85,17 @@ __all__ = [
     "collect_env",
     "execute_run",
     "load_data_from_config",
+    "resume_command",
+    "resume_config",
     "plot_curves",
     "plot_probe_figures",
     "summary_rows",
 ]
+
+
+# trainlab's own temporary files: utils.atomic_write_bytes (mkstemp: ".NAME." + 8 random
+# characters + ".tmp") and the figures' ".NAME.tmp.png"
+_TMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\..+\.tmp\.png$")
 
 
 def _json(obj: Any) -> str:
@@ -117,6 +160,7 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "checkpoints").mkdir(exist_ok=True)
             (self.path / "figures").mkdir(exist_ok=True)
+            self.remove_orphan_temporaries()
         except OSError as e:
             raise ValueError(
                 f"cannot create output folder {str(self.path)!r}: {e.strerror or e}."
@@ -125,6 +169,20 @@ class RunFolder:
             raise ValueError(f"output folder {str(self.path)!r} is not writable.")
         self.force = False  # emptied once
         return self
+
+    def remove_orphan_temporaries(self) -> list[Path]:
+        """Delete trainlab's temporary files left by a kill during an atomic write (only
+        its own name pattern, only in this folder, ``checkpoints/`` and ``figures/``);
+        return the paths removed."""
+        removed = []
+        for d in (self.path, self.path / "checkpoints", self.path / "figures"):
+            if not d.is_dir():
+                continue
+            for child in d.iterdir():
+                if _TMP_FILE.match(child.name) and child.is_file() and not child.is_symlink():
+                    child.unlink(missing_ok=True)
+                    removed.append(child)
+        return removed
 
     config_path = property(lambda self: self.path / "config.json")
     env_path = property(lambda self: self.path / "env.json")
@@ -144,6 +202,13 @@ class RunFolder:
 
     def write_env(self, env: dict[str, Any]) -> None:
         atomic_write_text(self.env_path, _json(env))
+
+    def read_env(self) -> dict[str, Any]:
+        try:
+            env = json.loads(self.env_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return env if isinstance(env, dict) else {}
 
     def read_status(self) -> dict[str, Any]:
         try:
