@@ -220,6 +220,9 @@ class RunStore:
             sql = "PRAGMA quick_check(runs)"
         with self._connect() as con:
             found = [r[0] for r in con.execute(sql).fetchall()]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        if self.readonly and found == ["ok"] and not {"runs", "metrics"} <= tables:
+            raise OSError(f"{where} is an SQLite file but not a trainlab results store.")
         if found != ["ok"]:
             raise OSError(
                 f"results store {where} is corrupt (SQLite's check: {'; '.join(found)[:300]}). "

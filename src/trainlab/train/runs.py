@@ -149,9 +149,16 @@ class RunFolder:
             self.create()
 
     def create(self) -> RunFolder:
-        """Empty the folder (with ``force``) and create it with its subfolders."""
+        """Create the folder with its subfolders; with ``force``, replace an existing one.
+
+        The old folder is first renamed aside (one atomic step) and deleted only once the
+        new one exists, so a replacement that fails leaves the old run whole."""
+        aside = None
         try:
-            if self.force and self.path.is_dir():
+            if self.force and self.path.is_dir() and not self.path.is_symlink():
+                aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
+                os.rename(self.path, aside)
+            elif self.force and self.path.is_dir():  # a link to a folder: empty its target
                 for child in self.path.iterdir():
                     if child.is_dir() and not child.is_symlink():
                         shutil.rmtree(child)
@@ -162,12 +169,16 @@ class RunFolder:
             (self.path / "figures").mkdir(exist_ok=True)
             self.remove_orphan_temporaries()
         except OSError as e:
+            if aside is not None and aside.exists() and not self.path.exists():
+                os.rename(aside, self.path)  # put the old run back
             raise ValueError(
                 f"cannot create output folder {str(self.path)!r}: {e.strerror or e}."
             ) from e
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise ValueError(f"output folder {str(self.path)!r} is not writable.")
-        self.force = False  # emptied once
+        self.force = False  # replaced once
         return self
 
     def remove_orphan_temporaries(self) -> list[Path]:

@@ -421,7 +421,7 @@ class Trainer:
                 losses.append(loss.detach())
                 self.step += 1
                 s = self.step
-                if s >= nxt or self._interrupted:
+                if s >= nxt:  # an interrupt between sync points is handled after the loop
                     evaluate = s % eval_every == 0 or s == total
                     div = self._sync(window_start, losses, evaluate, t0, bar)
                     if div is not None:
