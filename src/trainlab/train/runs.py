@@ -603,8 +603,9 @@ class _DeferSignals:
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        self.pending = signum
-        self.trainer.interrupt(signum)
+        if self.pending is None:  # the first signal is the one delivered
+            self.pending = signum
+            self.trainer.interrupt(signum)
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
