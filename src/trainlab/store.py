@@ -225,7 +225,8 @@ class RunStore:
             raise OSError(f"{where} is an SQLite file but not a trainlab results store.")
         if found != ["ok"]:
             raise OSError(
-                f"results store {where} is corrupt (SQLite's check: {'; '.join(found)[:300]}). "
+                f"results store {where} is corrupt (SQLite's check: "
+                f"{' '.join('; '.join(found).split())[:300]}). "
                 f"Keep a copy, then restore a backup or recover its rows with "
                 f"`sqlite3 {self.path} .recover`; move it away to start a new store."
             )
