@@ -109,3 +109,18 @@ def test_a_failed_force_leaves_the_old_run_and_its_row_intact(tmp_path, capsys, 
     assert (old["status"], new["status"]) == ("overwritten", "done")
     assert json.loads((run / "status.json").read_text())["run_id"] == new["id"]
     assert not list(tmp_path.glob(".run.replaced-*"))  # the old folder was deleted
+
+
+def test_the_old_row_is_not_marked_overwritten_before_the_folder_is_replaced(
+        tmp_path, capsys, monkeypatch):
+    import trainlab.train.runs as runs
+
+    assert _train(tmp_path) == 0
+
+    def fails(self):
+        raise ValueError(f"cannot create output folder {str(self.path)!r}: simulated.")
+
+    monkeypatch.setattr(runs.RunFolder, "create", fails)
+    assert _train(tmp_path, "--force") == 2
+    (row,) = RunStore(tmp_path / "t.db").list_runs()
+    assert row["status"] == "done"
