@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record probes: activations, gradients, weights, updates, jacobian, or all",
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<dataset>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (with its stored config)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
     parser.add_argument("--no-db", action="store_true", help="do not record the run in the store")

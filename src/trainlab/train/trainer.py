@@ -202,7 +202,8 @@ class Trainer:
         clip_norm: clip the global gradient norm to this value (``torch``'s fused kernel).
         grad_noise: an object with ``add_(params, step)`` called after backward.
         log_every: steps between sync points (loss read, divergence check, progress bar).
-        checkpoint: file written at ``checkpoint_every`` steps, at the end and on Ctrl-C.
+        checkpoint: file written at ``checkpoint_every`` steps, at the end and on Ctrl-C or
+            SIGTERM.
         checkpoint_every: steps between checkpoints (None: only at the end / on Ctrl-C).
         progress: show a tqdm bar; ``None`` shows it only when stderr is a terminal.
         on_divergence: ``"raise"`` (:class:`DivergenceError`) or ``"stop"`` (return the
