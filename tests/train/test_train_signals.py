@@ -283,3 +283,27 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("trainlab: interrupted"), rest[-2000:]
     assert "nothing was written" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_signal_while_fit_cleans_up_still_restores_the_handlers(tmp_path,
+                                                                         monkeypatch):
+    from trainlab.probes import ActivationStats
+
+    real_detach, real_plot = ActivationStats.detach, runs.plot_curves
+
+    def detach(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second raises inside fit's cleanup
+        return real_detach(self)
+
+    def plot(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)  # must be deferred, not raised
+        return real_plot(*a, **k)
+
+    monkeypatch.setattr(ActivationStats, "detach", detach)
+    monkeypatch.setattr(runs, "plot_curves", plot)
+    assert _train(tmp_path, "--probe", "activations") == 130
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert (tmp_path / "run" / "figures" / "curves.png").is_file()
+    assert RunStore(tmp_path / "t.db").get_run(status["run_id"])["status"] == "interrupted"

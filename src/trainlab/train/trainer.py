@@ -453,13 +453,15 @@ class Trainer:
                     cb.on_fit_end(self, self.history)
             return self.history
         finally:
-            for p in mine:
-                p.detach()  # flushes device-side records to the host
-            self._finish_probes()
-            if bar is not None:
-                bar.close()
-            self._elapsed, self._t0 = time.perf_counter() - t0, None
-            self._restore_signals(old_handlers)
+            try:
+                for p in mine:
+                    p.detach()  # flushes device-side records to the host
+                self._finish_probes()
+                if bar is not None:
+                    bar.close()
+            finally:  # even when a second signal cut the lines above short
+                self._elapsed, self._t0 = time.perf_counter() - t0, None
+                self._restore_signals(old_handlers)
 
     def _stream(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
