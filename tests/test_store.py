@@ -281,3 +281,21 @@ def test_a_new_store_is_never_seen_empty(tmp_path):
     RunStore(path)
     assert path.read_bytes()[:16] == b"SQLite format 3\x00"
     assert sorted(p.name for p in path.parent.iterdir()) == ["t.db"]  # no temporary left
+
+
+def test_a_writer_waits_at_most_its_timeout_then_says_the_store_is_locked(tmp_path):
+    import time
+
+    path = tmp_path / "t.db"
+    s = RunStore(path, timeout=0.3)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer's transaction that does not end
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(OSError, match=r"t.db.*locked by another process \(waited"):
+            s.create_run({})
+        assert time.perf_counter() - t0 < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert s.list_runs() == []

@@ -10,7 +10,8 @@ Crash safety follows from three rules:
 
 - The database runs in WAL mode with a busy timeout, and every write is one short
   ``BEGIN IMMEDIATE`` transaction, so two processes training at once take turns instead of
-  corrupting the file or surfacing "database is locked".
+  corrupting the file or surfacing "database is locked". A writer waits at most ``timeout``
+  seconds in all (60 by default) for another's lock; then one ``OSError`` says so.
 - A run's status moves ``running`` → ``done`` / ``diverged`` / ``failed`` / ``interrupted``.
 - :meth:`RunStore.finish` is called only after the run's files are complete, and writes the
   final status, metrics and series in one transaction: a process killed before that leaves
@@ -263,17 +264,26 @@ class RunStore:
         finally:
             con.close()
 
-    def _retry(self, fn, attempts: int = 20):
+    def _retry(self, fn):
+        """``fn()``, retried while the store is locked, for ``timeout`` seconds in all; then
+        one ``OSError`` saying so (never minutes of waiting, never a raw sqlite3 error)."""
         # busy_timeout covers nearly every case; a rare SQLITE_BUSY can still escape when a
         # WAL checkpoint races a writer, so back off and retry rather than surface it.
-        for i in range(attempts):
+        start, i = time.monotonic(), 0
+        while True:
             try:
                 return fn()
             except sqlite3.OperationalError as e:
-                if ("locked" not in str(e) and "busy" not in str(e)) or i == attempts - 1:
+                if "locked" not in str(e) and "busy" not in str(e):
                     raise
-                time.sleep(min(0.05 * 2**i, 1.0))
-        return None  # pragma: no cover
+                waited = time.monotonic() - start
+                if waited >= self.timeout:
+                    raise OSError(
+                        f"results store {str(self.path)!r} is locked by another process "
+                        f"(waited {waited:.0f} s); try again when it has finished."
+                    ) from e
+                time.sleep(min(0.05 * 2**i, 1.0, self.timeout - waited))
+                i += 1
 
     def _transaction(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``body(con)`` in one ``BEGIN IMMEDIATE`` transaction: committed when it
