@@ -150,3 +150,152 @@ def test_overwritten_rows_are_written_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     # the insert was rolled back with the failed update: still one run, still "done"
     assert [(r["id"], r["status"]) for r in s.list_runs()] == [(a, "done")]
+
+
+# -- checks on open, read-only use --------------------------------------------------------
+def _raw(path):
+    """A plain connection, closed at the end of the with block (sqlite3's own is not)."""
+    from contextlib import closing
+
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+def _store_with_runs(path, n=5):
+    s = RunStore(path)
+    for i in range(n):
+        rid = s.create_run({"i": i})
+        s.finish(rid, "done", series=[{"step": k, "loss": 1.0} for k in range(50)])
+    with _raw(path) as con:  # move the WAL's pages into the file
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return s
+
+
+def _corrupt_page(path, name):
+    """Overwrite the cell pointers of the root page of table or index ``name``."""
+    with _raw(path) as con:
+        (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?",
+                              (name,)).fetchone()
+        (size,) = con.execute("PRAGMA page_size").fetchone()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * size + 8)
+        f.write(bytes(range(200, 256)) * 2)
+
+
+def test_a_zero_byte_store_is_refused_not_read_as_empty(tmp_path):
+    path = tmp_path / "t.db"
+    path.write_bytes(b"")
+    for readonly in (False, True):
+        with pytest.raises(OSError, match=r"t.db.*is empty \(0 bytes\).*gone"):
+            RunStore(path, readonly=readonly)
+    assert path.stat().st_size == 0  # left as it was, for the user to restore
+    with pytest.raises(OSError, match="not an SQLite database"):
+        (tmp_path / "x.db").write_text("hello"), RunStore(tmp_path / "x.db")
+
+
+def test_corrupt_pages_are_found_on_open(tmp_path):
+    path = tmp_path / "t.db"
+    _store_with_runs(path)
+    _corrupt_page(path, "sqlite_autoindex_metrics_1")  # a page `runs list` never reads
+    for readonly in (False, True):
+        with pytest.raises(OSError) as e:
+            RunStore(path, readonly=readonly)
+        assert "t.db" in str(e.value) and "is corrupt" in str(e.value)
+        assert "\n" not in str(e.value) and "tree page" in str(e.value)
+
+
+def test_a_large_store_checks_its_runs_table_on_open_and_everything_on_demand(
+        tmp_path, monkeypatch):
+    import trainlab.store as store
+
+    monkeypatch.setattr(store, "FULL_CHECK_BYTES", 0)  # as if the file were large
+    path = tmp_path / "t.db"
+    _store_with_runs(path)
+    _corrupt_page(path, "sqlite_autoindex_metrics_1")
+    s = RunStore(path, readonly=True)  # only the runs table is checked on open ...
+    with pytest.raises(OSError, match="is corrupt"):
+        s.check(full=True)  # ... every page on demand (`trainlab runs check`)
+    path2 = tmp_path / "u.db"
+    _store_with_runs(path2)
+    _corrupt_page(path2, "runs")
+    with pytest.raises(OSError, match="is corrupt"):
+        RunStore(path2, readonly=True)
+
+
+def test_read_only_use_never_changes_the_store(tmp_path):
+    path = tmp_path / "t.db"
+    s = _store_with_runs(path, n=2)
+    with _raw(path) as con:
+        assert con.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    before = path.read_bytes()
+    ro = RunStore(path, readonly=True)
+    assert [r["id"] for r in ro.list_runs()] == [1, 2] and ro.metrics(1)
+    ro.export_csv()
+    with pytest.raises(OSError, match="read-only"):
+        ro.create_run({})
+    assert path.read_bytes() == before
+    with _raw(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not set to WAL
+    other = tmp_path / "other.db"
+    with _raw(other) as con:
+        con.execute("CREATE TABLE notes (x)")
+    with pytest.raises(OSError, match="not a trainlab results store"):
+        RunStore(other, readonly=True)
+    with _raw(other) as con:  # no table was created in it
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["notes"]
+    with pytest.raises(OSError, match="no results store"):
+        RunStore(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+    assert s.list_runs()[0]["status"] == "done"
+
+
+def test_a_locked_store_is_reported_quickly_to_readers(tmp_path):
+    import time
+
+    path = tmp_path / "t.db"
+    _store_with_runs(path, n=1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")  # in WAL mode writers never block readers
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(OSError, match=r"locked by another process \(waited 0.3 s\)"):
+            RunStore(path, readonly=True, timeout=0.3).list_runs()
+        assert time.perf_counter() - t0 < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_unknown_status_filter_lists_the_allowed(tmp_path):
+    s = _store_with_runs(tmp_path / "t.db", n=1)
+    with pytest.raises(ValueError, match=r"unknown run status 'bogus'.*Allowed: running, "
+                                         r"running\?, done, diverged, failed, interrupted"):
+        s.list_runs(status="bogus")
+    with pytest.raises(ValueError, match="Did you mean done"):
+        s.list_runs(status="dnoe")
+    assert s.list_runs(status="running?") == []
+
+
+def test_a_new_store_is_never_seen_empty(tmp_path):
+    path = tmp_path / "new" / "t.db"
+    RunStore(path)
+    assert path.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["t.db"]  # no temporary left
+
+
+def test_a_writer_waits_at_most_its_timeout_then_says_the_store_is_locked(tmp_path):
+    import time
+
+    path = tmp_path / "t.db"
+    s = RunStore(path, timeout=0.3)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer's transaction that does not end
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(OSError, match=r"t.db.*locked by another process \(waited"):
+            s.create_run({})
+        assert time.perf_counter() - t0 < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert s.list_runs() == []

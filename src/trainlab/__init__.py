@@ -17,6 +17,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The `trainlab` command: a Ctrl-C while torch loads prints one line, not a traceback.
+from trainlab import _startup  # noqa: E402
+
+_startup.install()
+
 # Importing the families registers every name (the CLI's `list` reads the registries).
 from trainlab import init, losses, nn, optim  # noqa: E402
 from trainlab.init import init_model  # noqa: E402

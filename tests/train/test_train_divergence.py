@@ -172,3 +172,25 @@ def test_replay_restores_model_optimizer_and_rng_exactly():
     for p, q in zip(model.parameters(), ref.parameters()):
         assert torch.equal(p, q)
         assert torch.equal(opt.state[p]["momentum_buffer"], ref_opt.state[q]["momentum_buffer"])
+
+
+def test_infinite_loss_with_finite_gradients_stops_as_diverged():
+    """+Inf (not NaN) in the loss alone: the gradients and weights stay finite, so only the
+    loss check can see it; it must use isfinite, not isnan."""
+    x, y = _data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    t = None
+
+    def loss(out, target):
+        base = F.cross_entropy(out, target)
+        return base + float("inf") if t.step >= 7 else base  # a constant: zero gradient
+
+    t = Trainer(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05), loss=loss,
+                device="cpu", log_every=5, on_divergence="stop")
+    h = t.fit((x, y), steps=20, batch_size=16)
+    assert h.status == "diverged"
+    d = h.divergence
+    assert (d.step, d.kind, d.value) == (7, "loss", "inf")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -214,3 +217,86 @@ def test_probe_records_after_a_crash_resume_from_the_last_checkpoint(tmp_path):
     second = _probed(ckpt, model_seed=99, checkpoint_every=8)
     h = second.fit((x, y), steps=20, batch_size=32, resume=ckpt)
     assert _probe_state(h) == _probe_state(full)
+
+
+def _interrupt_during_step(trainer, step):
+    """Ask for a stop from inside training step ``step`` (between two sync points)."""
+    def hook(module, inputs):
+        if module.training and trainer.step == step:
+            trainer.interrupt()
+
+    return trainer.model.register_forward_pre_hook(hook)
+
+
+def test_interrupt_between_sync_points_resumes_to_the_same_history(tmp_path):
+    x, y = _data()
+    data = (x, y, x[:50], y[:50])
+    full = _trainer().fit(data, steps=30, batch_size=32, eval_every=8)
+
+    ckpt = tmp_path / "last.pt"
+    slow = LambdaCallback(on_log=lambda t, row: time.sleep(0.3) if row["step"] == 4 else None)
+    first = _trainer(ckpt, callbacks=[slow])
+    _interrupt_during_step(first, 9)  # log_every=4: steps 8, 9 form a partial window
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(data, steps=30, batch_size=32, eval_every=8)
+    assert load_checkpoint(ckpt)["step"] == 10
+    assert [r["step"] for r in first.history.metrics] == [4, 8]  # no row for steps 8..9
+    before = first.history.metrics[-1]["time"]
+
+    h = _trainer(ckpt, model_seed=123).fit(data, steps=30, batch_size=32, eval_every=8,
+                                           resume=ckpt)
+    drop = [{k: v for k, v in r.items() if k != "time"} for r in h.metrics]
+    assert drop == [{k: v for k, v in r.items() if k != "time"} for r in full.metrics]
+    # the time column goes on from the interrupted run's elapsed time (>= the 0.3 s pause)
+    times = [r["time"] for r in h.metrics]
+    assert times == sorted(times) and times[2] >= before >= 0.3
+
+
+class _NumpyAndPythonNoise(nn.Module):
+    """Scales its input by draws from NumPy's and Python's global generators (as a user's
+    augmentation or noise layer would): a resume must restore both states."""
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (1 + 0.1 * float(np.random.randn())) + 0.05 * random.random()
+
+
+def test_resume_restores_the_numpy_and_python_random_states(tmp_path):
+    x, y = _data()
+
+    def make(ckpt=None, callbacks=()):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(5, 12), _NumpyAndPythonNoise(), nn.Tanh(), nn.Linear(12, 2))
+        return Trainer(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.1), device="cpu",
+                       seed=3, log_every=4, checkpoint=ckpt, callbacks=list(callbacks))
+
+    full = make()
+    full.fit((x, y), steps=16, batch_size=32)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        make(ckpt, [_interrupt_at(8)]).fit((x, y), steps=16, batch_size=32)
+    np.random.seed(99)  # whatever the generators hold now, the checkpoint's states win
+    random.seed(99)
+    resumed = make(ckpt)
+    resumed.fit((x, y), steps=16, batch_size=32, resume=ckpt)
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_execute_run_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    from trainlab.train.config import load_config
+    from trainlab.train.runs import execute_run
+
+    cfg = load_config(overrides=["data.name=blobs", "model.depth=1", "model.width=4",
+                                 "steps=8", "batch_size=64", "log_every=4", "device=cpu"])
+    execute_run(cfg, tmp_path / "run")
+    real, calls = torch.load, []
+
+    def counting(f, *a, **k):
+        calls.append(k.get("weights_only"))
+        return real(f, *a, **k)
+
+    monkeypatch.setattr(torch, "load", counting)
+    assert execute_run(cfg, tmp_path / "run", resume=True).status == "done"
+    assert calls == [True]

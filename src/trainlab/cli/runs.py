@@ -1,4 +1,8 @@
-"""`trainlab runs`: list, show, compare and export the runs in the results store."""
+"""`trainlab runs`: list, show, compare, export and check the runs in the results store.
+
+Every action opens the store read-only (it never changes the file, and waits at most a few
+seconds for another process's lock); opening checks it (see :mod:`trainlab.store`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ import argparse
 import sys
 import time
 
+from trainlab.store import LIST_STATUSES
+
 NAME = "runs"
-HELP = "list, show, compare and export recorded training runs"
+HELP = "list, show, compare, export and check recorded training runs"
 EPILOG = """examples:
   trainlab runs list
   trainlab runs list --status done
   trainlab runs show 3
   trainlab runs compare 3 4 5
   trainlab runs export --csv runs.csv
+  trainlab runs check                     # SQLite's full integrity check of the store
   trainlab runs list --db other/trainlab.db
 """
 
@@ -24,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("list", help="one line per run")
     _db(p)
-    p.add_argument("--status", default=None, help="only runs with this status")
+    p.add_argument("--status", default=None,
+                   help="only runs with this status: " + ", ".join(LIST_STATUSES))
     p = sub.add_parser("show", help="config, environment, final metrics of one run")
     _db(p)
     p.add_argument("id", type=int)
@@ -38,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--csv", metavar="FILE", nargs="?", const="-", required=True,
         help="write CSV to FILE ('-' or nothing: standard output)",
     )
+    p = sub.add_parser("check", help="SQLite's full integrity check of the store")
+    _db(p)
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +64,7 @@ def _store(args: argparse.Namespace):
     path = Path(args.db or DEFAULT_DB)
     if not path.exists():
         raise CliError(f"no results store at {str(path)!r} (train a run first, or pass --db).")
-    return RunStore(path)
+    return RunStore(path, readonly=True)
 
 
 def _fmt(v) -> str:
@@ -72,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.train.runs import format_table
 
     store = _store(args)
+    if args.action == "check":
+        store.check(full=True)
+        print(f"{store.path}: ok ({len(store.list_runs())} runs)")
+        return 0
     if args.action == "list":
+        # an unknown --status is a ValueError naming it and listing the allowed ones
         runs = store.list_runs(status=args.status)
         rows = []
         for r in runs:
@@ -87,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
             rows.append([r["id"], r["status"], _when(r["created"]), desc, _fmt(f.get("step")),
                          _fmt(f.get("train_loss")), _fmt(f.get("test_acc")), r["folder"] or ""])
         header = ["id", "status", "created", "run", "step", "train_loss", "test_acc", "folder"]
-        print(format_table(rows, header) if rows else "no runs recorded yet")
+        if rows:
+            print(format_table(rows, header))
+        elif args.status is not None and store.list_runs():
+            print(f"no runs with status {args.status!r} (of {len(store.list_runs())} recorded)")
+        else:
+            print("no runs recorded yet")
         return 0
     if args.action == "show":
         from trainlab.train.config import _flat

@@ -11,14 +11,15 @@ EPILOG = """examples:
   trainlab train --dataset spirals --depth 6 --width 64 --activation tanh --init xavier_normal
   trainlab train --dataset mnist1d --norm bn --optimizer adam --lr 1e-3 --epochs 5 --out runs/bn
   trainlab train --config run.yaml --set model.width=256 --set optim.lr=0.05
-  trainlab train --out runs/bn --resume          # continue an interrupted run
+  trainlab train --out runs/bn --resume          # continue an interrupted run (its stored config)
   trainlab train --out runs/bn --force           # overwrite it
   trainlab train --dataset spirals --activation tanh --probe activations,gradients
   trainlab train --dataset mnist1d --probe all --probe-every 20 --out runs/probed
 
 Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
-or wrong value is reported at once, before training starts. Ctrl-C saves a checkpoint and
-exits with status 130; `--resume` continues exactly where it stopped.
+or wrong value is reported at once, before training starts. Ctrl-C (or SIGTERM) saves a
+checkpoint and exits with status 130 (143); `--resume` continues exactly where it stopped,
+with the settings stored in DIR/config.json (flags given with it must agree with them).
 
 Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
@@ -75,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record probes: activations, gradients, weights, updates, jacobian, or all",
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<dataset>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (with its stored config)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
     parser.add_argument("--no-db", action="store_true", help="do not record the run in the store")
@@ -83,13 +85,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
+    # Ctrl-C while starting up (imports, data, model) raises KeyboardInterrupt here, which
+    # _interrupted turns into one line and status 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _train(args)
+    except KeyboardInterrupt as e:
+        return _interrupted(e, args.out)
+
+
+def _train(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
     from trainlab.cli import CliError
     from trainlab.store import DEFAULT_DB
     from trainlab.train.config import load_config
-    from trainlab.train.runs import execute_run, format_table, summary_rows
+    from trainlab.train.runs import execute_run, format_table, resume_config, summary_rows
 
     if args.resume and args.force:
         raise CliError("give --resume or --force, not both.")
@@ -97,8 +111,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--resume needs --out DIR, the run folder to continue.")
     flags = {key: getattr(args, flag) for flag, (key, _t, _h) in _FLAGS.items()}
     flags["probes"] = args.probes
-    cfg = load_config(args.config, flags, args.overrides)
+    if args.resume:  # the stored config; what is given must agree with it
+        cfg = resume_config(args.out, args.config, flags, args.overrides)
+    else:
+        cfg = load_config(args.config, flags, args.overrides)
     out = args.out or str(Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.out = out  # for the message of an interrupt
     db = None if args.no_db else (args.db or DEFAULT_DB)
     result = execute_run(
         cfg,
@@ -107,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         db=db,
         progress=False if args.quiet else None,
+        warn=lambda msg: print(f"trainlab: warning: {msg}", file=sys.stderr),
     )
     if not args.quiet:
         rows = summary_rows(result.history)
@@ -127,3 +146,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"trainlab: {result.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(e: KeyboardInterrupt, out: str | None) -> int:
+    """One line for a Ctrl-C / SIGTERM, saying what was kept and how to go on; the exit
+    status is 128 + the signal (130, 143)."""
+    import json
+    import os
+    import signal
+    from pathlib import Path
+
+    signum = getattr(e, "signum", signal.SIGINT)
+    name = signal.Signals(signum).name
+    state = {}
+    if out:
+        try:
+            state = json.loads((Path(out) / "status.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+    if state.get("pid") != os.getpid():  # this process never started the run
+        msg = f"interrupted ({name}) while starting up, before training; nothing was written"
+    elif state.get("status") == "interrupted":
+        from trainlab.train.runs import resume_command
+
+        msg = (f"interrupted ({name}) at step {state.get('step')}; checkpoint saved in "
+               f"{out}. Resume with: {resume_command(out)}")
+    else:
+        msg = (f"interrupted ({name}) after the run ended (status {state.get('status')}); "
+               "its files and store row are complete")
+    print(f"trainlab: {msg}", file=sys.stderr)
+    return 128 + int(signum)

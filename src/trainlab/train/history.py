@@ -48,8 +48,10 @@ class History:
     """Metrics of one ``Trainer.fit``.
 
     Attributes:
-        metrics: one dict per logging point with ``step``, ``epoch``, ``train_loss``,
-            ``lr``, ``time`` (seconds since fit began) and, at evaluation points,
+        metrics: one dict per logging point with ``step``, ``epoch``, ``train_loss``
+            (the mean over the steps since the previous row), ``lr``, ``time`` (seconds of
+            training since the run began; a resumed run goes on from the checkpoint's
+            elapsed time, it does not restart at 0) and, at evaluation points,
             ``test_loss`` and ``test_acc``.
         probe_records: tidy rows ``(step, layer, quantity, value)`` from the probes.
         histograms: histogram dicts from the probes.

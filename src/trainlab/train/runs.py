@@ -15,6 +15,28 @@ A run folder holds::
 An existing, non-empty folder is never overwritten unless the caller asks (``resume=True``
 continues it from its checkpoint, ``force=True`` empties it first). The results store row is
 marked finished only after every file above is written.
+
+Policies of :func:`execute_run`:
+
+- **Order.** The results store is opened (and checked) and the data, model and optimizer are
+  built before the folder is touched, so an unusable store or a bad setting leaves no
+  half-made folder. With ``force``, the earlier rows of the folder are marked
+  ``overwritten`` only once the folder has actually been emptied.
+- **Resume** (``trainlab train --out DIR --resume``) reads the run's ``config.json``
+  (:func:`resume_config`): settings given with it must agree with the stored ones (a
+  conflict is a one-line error naming the key, the stored and the given value). A run
+  whose checkpoint is missing is refused (nothing is changed; ``--force`` starts it afresh).
+  ``env.json`` keeps the environment of the first start and gains a ``resumes`` list (time,
+  step, threads, device, torch, host, command line); a resume with another torch thread
+  count, device or torch version warns that the result will not be bitwise identical.
+- **Signals.** From the moment the folder is touched, SIGINT and SIGTERM never cut the
+  bookkeeping short: during training the :class:`Trainer` handles them (checkpoint, status
+  ``interrupted``); outside it they are deferred, the final files, ``status.json`` and the
+  store row are written, and then the signal is delivered as
+  :class:`~trainlab.train.trainer.TrainingInterrupted`.
+- **Temporary files.** Orphans of a kill during an atomic write (trainlab's own
+  ``.NAME.XXXXXXXX.tmp`` and ``.NAME.tmp.png``) are removed from the run folder, its
+  ``checkpoints/`` and ``figures/`` when the run is started or resumed.
 """
 
 from __future__ import annotations
@@ -23,22 +45,36 @@ import json
 import math
 import os
 import platform
+import re
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainlab.train.callbacks import EarlyStopping, MetricsCSV
+from trainlab.train.callbacks import Callback, EarlyStopping, MetricsCSV
 from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.config import PROBE_NAMES, TrainConfig, config_diff, with_defaults
+from trainlab.train.config import (
+    PROBE_NAMES,
+    TrainConfig,
+    config_diff,
+    from_dict,
+    parse_overrides,
+    read_config_file,
+    with_defaults,
+)
 from trainlab.train.history import History
-from trainlab.train.trainer import DivergenceError, Trainer
+from trainlab.train.trainer import DivergenceError, Trainer, TrainingInterrupted
 from trainlab.utils import atomic_write_text, resolve_device, seed_everything
 
 __all__ = [
@@ -49,10 +85,17 @@ __all__ = [
     "collect_env",
     "execute_run",
     "load_data_from_config",
+    "resume_command",
+    "resume_config",
     "plot_curves",
     "plot_probe_figures",
     "summary_rows",
 ]
+
+
+# trainlab's own temporary files: utils.atomic_write_bytes (mkstemp: ".NAME." + 8 random
+# characters + ".tmp") and the figures' ".NAME.tmp.png"
+_TMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\..+\.tmp\.png$")
 
 
 def _json(obj: Any) -> str:
@@ -106,9 +149,16 @@ class RunFolder:
             self.create()
 
     def create(self) -> RunFolder:
-        """Empty the folder (with ``force``) and create it with its subfolders."""
+        """Create the folder with its subfolders; with ``force``, replace an existing one.
+
+        The old folder is first renamed aside (one atomic step) and deleted only once the
+        new one exists, so a replacement that fails leaves the old run whole."""
+        aside = None
         try:
-            if self.force and self.path.is_dir():
+            if self.force and self.path.is_dir() and not self.path.is_symlink():
+                aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
+                os.rename(self.path, aside)
+            elif self.force and self.path.is_dir():  # a link to a folder: empty its target
                 for child in self.path.iterdir():
                     if child.is_dir() and not child.is_symlink():
                         shutil.rmtree(child)
@@ -117,14 +167,33 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "checkpoints").mkdir(exist_ok=True)
             (self.path / "figures").mkdir(exist_ok=True)
+            self.remove_orphan_temporaries()
         except OSError as e:
+            if aside is not None and aside.exists() and not self.path.exists():
+                os.rename(aside, self.path)  # put the old run back
             raise ValueError(
                 f"cannot create output folder {str(self.path)!r}: {e.strerror or e}."
             ) from e
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise ValueError(f"output folder {str(self.path)!r} is not writable.")
-        self.force = False  # emptied once
+        self.force = False  # replaced once
         return self
+
+    def remove_orphan_temporaries(self) -> list[Path]:
+        """Delete trainlab's temporary files left by a kill during an atomic write (only
+        its own name pattern, only in this folder, ``checkpoints/`` and ``figures/``);
+        return the paths removed."""
+        removed = []
+        for d in (self.path, self.path / "checkpoints", self.path / "figures"):
+            if not d.is_dir():
+                continue
+            for child in d.iterdir():
+                if _TMP_FILE.match(child.name) and child.is_file() and not child.is_symlink():
+                    child.unlink(missing_ok=True)
+                    removed.append(child)
+        return removed
 
     config_path = property(lambda self: self.path / "config.json")
     env_path = property(lambda self: self.path / "env.json")
@@ -144,6 +213,13 @@ class RunFolder:
 
     def write_env(self, env: dict[str, Any]) -> None:
         atomic_write_text(self.env_path, _json(env))
+
+    def read_env(self) -> dict[str, Any]:
+        try:
+            env = json.loads(self.env_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return env if isinstance(env, dict) else {}
 
     def read_status(self) -> dict[str, Any]:
         try:
@@ -448,6 +524,136 @@ class RunResult:
     probe_figures: list[Path] = field(default_factory=list)
 
 
+def resume_command(out: str | os.PathLike) -> str:
+    """The command that resumes the run in ``out``: ``trainlab train --out DIR --resume``."""
+    return f"trainlab train --out {shlex.quote(str(out))} --resume"
+
+
+def _merge_nested(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge_nested(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def resume_config(
+    out: str | os.PathLike,
+    path: str | os.PathLike | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> TrainConfig:
+    """The config to resume the run in ``out`` with: its stored ``config.json``.
+
+    ``path`` (a config file), ``flags`` (dotted keys; ``None`` values are flags not given)
+    and ``overrides`` (``--set KEY=VALUE``) may be given too, as for a new run; each must
+    agree with the stored value (``device`` may change). A conflict raises one
+    ``ValueError`` listing every ``key: stored X, given Y``.
+    """
+    folder = RunFolder(out, resume=True, create=False)
+    stored = with_defaults(folder.read_config())
+    given: dict[str, Any] = read_config_file(path) if path is not None else {}
+    for key, value in (flags or {}).items():
+        if value is not None:
+            nested: dict[str, Any] = value
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
+            given = _merge_nested(given, nested)
+    given = _merge_nested(given, parse_overrides(list(overrides)))
+    base = from_dict(stored)
+    cfg = from_dict(_merge_nested(stored, given))
+    diffs = config_diff(base.to_dict(), cfg.to_dict())
+    if diffs:
+        raise ValueError(
+            f"the config given with --resume differs from the one stored in "
+            f"{str(folder.config_path)!r}: " + "; ".join(diffs)
+            + ". Drop those settings to continue that run, or start a new one "
+            "(another --out, or --force to replace it)."
+        )
+    return cfg
+
+
+def _resume_env(folder: RunFolder, env: dict[str, Any], step: int,
+                warn: Callable[[str], None]) -> dict[str, Any]:
+    """``env.json`` of a resumed run: the first start's, plus one ``resumes`` entry. Warns
+    when the thread count, device or torch version changed (not bitwise identical)."""
+    first = folder.read_env() or dict(env)
+    last = (first.get("resumes") or [first])[-1]
+    changed = [k for k in ("threads", "device", "torch") if k in last and last[k] != env.get(k)]
+    if changed:
+        what = ", ".join(f"{k} {env.get(k)!r} instead of {last[k]!r}" for k in changed)
+        warn(
+            f"resuming {str(folder.path)!r} with {what}: the result will not be bitwise "
+            "identical to an uninterrupted run (recorded in env.json under 'resumes')."
+        )
+    keys = ("threads", "device", "torch", "host", "argv", "git_revision", "trainlab")
+    entry = {"time": time.time(), "step": step, "changed": changed,
+             **{k: env.get(k) for k in keys}}
+    first["resumes"] = [*first.get("resumes", []), entry]
+    return first
+
+
+class _DeferSignals:
+    """Hold SIGINT and SIGTERM while the run's bookkeeping happens (see the module
+    docstring): a signal is remembered in ``pending``, and asks the trainer to stop; the
+    :class:`Trainer` installs its own handlers during ``fit`` and puts these back after."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.pending: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.pending is None:  # the first signal is the one delivered
+            self.pending = signum
+            self.trainer.interrupt(signum)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except (ValueError, OSError):  # pragma: no cover - unusual embedding
+                pass
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
+
+
+class _StopIfSignalled(Callback):
+    """A signal deferred before ``fit`` installed its handlers stops training at once."""
+
+    def __init__(self, defer: _DeferSignals) -> None:
+        self.defer = defer
+
+    def on_fit_begin(self, trainer: Any) -> None:
+        if self.defer.pending is not None:
+            trainer.interrupt(self.defer.pending)
+
+
+def _open_store(db: str | os.PathLike | None) -> Any:
+    from trainlab.store import RunStore
+
+    return RunStore(db) if db is not None else None
+
+
+def _checkpoint_for_resume(folder: RunFolder) -> dict[str, Any]:
+    """The run's checkpoint, read once; a missing one is refused (never a silent restart)."""
+    if not folder.checkpoint_path.is_file():
+        raise ValueError(
+            f"cannot resume {str(folder.path)!r}: its checkpoint "
+            f"{str(folder.checkpoint_path)!r} is missing (the run stopped before its first "
+            "checkpoint, or the file was removed), so it would restart at step 0 and lose "
+            "its history; nothing was changed. Start it afresh with --force."
+        )
+    return load_checkpoint(folder.checkpoint_path)  # refuses a corrupt or unsafe file
+
+
 def execute_run(
     cfg: TrainConfig,
     out: str | os.PathLike,
@@ -457,20 +663,21 @@ def execute_run(
     db: str | os.PathLike | None = None,
     progress: bool | None = None,
     name: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train ``cfg`` into the run folder ``out`` and record it in the store ``db``.
 
     ``status.json`` moves ``running`` → ``done`` / ``diverged`` / ``failed`` /
     ``interrupted`` in a ``finally`` block; the store row is finished only after the
-    folder's files are complete. ``KeyboardInterrupt`` is re-raised after the checkpoint and
-    status are written. Resuming with a config that differs from the stored one raises
-    ``ValueError`` listing the differences; a corrupt checkpoint raises
-    :class:`~trainlab.train.checkpoint.CheckpointError` naming the file.
+    folder's files are complete. :class:`~trainlab.train.trainer.TrainingInterrupted` (a
+    ``KeyboardInterrupt``) is re-raised after the checkpoint and status are written.
+    Resuming with a config that differs from the stored one raises ``ValueError`` listing
+    the differences; a missing checkpoint raises ``ValueError``; a corrupt one
+    :class:`~trainlab.train.checkpoint.CheckpointError` naming the file. ``warn`` receives
+    warnings for the user (default :func:`warnings.warn`). See the module docstring for the
+    order of the steps and the signal policy.
     """
-    from trainlab.store import RunStore
-
-    # Check the folder rules now, create it only once data, model and optimizer are built,
-    # so a bad setting found while building leaves no half-made folder behind.
+    warn = warn or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
     folder = RunFolder(out, resume=resume, force=force, create=False)
     config = cfg.to_dict()
     ckpt_state = None
@@ -482,10 +689,8 @@ def execute_run(
                 + "; ".join(diffs)
                 + ". Resume with the same settings, or start a new run."
             )
-        if folder.checkpoint_path.exists():
-            load_checkpoint(folder.checkpoint_path)  # refuse a corrupt file before training
-            ckpt_state = folder.checkpoint_path
-    store = RunStore(db) if db is not None else None
+        ckpt_state = _checkpoint_for_resume(folder)
+    store = _open_store(db)  # checked now: an unusable store is found before the folder
     seed_everything(cfg.seed)
     dataset = load_data_from_config(cfg)
     model = build_model_from_config(cfg, dataset)
@@ -496,22 +701,55 @@ def execute_run(
         progress=progress,
         callbacks=[MetricsCSV(folder.metrics_path)],
     )
-    if store is not None and force:
-        # the folder's files are about to go: its earlier rows no longer describe any files
-        store.mark_overwritten(folder.path)
-    folder.create()
+    defer = _DeferSignals(trainer)
+    trainer.callbacks.append(_StopIfSignalled(defer))
+    defer.install()
+    status = "failed"
+    try:
+        run_id = _start(cfg, folder, store, trainer, ckpt_state, name, warn)
+        status, result = _train_and_record(cfg, folder, store, trainer, dataset, run_id,
+                                           ckpt_state)
+    finally:
+        defer.restore()
+    if defer.pending is not None and status != "interrupted":
+        # a signal came during the final bookkeeping: deliver it now that it is complete
+        raise TrainingInterrupted(defer.pending, trainer.step)
+    return result
+
+
+def _start(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: Trainer,
+           ckpt_state: dict[str, Any] | None, name: str | None,
+           warn: Callable[[str], None]) -> int | None:
+    """Create (or empty) the folder, write config and env, record the run as running."""
+    config = cfg.to_dict()
+    new_folder = not folder.path.exists()
+    folder.create()  # with force: emptied here, before the store calls its rows overwritten
     env = collect_env(trainer.device, cfg.seed)
+    if ckpt_state is not None:
+        env = _resume_env(folder, env, int(ckpt_state["step"]), warn)
     folder.write_config(config)
     folder.write_env(env)
-    run_id = folder.read_status().get("run_id") if resume else None
-    if store is not None:
-        if run_id is not None and _store_has(store, run_id):
-            store.mark_running(run_id)
-        else:
-            run_id = store.create_run(
-                config, seed=cfg.seed, env=env, folder=folder.path, name=name or folder.path.name
-            )
-    folder.set_status("running", run_id=run_id, started=time.time(), message=None, pid=os.getpid())
+    run_id = folder.read_status().get("run_id") if ckpt_state is not None else None
+    try:
+        if store is not None:
+            if run_id is not None and _store_has(store, run_id):
+                store.mark_running(run_id)
+            else:
+                run_id = store.create_run(config, seed=cfg.seed, env=env, folder=folder.path,
+                                          name=name or folder.path.name)
+    except BaseException:
+        if new_folder:  # leave no half-made folder behind
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+    folder.set_status("running", run_id=run_id, started=time.time(), message=None,
+                      pid=os.getpid())
+    return run_id
+
+
+def _train_and_record(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: Trainer,
+                      dataset: Any, run_id: int | None,
+                      ckpt_state: dict[str, Any] | None) -> tuple[str, RunResult]:
+    """Train; then, whatever happened, write the files, status.json and the store row."""
     status, message = "failed", None
     probe_files: dict[str, Path] = {}
     probe_figures: list[Path] = []
@@ -528,8 +766,11 @@ def execute_run(
         status = "done"
     except DivergenceError as e:
         status, message = "diverged", str(e)
-    except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at step {trainer.step}; resume with --resume"
+    except KeyboardInterrupt as e:
+        how = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+        status = "interrupted"
+        message = (f"interrupted by {how} at step {trainer.step}; resume with: "
+                   f"{resume_command(folder.path)}")
         raise
     except BaseException as e:
         status, message = "failed", f"{type(e).__name__}: {e}"
@@ -570,7 +811,9 @@ def execute_run(
                 series=history.metrics,
                 message=message,
             )
-    return RunResult(status, folder.path, history, run_id, message, probe_files, probe_figures)
+    result = RunResult(status, folder.path, history, run_id, message, probe_files,
+                       probe_figures)
+    return status, result
 
 
 def _store_has(store: Any, run_id: int) -> bool:

@@ -16,8 +16,16 @@ step. Healthy training pays only for one snapshot copy per window.
 
 Resume. A checkpoint holds the model, optimizer, schedule and batcher states, every RNG state,
 the step and the History, so on CPU a resumed run ends with exactly the weights of an
-uninterrupted one. Ctrl-C (SIGINT) only sets a flag; the loop stops at the next step boundary,
-saves a checkpoint and raises ``KeyboardInterrupt`` (the CLI exits with status 130).
+uninterrupted one, and the same History: a stop between two sync points does not log a row
+for the partial window; the checkpoint keeps that window's losses (and the elapsed time), and
+the resumed run logs the row at the same step, with the same mean loss, as an uninterrupted
+run would.
+
+Signals. Ctrl-C (SIGINT) and SIGTERM (a batch scheduler's stop) are handled alike: the first
+only sets a flag; the loop stops at the next step boundary, saves a checkpoint and raises
+:class:`TrainingInterrupted` (a ``KeyboardInterrupt`` carrying the signal number, so the CLI
+exits with status 128 + signal: 130 for SIGINT, 143 for SIGTERM). A second signal before that
+raises at once.
 """
 
 from __future__ import annotations
@@ -44,7 +52,28 @@ from trainlab.train.checkpoint import (
 from trainlab.train.history import Divergence, History
 from trainlab.utils import resolve_device, seed_everything
 
-__all__ = ["DivergenceError", "Trainer"]
+__all__ = ["DivergenceError", "Trainer", "TrainingInterrupted"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by a signal (or :meth:`Trainer.interrupt`).
+
+    Attributes:
+        signum: the signal (``signal.SIGINT`` for Ctrl-C and ``interrupt()``, ``SIGTERM``).
+        step: the step reached (the checkpoint's step, when one was saved).
+        exit_status: ``128 + signum``, the status a shell reports for that signal.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT, step: int | None = None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.step = step
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
 
 
 class _Snapshot:
@@ -76,6 +105,7 @@ class _Snapshot:
         return tensors, keys, other
 
     def take(self, trainer: Trainer) -> None:
+        self.step = trainer.step
         tensors, self._keys, self._other = self._state(trainer)
         sig = [(t.shape, t.dtype, t.device) for t in tensors]
         if sig != self._sig:
@@ -172,7 +202,8 @@ class Trainer:
         clip_norm: clip the global gradient norm to this value (``torch``'s fused kernel).
         grad_noise: an object with ``add_(params, step)`` called after backward.
         log_every: steps between sync points (loss read, divergence check, progress bar).
-        checkpoint: file written at ``checkpoint_every`` steps, at the end and on Ctrl-C.
+        checkpoint: file written at ``checkpoint_every`` steps, at the end and on Ctrl-C or
+            SIGTERM.
         checkpoint_every: steps between checkpoints (None: only at the end / on Ctrl-C).
         progress: show a tqdm bar; ``None`` shows it only when stderr is a terminal.
         on_divergence: ``"raise"`` (:class:`DivergenceError`) or ``"stop"`` (return the
@@ -242,6 +273,10 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self._interrupted = False
+        self._signum = int(signal.SIGINT)
+        self._elapsed = 0.0  # seconds of training before this fit (a resumed run's)
+        self._t0: float | None = None
+        self._window: tuple[int, list[torch.Tensor]] | None = None  # unlogged partial window
         self.batcher: Any = None
         # per probe (by id): how many of its rows, histograms and spectra are already in a
         # History, for probes whose clear() is missing or does not clear everything
@@ -287,8 +322,10 @@ class Trainer:
         raise TypeError(f"schedule must be a name, a scheduler or a callable. Received: {spec!r}.")
 
     # -- public API ---------------------------------------------------------------------------
-    def interrupt(self) -> None:
-        """Ask the loop to stop at the next step boundary, checkpoint, and raise Ctrl-C."""
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
+        """Ask the loop to stop at the next step boundary, checkpoint, and raise
+        :class:`TrainingInterrupted` (as the signal ``signum`` would)."""
+        self._signum = int(signum)
         self._interrupted = True
 
     def fit(
@@ -307,11 +344,13 @@ class Trainer:
             batch_size: examples per step.
             eval_every: steps between evaluations on the test split (default: once per
                 epoch); adds ``test_loss`` and ``test_acc`` to the History rows.
-            resume: a checkpoint path, or ``True`` for this trainer's ``checkpoint`` file.
+            resume: a checkpoint path, ``True`` for this trainer's ``checkpoint`` file, or a
+                checkpoint dict already read with :func:`load_checkpoint` (read once).
 
         Returns the :class:`History` (also ``self.history``). Raises
         :class:`DivergenceError` on NaN/Inf (unless ``on_divergence="stop"``) and
-        ``KeyboardInterrupt`` after Ctrl-C, once the checkpoint is saved.
+        :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once
+        the checkpoint is saved.
         """
         from trainlab.data.batching import DeviceBatcher
 
@@ -341,7 +380,10 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self._interrupted = False
-        if resume:
+        self._elapsed, self._window = 0.0, None
+        if isinstance(resume, dict):
+            self._load(resume)
+        elif resume:
             path = self.checkpoint if resume is True else Path(resume)
             if path is None:
                 raise ValueError("resume=True needs the trainer's checkpoint= path.")
@@ -354,7 +396,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def _run(self, total: int, sync_every: list[int], eval_every: int) -> History:
         bar = self._progress_bar(total)
-        old_handler = self._install_sigint()
+        old_handlers = self._install_signals()
         # attach the probes not attached yet (a probe attached by the caller stays attached)
         mine = [p for p in self.probes if getattr(p, "model", None) is None]
         for p in mine:
@@ -364,11 +406,12 @@ class Trainer:
                 cb.on_fit_begin(self)
         self.model.train()
         batches = self._stream()
-        t0 = time.perf_counter()
-        window_start = self.step
+        t0 = self._t0 = time.perf_counter() - self._elapsed  # `time` goes on after a resume
+        # a resumed run continues the window its checkpoint was taken in (steps not logged)
+        window_start, losses = self._window or (self.step, [])
+        self._window = None
         snapshot = _Snapshot()
         snapshot.take(self)
-        losses: list[torch.Tensor] = []
 
         def next_sync(s: int) -> int:  # the next multiple of any cadence, or the end
             return min(total, *[(s // k + 1) * k for k in sync_every])
@@ -381,12 +424,11 @@ class Trainer:
                 losses.append(loss.detach())
                 self.step += 1
                 s = self.step
-                if s >= nxt or self._interrupted:
+                if s >= nxt:  # an interrupt between sync points is handled after the loop
                     evaluate = s % eval_every == 0 or s == total
                     div = self._sync(window_start, losses, evaluate, t0, bar)
                     if div is not None:
-                        div = self._locate(snapshot, window_start, div)
-                        return self._diverged(div)
+                        return self._diverged(self._locate(snapshot, div))
                     if self.checkpoint is not None and (
                         (self.checkpoint_every and s % self.checkpoint_every == 0) or s == total
                     ):
@@ -395,14 +437,15 @@ class Trainer:
                     nxt = next_sync(s)
                     snapshot.take(self)
             if self._interrupted:
-                if losses:  # flush the partial window so the History is complete
-                    div = self._sync(window_start, losses, False, t0, bar)
+                if losses:  # check the partial window; its row is logged after the resume
+                    div = self._sync(window_start, losses, False, t0, bar, log=False)
                     if div is not None:
-                        return self._diverged(self._locate(snapshot, window_start, div))
+                        return self._diverged(self._locate(snapshot, div))
+                    self._window = (window_start, losses)
                 if self.checkpoint is not None:
                     self.save(self.checkpoint)
                 self.history.status = "interrupted"
-                raise KeyboardInterrupt
+                raise TrainingInterrupted(self._signum, self.step)
             if self.stop_training:
                 self.history.status = "stopped"
                 if self.checkpoint is not None:
@@ -412,12 +455,15 @@ class Trainer:
                     cb.on_fit_end(self, self.history)
             return self.history
         finally:
-            for p in mine:
-                p.detach()  # flushes device-side records to the host
-            self._finish_probes()
-            if bar is not None:
-                bar.close()
-            self._restore_sigint(old_handler)
+            try:
+                for p in mine:
+                    p.detach()  # flushes device-side records to the host
+                self._finish_probes()
+                if bar is not None:
+                    bar.close()
+            finally:  # even when a second signal cut the lines above short
+                self._elapsed, self._t0 = time.perf_counter() - t0, None
+                self._restore_signals(old_handlers)
 
     def _stream(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -460,8 +506,14 @@ class Trainer:
         evaluate: bool,
         t0: float,
         bar: Any,
+        log: bool = True,
     ) -> Divergence | None:
-        """Read the window's losses (one host sync), check them, log a History row."""
+        """Read the window's losses (one host sync), check them, log a History row (unless
+        ``log`` is false).
+
+        A loss that is NaN *or* ±Inf is a divergence (``math.isfinite``, not ``isnan``: an
+        infinite loss with finite gradients must stop training too), and so is a parameter
+        tensor whose largest ``|w|`` is not finite."""
         params = [p.detach() for p in self.model.parameters()]
         parts = [torch.stack(losses).float().reshape(-1)]
         if params:
@@ -479,6 +531,8 @@ class Trainer:
         if not all(math.isfinite(v) for v in norms):
             bad = next(v for v in norms if not math.isfinite(v))
             return Divergence(self.step - 1, "?", "parameter", "nan" if bad != bad else "inf")
+        if not log:
+            return None
         row: dict[str, Any] = {
             "step": self.step,
             "epoch": round(self.step / max(len(self.batcher), 1), 4),
@@ -531,15 +585,10 @@ class Trainer:
         return {"loss": loss, "acc": acc}
 
     # -- divergence ---------------------------------------------------------------------------
-    def _locate(
-        self,
-        snapshot: _Snapshot,
-        window_start: int,
-        found: Divergence,
-    ) -> Divergence:
-        """Replay the window (steps ``window_start`` to ``self.step - 1``) from the snapshot
-        with hooks; name the first bad module."""
-        window_end = self.step
+    def _locate(self, snapshot: _Snapshot, found: Divergence) -> Divergence:
+        """Replay the steps from the snapshot's (the last sync point, or the resume) to
+        ``self.step - 1`` with hooks; name the first bad module."""
+        window_start, window_end = snapshot.step, self.step
         snapshot.restore(self)  # the batcher too: it draws the window's batches again
         replay = self._stream()
         first: list[tuple[str, str, str]] = []
@@ -638,9 +687,13 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume. The probes' records so far are moved into the History
         first, so a checkpoint holds every record up to its step, and a run resumed from it
-        neither loses nor repeats one."""
+        neither loses nor repeats one. ``window`` holds the losses of the steps since the last
+        logged row when training stopped between sync points; ``elapsed`` the seconds of
+        training so far (the History's ``time`` column goes on from it)."""
         self._finish_probes()
         cbs = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks]
+        start, losses = self._window or (self.step, [])
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else self._elapsed
         return {
             "step": self.step,
             "epoch": self.batcher.epoch if self.batcher is not None else 0,
@@ -654,6 +707,11 @@ class Trainer:
             "rng": get_rng_state(),
             "history": self.history.state_dict(),
             "callbacks": cbs,
+            "window": {
+                "start": start,
+                "losses": torch.stack(losses).detach().cpu() if losses else None,
+            },
+            "elapsed": float(elapsed),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -674,6 +732,12 @@ class Trainer:
             if s is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(s)
         self.step = int(state["step"])
+        window = state.get("window") or {}
+        if window.get("losses") is not None:
+            pending = window["losses"].to(self.device)
+            self._window = (int(window["start"]), list(pending.unbind()))
+        # a checkpoint without "elapsed" (older trainlab): the time of its last row
+        self._elapsed = float(state.get("elapsed", self.history.last("time", 0.0)))
         set_rng_state(state["rng"])
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -685,25 +749,30 @@ class Trainer:
 
         return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False)
 
-    def _install_sigint(self) -> Any:
+    def _install_signals(self) -> dict[int, Any]:
+        """Handle SIGINT and SIGTERM alike while training (see the module docstring);
+        return the previous handlers. Only the main thread can install handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
         trainer = self
 
         def handler(signum: int, frame: Any) -> None:
-            if trainer._interrupted:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            trainer._interrupted = True
+            if trainer._interrupted:  # a second signal: stop now
+                raise TrainingInterrupted(signum, trainer.step)
+            trainer.interrupt(signum)
 
-        try:
-            return signal.signal(signal.SIGINT, handler)
-        except (ValueError, OSError):  # pragma: no cover - unusual embedding
-            return None
+        old = {}
+        for sig in _STOP_SIGNALS:
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - unusual embedding
+                pass
+        return old
 
     @staticmethod
-    def _restore_sigint(old: Any) -> None:
-        if old is not None:
+    def _restore_signals(old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
             try:
-                signal.signal(signal.SIGINT, old)
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
             except (ValueError, OSError):  # pragma: no cover
                 pass
