@@ -47,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default="sgd", help="optimizer for --steps (default sgd)")
     parser.add_argument("--try-fixes", action="store_true", help="re-run with each named fix")
     parser.add_argument("--no-jacobian", action="store_true", help="skip Jacobian spectra")
-    parser.add_argument("--html", default="diagnosis.html", help="HTML report path")
+    parser.add_argument("--html", default="diagnosis.html",
+                        help="HTML report path (default diagnosis.html; '' for none); an "
+                        "existing file is kept unless --force")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --html")
     parser.add_argument("--seed", type=int, default=0, help="seed for the batch and the model")
 
 
@@ -128,16 +131,29 @@ def _batch(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
     import torch
 
     from trainlab.doctor import diagnose
 
+    if args.classes is not None and args.classes < 2:
+        raise ValueError(f"--classes must be >= 2 (with one class the loss is 0 and every "
+                         f"gradient vanishes trivially). Received: --classes {args.classes}.")
+    if args.html and Path(args.html).exists() and not args.force:
+        raise ValueError(f"--html {args.html} exists; give --force to overwrite it, or "
+                         "another path with --html PATH.")
     torch.manual_seed(args.seed)
     model = load_model(args.model) if args.model else model_from_spec(args.spec)
     x, y = _batch(args, model)
     report = diagnose(model, (x, y) if y is not None else x, steps=args.steps, lr=args.lr,
                       optimizer=args.optimizer, try_fixes=args.try_fixes,
                       jacobian=not args.no_jacobian, seed=args.seed)
+    context = getattr(report, "context", None)
+    if isinstance(context, dict):  # the page says which command made it
+        context["command"] = " ".join(["trainlab", *map(shlex.quote, sys.argv[1:])])
     print(report.to_text())
     if args.html:
         path = report.to_html(args.html)

@@ -21,6 +21,18 @@ or wrong value is reported at once, before training starts. Ctrl-C (or SIGTERM) 
 checkpoint and exits with status 130 (143); `--resume` continues exactly where it stopped,
 with the settings stored in DIR/config.json (flags given with it must agree with them).
 
+A config file (YAML, TOML or JSON; a run's own config.json works too) holds the same keys;
+`trainlab train --print-config` prints them all. Options of a named technique go in its
+*_options key (model.norm_options.groups, optim.schedule_options.step_size,
+model.init_options.value, loss_options.margin, ...). Example run.yaml:
+
+  data: {name: mnist1d}
+  model: {builder: mlp, depth: 4, width: 128, activation: tanh, init: xavier_uniform,
+          norm: gn, norm_options: {groups: 8}}
+  optim: {name: momentum, lr: 0.05, schedule: step, schedule_options: {step_size: 500}}
+  steps: 2000
+  probes: [activations, gradients]
+
 Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
 lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
@@ -81,7 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
     parser.add_argument("--no-db", action="store_true", help="do not record the run in the store")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar or table: one line with the folder and status")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the full resolved config as YAML (ready to edit and pass "
+                        "to --config) and exit without training")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +131,9 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.out, args.config, flags, args.overrides)
     else:
         cfg = load_config(args.config, flags, args.overrides)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
     out = args.out or str(Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = out  # for the message of an interrupt
     db = None if args.no_db else (args.db or DEFAULT_DB)
@@ -142,6 +161,8 @@ def _train(args: argparse.Namespace) -> int:
             where = result.folder / "figures" / "probe_*.png"
             rows.append(("probe figures", f"{where} ({n} files)"))
         print(format_table(rows, ["", "value"]))
+    else:  # quiet: still say where the run went and how it ended
+        print(f"{result.status}: {result.folder}")
     if result.status == "diverged":
         print(f"trainlab: {result.message}", file=sys.stderr)
         return 1

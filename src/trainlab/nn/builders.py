@@ -42,11 +42,13 @@ model is built.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from trainlab.nn.activations import ACTIVATIONS, activation_info
@@ -222,6 +224,33 @@ class MLP(nn.Sequential):
     spec: dict[str, Any]
 
 
+
+_SIZE_ARGS = ("in_features", "widths", "out_features", "channels", "in_channels", "depth",
+              "width", "k")
+
+
+def _memory_checked(builder):
+    """Build the model on the ``meta`` device first (no storage, microseconds) and refuse,
+    naming the size arguments, when its parameters and gradients alone exceed the host's
+    available memory — instead of an allocator error after minutes of swapping."""
+
+    @functools.wraps(builder)
+    def build(*args: Any, **kwargs: Any) -> nn.Module:
+        if torch.empty(()).device.type != "meta":  # not already the meta pass
+            from trainlab.nn.memory import check_fits, estimate_memory
+
+            with torch.device("meta"):
+                meta = builder(*args, **kwargs)
+            bound = inspect.signature(builder).bind(*args, **kwargs).arguments
+            sizes = ", ".join(f"{k}={v!r}" for k, v in bound.items() if k in _SIZE_ARGS)
+            check_fits(estimate_memory(meta, optimizer=None), "cpu",
+                       f"{builder.__name__}({sizes})")
+        return builder(*args, **kwargs)
+
+    return build
+
+
+@_memory_checked
 def mlp(
     in_features: int | Sequence[int],
     widths: Sequence[int] | None = None,
@@ -360,6 +389,7 @@ class ConvNet(nn.Sequential):
     spec: dict[str, Any]
 
 
+@_memory_checked
 def convnet(
     in_channels: int = 3,
     channels: Sequence[int] = (32, 64),
@@ -509,6 +539,7 @@ class PreActResNet(nn.Module):
         return self.head(self.flatten(self.gap(self.act(self.norm(x)))))
 
 
+@_memory_checked
 def preact_resnet(
     depth: int = 20,
     out_features: int = 10,
@@ -608,7 +639,9 @@ def build_model(spec: Any, **overrides: Any) -> nn.Module:
     ``spec`` is a dict with a ``name`` key and the builder's arguments, a ``(name, kwargs)``
     pair, or a bare name (the builder's defaults); ``overrides`` are merged on top. Unknown
     keys raise ``ValueError`` naming them and the allowed keys; unknown model names list the
-    close matches.
+    close matches. Each builder first builds the spec on the ``meta`` device (no storage)
+    and refuses it, naming its size arguments, when its parameters and gradients alone
+    exceed the host's available memory (:mod:`trainlab.nn.memory`).
     """
     if isinstance(spec, Mapping) and "name" not in spec:
         raise ValueError(
@@ -645,3 +678,4 @@ def build_model(spec: Any, **overrides: Any) -> nn.Module:
             f"Allowed: {', '.join(allowed)}."
         )
     return entry.build(**kwargs)
+

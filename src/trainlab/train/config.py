@@ -23,19 +23,15 @@ Options of a named technique. Every key that names a registry entry has a compan
 ``*_options`` mapping for that entry's own arguments, so every argument of every technique
 is reachable from a file or from ``--set``:
 
-=====================  ================================  ==================================
-name key               its options                        example
-=====================  ================================  ==================================
-``data.name``          ``data.options``                   ``--set data.options.noise=0.1``
-``data.preprocess``    ``data.preprocess_options``        ``--set data.preprocess_options.eps=0.01``
-``model.builder``      ``model.options``                  ``--set model.options.kernel_size=5``
-``model.activation``   ``model.activation_options``       ``--set model.activation_options.negative_slope=0.1``
-``model.norm``         ``model.norm_options``             ``--set model.norm_options.groups=8``
-``model.init``         ``model.init_options``             ``--set model.init_options.value=0.01``
-``optim.name``         ``optim.options``                  ``--set optim.options.momentum=0.95``
-``optim.schedule``     ``optim.schedule_options``         ``--set optim.schedule_options.step_size=100``
-``loss``               ``loss_options``                   ``--set loss_options.margin=0.5``
-=====================  ================================  ==================================
+- ``data.name``: ``data.options`` (``--set data.options.noise=0.1``);
+- ``data.preprocess``: ``data.preprocess_options`` (``... .eps=0.01``);
+- ``model.builder``: ``model.options`` (``--set model.options.kernel_size=5``);
+- ``model.activation``: ``model.activation_options`` (``... .negative_slope=0.1``);
+- ``model.norm``: ``model.norm_options`` (``--set model.norm_options.groups=8``);
+- ``model.init``: ``model.init_options`` (``--set model.init_options.value=0.01``);
+- ``optim.name``: ``optim.options`` (``--set optim.options.momentum=0.95``);
+- ``optim.schedule``: ``optim.schedule_options`` (``... .step_size=100``);
+- ``loss``: ``loss_options`` (``--set loss_options.margin=0.5``).
 
 Each technique is also built once, on a tiny stand-in, while the config is checked, so a
 missing or unknown argument is reported with the key that sets it (``optim.schedule 'step'

@@ -322,6 +322,12 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             **common,
         )
     elif builder == "convnet":
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"model.builder 'convnet' needs images (C, H, W) or sequences (C, L); dataset "
+                f"{cfg.data.name!r} has examples of shape {shape}. Use --builder mlp, or a "
+                "dataset of images (mnist, fashion_mnist, cifar10, svhn, shapeset)."
+            )
         spec = dict(
             name="convnet",
             in_channels=shape[0],
@@ -336,7 +342,20 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
         if len(shape) > 1:
             spec["in_channels"] = shape[0]
     spec.update(m.options)
+    _check_memory(cfg, spec, shape)
     return build_model(spec)
+
+
+def _check_memory(cfg: TrainConfig, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Refuse, before anything is allocated, a run whose parameters, gradients, optimizer
+    state and activations at ``batch_size`` exceed the device's memory, naming the keys."""
+    from trainlab.nn.memory import check_fits, estimate_memory
+    from trainlab.utils import resolve_device
+
+    est = estimate_memory(spec, shape, cfg.batch_size, optimizer=cfg.optim.name)
+    check_fits(est, resolve_device(cfg.device),
+               f"model.width={cfg.model.width}, model.depth={cfg.model.depth}, "
+               f"batch_size={cfg.batch_size}")
 
 
 def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Trainer:

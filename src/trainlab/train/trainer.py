@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,34 @@ def _check_count(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an integer >= 1 or None. Received: {name}={value!r}.")
 
 
+def _takes_class_indices(spec: Any, fn: Any) -> bool:
+    """Whether the loss reads ``y`` as class indices into the outputs (cross-entropy, NLL,
+    multiclass hinge), so that a class beyond the outputs is a mistake worth naming."""
+    from torch.nn import functional as F
+
+    if isinstance(spec, str):
+        from trainlab.losses import LOSSES
+
+        return LOSSES.get(spec).meta.get("target") == "class indices"
+    return fn in (F.cross_entropy, F.nll_loss, F.multi_margin_loss) or isinstance(
+        fn, (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss))
+
+
+def _probe_objects(probes: Any) -> list[Any]:
+    """Probe objects, or names as on the command line (``"activations"``, ``"all"``,
+    ``"activations,gradients"``), built with each probe's default schedule."""
+    if isinstance(probes, str):
+        probes = [probes]
+    if not any(isinstance(p, str) for p in probes):
+        return list(probes)
+    from trainlab.train.runs import build_probes  # unknown names: close matches
+
+    out: list[Any] = []
+    for p in probes:
+        out.extend(build_probes([p]) if isinstance(p, str) else [p])
+    return out
+
+
 class Trainer:
     """Train a classifier; see the module docstring for the design.
 
@@ -188,7 +217,8 @@ class Trainer:
         loss: a name in :data:`trainlab.losses.LOSSES` or a callable ``(logits, y) -> loss``.
         device: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"`` ...
         seed: seeds Python, NumPy and torch at the start of ``fit`` and the batch order.
-        probes: objects following the probe protocol (``attach``, ``step_begin``,
+        probes: probe names as on the command line (``"activations"``, ``"all"``) or
+            objects following the probe protocol (``attach``, ``step_begin``,
             ``after_backward``, ``step_end``, ``records``, ``detach``; optionally
             ``histograms``, ``spectra`` and ``clear``). Their records are moved into the
             History (``probe_records``, ``histograms``, ``spectra``) at every checkpoint and
@@ -257,9 +287,10 @@ class Trainer:
         self.lr = lr
         self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs or {})
         self.loss_fn = self._build_loss(loss)
+        self._class_targets = _takes_class_indices(loss, self.loss_fn)
         self._schedule_spec = schedule
         self.schedule: Any = None
-        self.probes = list(probes)
+        self.probes = _probe_objects(probes)
         self.callbacks = list(callbacks)
         self.clip_norm = clip_norm
         self.grad_noise = grad_noise
@@ -364,6 +395,12 @@ class Trainer:
         _check_count("batch_size", batch_size)
         _check_count("eval_every", eval_every)
         x, y, x_test, y_test = _split_data(data)
+        if batch_size > len(x):
+            warnings.warn(
+                f"batch_size={batch_size} is larger than the {len(x)} training examples: every "
+                f"step uses the whole training set (full-batch gradient descent).",
+                UserWarning, stacklevel=2)
+        self._check_data_fits(x, y)
         seed_everything(self.seed)
         self.batcher = DeviceBatcher(
             x, y, batch_size, shuffle=True, seed=self.seed, device=self.device
@@ -392,6 +429,43 @@ class Trainer:
         if self.checkpoint is not None and self.checkpoint_every:
             sync_every.append(self.checkpoint_every)
         return self._run(total, sync_every, eval_every)
+
+    def _check_data_fits(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One forward pass of two examples (eval mode, no grad, RNG untouched) before
+        training, so a model that does not fit the data fails with both shapes named
+        instead of a matmul error inside the first step; then integer targets are checked
+        against the number of outputs."""
+        xb = x[:2].to(self.device)
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()  # no BN statistics updated, no dropout drawn
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                out = self.model(xb)
+        except (RuntimeError, ValueError, IndexError) as e:
+            first = next((m for m in self.model.modules()
+                          if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))), None)
+            expects = ""
+            if isinstance(first, nn.Linear):
+                expects = f"; its first layer expects (N, {first.in_features}) features"
+            elif first is not None:
+                expects = f"; its first layer expects (N, {first.in_channels}, ...) channels"
+            raise ValueError(
+                f"the data does not fit the model: examples of shape {tuple(x.shape[1:])} "
+                f"(x of shape {tuple(x.shape)}){expects}. torch said: "
+                f"{' '.join(str(e).split())[:200]}"
+            ) from e
+        finally:
+            for m, mode in modes:
+                m.train(mode)
+        if (self._class_targets and isinstance(out, torch.Tensor) and out.dim() == 2
+                and not y.is_floating_point() and y.numel()):
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= out.shape[1]:
+                raise ValueError(
+                    f"the targets do not fit the model: y holds classes {lo}..{hi} but the "
+                    f"model has {out.shape[1]} outputs (classes 0..{out.shape[1] - 1}). "
+                    "Give the model as many outputs as the data has classes."
+                )
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self, total: int, sync_every: list[int], eval_every: int) -> History:
