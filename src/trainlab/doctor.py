@@ -914,7 +914,9 @@ _BUILDER_NAMES = {"MLP": "mlp", "ConvNet": "convnet", "PreActResNet": "preact_re
 
 def _activation_name(model: nn.Module) -> str | None:
     for _, m in activation_layers(model):
-        return activation_info(m).name
+        info = activation_info(m)  # None for Transformer layers (watched for their output)
+        if info is not None:
+            return info.name
     return None
 
 
