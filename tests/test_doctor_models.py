@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from zoo import ZOO
 
 from trainlab.doctor import diagnose
+from zoo import ZOO
 
 
 def _check_report(d):
