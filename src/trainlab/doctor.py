@@ -216,8 +216,8 @@ class Diagnosis:
                     and not math.isnan(r[key])]
 
         act = vals("act_std")
-        grad = [r["grad_std"] for r in self.rows if r.get("activation") and
-                _finite(r.get("grad_std"))]
+        grad = [r["grad_std"] for r in _main_path([r for r in self.rows if r.get("activation")
+                                                   and _finite(r.get("grad_std"))])]
         return {
             "findings": float(len(self.findings)),
             "act_std_ratio": _ratio(act),
@@ -515,15 +515,18 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalRe
 
 def _output_rows(model: nn.Module, outs: dict[str, dict[str, Any]],
                  params: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Rows for modules with parameters that the layer probes do not watch (recurrent and
-    attention layers, custom modules): their output std, and ``|gW|/|W|`` over their own
-    parameters. Norm layers (normalized by construction) and the model itself are left out
-    of the table (they are still examined: see ``coverage``)."""
+    """Rows for modules with a weight matrix of their own that the layer probes do not watch
+    (recurrent and attention layers, custom modules): their output std, and ``|gW|/|W|`` over
+    their own parameters. Modules whose own parameters are only vectors (norm layers,
+    LayerScale-style gains, which may start tiny on purpose) and the model itself are left
+    out of the table (they are still examined: see ``coverage``)."""
     wl = {n for n, _ in weight_layers(model)}
     acts = {n for n, _ in activation_layers(model)}
     rows = []
     for name, m in model.named_modules():
         if not name or name in wl or name in acts or isinstance(m, _NORMS) or name not in outs:
+            continue
+        if not any(p.dim() >= 2 for p in m.parameters(recurse=False)):
             continue
         own = [f"{name}.{p}" for p, _ in m.named_parameters(recurse=False)]
         gw = math.sqrt(sum(params[p]["grad_norm"] ** 2 for p in own if p in params))
@@ -641,8 +644,8 @@ def _probed_pass(model: nn.Module, probes: list[Any], x: Tensor, y: Tensor | Non
         loss = observe(model, [], x, y, loss_fn, mode=mode)  # the model's own error raises
         ok = []
         for p in attached:
-            p.clear()
             try:
+                p.clear()
                 observe(model, [p], x, y, loss_fn, mode=mode)
                 ok.append(p)
             except Exception as e:  # noqa: BLE001
