@@ -514,17 +514,16 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalRe
 
 
 def _output_rows(model: nn.Module, outs: dict[str, dict[str, Any]],
-                 params: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+                 params: dict[str, dict[str, float]], taken: set[str]) -> list[dict[str, Any]]:
     """Rows for modules with a weight matrix of their own that the layer probes do not watch
     (recurrent and attention layers, custom modules): their output std, and ``|gW|/|W|`` over
     their own parameters. Modules whose own parameters are only vectors (norm layers,
     LayerScale-style gains, which may start tiny on purpose) and the model itself are left
     out of the table (they are still examined: see ``coverage``)."""
     wl = {n for n, _ in weight_layers(model)}
-    acts = {n for n, _ in activation_layers(model)}
     rows = []
     for name, m in model.named_modules():
-        if not name or name in wl or name in acts or isinstance(m, _NORMS) or name not in outs:
+        if not name or name in wl or name in taken or isinstance(m, _NORMS) or name not in outs:
             continue
         if not any(p.dim() >= 2 for p in m.parameters(recurse=False)):
             continue
@@ -610,7 +609,9 @@ def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, st
     rows = _pair_rows(model, log, jac_blocks)
     if outs:
         order = {n: i for i, (n, _) in enumerate(model.named_modules())}
-        rows = sorted(rows + _output_rows(model, outs, params), key=lambda r: order[r["layer"]])
+        taken = {r["layer"] for r in rows} | {r["activation"] for r in rows if r["activation"]}
+        rows = sorted(rows + _output_rows(model, outs, params, taken),
+                      key=lambda r: order[r["layer"]])
     for r in rows:
         r["kind"] = _row_kind(model, r, outs)
     coverage = _coverage(model, log, outs, params, cov, notes)
