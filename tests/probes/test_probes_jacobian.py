@@ -174,3 +174,18 @@ def test_time_budget_skips_blocks_with_a_note():
     p.observe(torch.randn(3, 4))
     assert p.records() == []
     assert len(p.notes()) == 4 and all("time budget" in n for n in p.notes())
+
+
+def test_sequence_first_transformer_layer_uses_its_own_flag():
+    torch.manual_seed(7)
+    layer = nn.TransformerEncoderLayer(4, nhead=2, dim_feedforward=8, dropout=0.0)  # (T, N, E)
+    model = nn.Sequential(layer)
+    x = torch.randn(3, 5, 4)  # T=3, N=5
+    p = JacobianSpectrum(every=1, n_examples=2, batch_dim={"model": 1}).attach(model)
+    p.observe(x)
+    Js = [torch.autograd.functional.jacobian(lambda z: layer.eval()(z[:, None])[:, 0],
+                                             x[:, i]).reshape(12, 12) for i in range(2)]
+    ref = torch.stack([torch.linalg.svdvals(J.double()) for J in Js]).mean(0)
+    spec = {s["layer"]: s for s in p.spectra()}
+    for name in ("0", "model"):
+        assert spec[name]["singular_values"] == pytest.approx(ref.tolist(), rel=1e-4, abs=1e-6)
