@@ -467,7 +467,7 @@ class _Coverage(Probe):
                 self.no_float.add(name)
                 return
             t = t.detach().float()
-            st = torch.stack([t.sum(), t.square().sum(), torch.tensor(float(t.numel())),
+            st = torch.stack([t.sum(), t.square().sum(), t.new_tensor(float(t.numel())),
                               (~torch.isfinite(t)).sum().float()])
             rec = self.out.get(name)
             if rec is None:
