@@ -129,3 +129,41 @@ def test_cli_diagnose_spec_and_model(tmp_path, capsys):
     assert "block" not in capsys.readouterr().out
     assert main(["diagnose", "--model", f"{f}:nope"]) == 2
     assert "has no function 'nope'" in capsys.readouterr().err
+
+
+def test_coverage_context_and_timings_on_an_mlp(batch):
+    m = net("tanh", "xavier_uniform")
+    d = diagnose(m, batch, steps=1)
+    names = [n for n, _ in m.named_parameters()]
+    assert d.coverage["params_examined"] == names and not d.coverage["params_not_examined"]
+    assert "block1.linear" in d.coverage["modules_examined"]
+    assert "block1.act" in d.coverage["modules_examined"]
+    assert d.healthy is True
+    c = d.context
+    assert (c["model"], c["x_shape"], c["x_dtype"], c["y_shape"], c["y_dtype"]) == (
+        "MLP", [128, 32], "float32", [128], "int64")
+    assert c["parameters"] == sum(p.numel() for p in m.parameters())
+    assert (c["loss"], c["steps"], c["seed"], c["device"]) == ("cross_entropy", 1, 0, "cpu")
+    assert d.timings["total"] >= d.timings["probes"] > 0
+    assert "coverage: " in d.to_text() and "parameters examined" in d.to_text()
+
+
+def test_a_failing_probe_becomes_a_note_and_the_rest_goes_on(batch, monkeypatch):
+    from trainlab.probes.gradients import GradientStats
+
+    def broken(self):
+        raise RuntimeError("simulated probe failure")
+
+    monkeypatch.setattr(GradientStats, "_on_after_backward", broken)
+    d = diagnose(net("tanh", "normal", std=0.01), batch)
+    assert any("GradientStats" in n and "simulated probe failure" in n for n in d.notes)
+    assert "vanishing_activations" in d.kinds()  # ActivationStats still ran
+    assert all(r["jac_sv"] > 0 for r in d.rows)  # and the Jacobian
+
+
+def test_integer_inputs_are_not_inputs_not_centred(batch):
+    m = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(8 * 4, 10))
+    x = torch.randint(5, 20, (16, 4))  # ids >= 5: "mean" 12, std 4
+    d = diagnose(m, (x, torch.randint(0, 10, (16,))), try_fixes=True)
+    assert "inputs_not_centred" not in d.kinds()
+    assert any("integers" in n for n in d.notes)

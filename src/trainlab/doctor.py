@@ -26,6 +26,28 @@ bn_mode               BatchNorm in eval mode while the model trains, or in eval 
 non_finite            NaN/Inf in the loss, activations, gradients or weights (first layer)
 ====================  =================================================================
 
+Like with like: the depth ratios (vanishing/exploding activations and gradients) compare
+layers of one *kind* only, the kind of the first hidden layer (the start of the main path):
+the weight layer's class (``Conv2d``, ``Linear`` …), a Transformer encoder/decoder layer, or a
+recurrent/attention module; a convolution whose output is a 1×1 map while the model's
+feature maps are larger acts on pooled channel descriptors (a squeeze-excite gate or a
+similar branch) and is a kind of its own. So mobilenet's SE gates are never compared with its
+feature maps. The per-layer rules (``ACT_STD_MIN``, saturation, dead units, symmetry) apply
+to every layer.
+
+Coverage: besides the layer probes, one pass records every parameter's norm and gradient
+norm (NaN/Inf checked) and the output of every module that owns parameters (an ``nn.LSTM``,
+``nn.MultiheadAttention``, a free ``cls_token`` on the model …); those outputs join the
+table as rows of their own kind. ``Diagnosis.coverage`` lists the parameters and modules
+examined and those that were not, with the reason; ``healthy`` is ``True`` only when nothing
+was flagged *and* nothing was left unexamined (``None``: nothing flagged in what was seen).
+Integer inputs (token ids) skip the input rules and fixes (centring means nothing there).
+
+Time budget: ``diagnose(..., time_budget=10.0)`` gives the Jacobian (the costly part) what
+the budget leaves after the probed pass, on at most 4 examples with few products per block
+(see :func:`diagnose`); blocks not done in time are named in the notes. The other phases
+are never cut; ``Diagnosis.timings`` has the seconds per phase.
+
 Each finding names the lectures' fixes (an initialization matched to the activation, a
 normalization, another activation, the learning rate, input preprocessing); with
 ``try_fixes=True`` the diagnosis is re-run with each applicable fix and the before/after
@@ -38,6 +60,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +78,15 @@ from trainlab.probes import (
     collect,
     observe,
 )
-from trainlab.probes.base import activation_info, activation_layers, weight_layers
+from trainlab.probes.base import (
+    _BLOCK_TYPES,
+    Probe,
+    activation_info,
+    activation_layers,
+    first_tensor,
+    weight_layers,
+)
+from trainlab.probes.jacobian import module_batch_dim
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "FixResult", "THRESHOLDS", "FIXES"]
 
@@ -140,7 +171,15 @@ class FixResult:
 @dataclass
 class Diagnosis:
     """The doctor's report. ``rows`` are per-layer dicts; ``findings`` the flagged problems;
-    ``log`` the raw probe records; ``fix_results`` the ``--try-fixes`` re-runs."""
+    ``log`` the raw probe records; ``fix_results`` the ``--try-fixes`` re-runs.
+
+    ``notes``: what could not be computed, and why (one line each), and what the doctor
+    assumed. ``coverage``: ``modules_examined`` (names; ``"(model)"`` is the model itself),
+    ``modules_not_examined`` (``{name: reason}``), ``params_examined``,
+    ``params_not_examined`` (``{name: reason}``). ``context``: what was diagnosed (model
+    class, parameter count, shapes and dtypes of ``x`` and ``y``, loss, steps, seed, device
+    …; the CLI may add the command line). ``timings``: seconds per phase.
+    """
 
     rows: list[dict[str, Any]]
     findings: list[Finding]
@@ -150,10 +189,22 @@ class Diagnosis:
     notes: list[str] = field(default_factory=list)
     fix_results: list[FixResult] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
+    coverage: dict[str, Any] = field(default_factory=lambda: {
+        "modules_examined": [], "modules_not_examined": {}, "params_examined": [],
+        "params_not_examined": {}})
+    context: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def healthy(self) -> bool:
-        return not self.findings
+    def healthy(self) -> bool | None:
+        """``False`` when something was flagged; ``None`` when nothing was flagged but some
+        parameters or modules were not examined (see ``coverage``); ``True`` only when
+        nothing was flagged and everything was examined."""
+        if self.findings:
+            return False
+        if self.coverage.get("params_not_examined") or self.coverage.get("modules_not_examined"):
+            return None
+        return True
 
     def kinds(self) -> set[str]:
         return {f.kind for f in self.findings}
@@ -165,8 +216,8 @@ class Diagnosis:
                     and not math.isnan(r[key])]
 
         act = vals("act_std")
-        grad = [r["grad_std"] for r in self.rows if r.get("activation") and
-                _finite(r.get("grad_std"))]
+        grad = [r["grad_std"] for r in _main_path([r for r in self.rows if r.get("activation")
+                                                   and _finite(r.get("grad_std"))])]
         return {
             "findings": float(len(self.findings)),
             "act_std_ratio": _ratio(act),
@@ -189,12 +240,19 @@ class Diagnosis:
         lines = [_format_table(self.HEADER, self.table_rows())]
         lines.append(f"loss {self.loss:.4g}; inputs: mean {self.input_stats['mean']:.3g}, "
                      f"std {self.input_stats['std']:.3g}")
+        io = self.context.get("input_output_jacobian_rms")
+        if io is not None:
+            lines.append(f"input-output Jacobian: RMS singular value {io:.3g}")
+        lines += self._coverage_lines()
         lines += [f"note: {n}" for n in self.notes]
         if self.findings:
             lines.append(f"\n{len(self.findings)} finding(s):")
             for f in self.findings:
                 lines.append(f"  - {f}")
                 lines.append(f"      fixes: {', '.join(f.fixes)}")
+        elif self.healthy is None:
+            lines.append("\nNo problem found in what was examined, but parts were not "
+                         "examined (see coverage): no verdict on those.")
         else:
             lines.append("\nNo problem found (thresholds: "
                          + ", ".join(f"{k}={v:g}" for k, v in self.thresholds.items()) + ").")
@@ -203,6 +261,19 @@ class Diagnosis:
             lines.append(_format_table(*self._fix_table()))
         lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in self.thresholds.items()))
         return "\n".join(lines)
+
+    def _coverage_lines(self, shown: int = 8) -> list[str]:
+        c = self.coverage
+        me, mn = c.get("modules_examined", []), c.get("modules_not_examined", {})
+        pe, pn = c.get("params_examined", []), c.get("params_not_examined", {})
+        lines = [f"coverage: {len(me)}/{len(me) + len(mn)} modules and "
+                 f"{len(pe)}/{len(pe) + len(pn)} parameters examined"]
+        for label, missing in (("module", mn), ("parameter", pn)):
+            for name, why in list(missing.items())[:shown]:
+                lines.append(f"  {label} not examined: {name}: {why}")
+            if len(missing) > shown:
+                lines.append(f"  ... and {len(missing) - shown} more {label}s not examined")
+        return lines
 
     def _fix_table(self) -> tuple[Sequence[str], list[list[Any]]]:
         keys = list(self.metrics())
@@ -362,6 +433,110 @@ def _train_steps(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callabl
     return losses
 
 
+class _Coverage(Probe):
+    """What the layer probes do not see: every parameter's norm and gradient norm, and the
+    output of every module that owns parameters (the model itself included).
+
+    Output statistics accumulate over all calls of a module (a shared module: all its
+    calls); the shape is that of the first call. Reads only, like every probe.
+    """
+
+    default_layers = "block"  # unused: the watched modules are chosen in _setup_for
+
+    def _n_raw(self) -> int:
+        return 1
+
+    def _setup_for(self, model: nn.Module) -> None:
+        self.watched = [(n, m) for n, m in model.named_modules()
+                        if next(m.parameters(recurse=False), None) is not None]
+        self._model = model
+        self.out: dict[str, list[Any]] = {}  # name -> [calls, stats tensor, shape]
+        self.no_float: set[str] = set()
+        self.params: dict[str, Tensor] = {}
+
+    def _install(self) -> None:
+        for name, m in self.watched:
+            self._handles.append(m.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(module: Any, args: Any, out: Any) -> None:
+            if not self.recording:
+                return
+            t = first_tensor(out)
+            if t is None:
+                self.no_float.add(name)
+                return
+            t = t.detach().float()
+            st = torch.stack([t.sum(), t.square().sum(), t.new_tensor(float(t.numel())),
+                              (~torch.isfinite(t)).sum().float()])
+            rec = self.out.get(name)
+            if rec is None:
+                self.out[name] = [1, st, tuple(t.shape)]
+            else:
+                rec[0] += 1
+                rec[1] = rec[1] + st
+
+        return hook
+
+    def _on_after_backward(self) -> None:
+        if not self.recording:
+            return
+        for name, p in self._model.named_parameters():
+            w = p.detach().float()
+            g = None if p.grad is None else p.grad.detach().float()
+            nan, zero = torch.full((), math.nan, device=w.device), torch.zeros((), device=w.device)
+            self.params[name] = torch.stack([
+                torch.linalg.vector_norm(w), (~torch.isfinite(w)).sum().float(),
+                nan if g is None else torch.linalg.vector_norm(g),
+                zero if g is None else (~torch.isfinite(g)).sum().float()])
+
+    def results(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
+        """``(outputs, params)`` on the host (one copy): per module ``calls``, ``mean``,
+        ``std``, ``nonfinite``, ``shape``; per parameter ``norm``, ``nonfinite``,
+        ``grad_norm`` (NaN: no gradient), ``grad_nonfinite``, ``numel``, ``requires_grad``."""
+        keys = list(self.out)
+        flat = [self.out[k][1] for k in keys] + list(self.params.values())
+        host = torch.stack(flat).cpu().double().tolist() if flat else []
+        outs: dict[str, dict[str, Any]] = {}
+        for k, (sm, sq, n, bad) in zip(keys, host[:len(keys)]):
+            var = max(sq - sm * sm / n, 0.0) / max(n - 1, 1)
+            outs[k] = {"calls": self.out[k][0], "mean": sm / n, "std": var ** 0.5,
+                       "nonfinite": bad, "shape": self.out[k][2]}
+        named = dict(self._model.named_parameters())
+        params = {}
+        for k, (norm, bad, gn, gbad) in zip(self.params, host[len(keys):]):
+            params[k] = {"norm": norm, "nonfinite": bad, "grad_norm": gn, "grad_nonfinite": gbad,
+                         "numel": named[k].numel(), "requires_grad": named[k].requires_grad}
+        return outs, params
+
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+def _output_rows(model: nn.Module, outs: dict[str, dict[str, Any]],
+                 params: dict[str, dict[str, float]], taken: set[str]) -> list[dict[str, Any]]:
+    """Rows for modules with a weight matrix of their own that the layer probes do not watch
+    (recurrent and attention layers, custom modules): their output std, and ``|gW|/|W|`` over
+    their own parameters. Modules whose own parameters are only vectors (norm layers,
+    LayerScale-style gains, which may start tiny on purpose) and the model itself are left
+    out of the table (they are still examined: see ``coverage``)."""
+    wl = {n for n, _ in weight_layers(model)}
+    rows = []
+    for name, m in model.named_modules():
+        if not name or name in wl or name in taken or isinstance(m, _NORMS) or name not in outs:
+            continue
+        if not any(p.dim() >= 2 for p in m.parameters(recurse=False)):
+            continue
+        own = [f"{name}.{p}" for p, _ in m.named_parameters(recurse=False)]
+        gw = math.sqrt(sum(params[p]["grad_norm"] ** 2 for p in own if p in params))
+        w = math.sqrt(sum(params[p]["norm"] ** 2 for p in own if p in params))
+        rows.append({"layer": name, "activation": name, "act_std": outs[name]["std"],
+                     "saturated": math.nan, "dead": math.nan, "grad_std": math.nan,
+                     "gw_over_w": gw / w if w else math.nan, "jac_sv": math.nan,
+                     "source": "module output", "_act_row": {}, "_grad_row": {}})
+    return rows
+
+
 def _pair_rows(model: nn.Module, log: ProbeLog, jac_blocks: list[str]) -> list[dict[str, Any]]:
     """One row per weight layer, with the activation that follows it."""
     order = [n for n, _ in model.named_modules()]
@@ -392,13 +567,21 @@ def _pair_rows(model: nn.Module, log: ProbeLog, jac_blocks: list[str]) -> list[d
 
 
 def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, steps: int,
-         lr: float, optimizer: Any, jacobian: bool, mode: str) -> Diagnosis:
+         lr: float, optimizer: Any, jacobian: bool, mode: str, batch_dim: int,
+         deadline: float | None) -> Diagnosis:
+    """One diagnosis in phases (timed): training steps, the probed pass, the Jacobian, the
+    rules. A probe or quantity that fails becomes a note; the rest goes on."""
     notes: list[str] = []
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
     losses = []
     if steps:
         losses = _train_steps(model, x, y, loss_fn, steps, lr, optimizer)
         notes.append(f"{steps} {optimizer} steps at lr={lr:g} before the diagnosis; "
                      f"loss {losses[0]:.4g} -> {losses[-1]:.4g}")
+    timings["steps"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     has_acts = bool(activation_layers(model))
     probes: list[Any] = [
         ActivationStats(layers=None if has_acts else tuple({type(m) for _, m in
@@ -406,43 +589,185 @@ def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, st
                         hist_every=1),
         GradientStats(hist_every=1),
         WeightStats(hist_every=0),
+        _Coverage(),
     ]
     if not has_acts:
         notes.append("no activation modules recognized; activation statistics are those of "
                      "the Linear/Conv outputs")
+    loss, log, cov = _probed_pass(model, probes, x, y, loss_fn, mode, notes)
+    timings["probes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     jac_blocks: list[str] = []
     if jacobian:
-        try:
-            jp = JacobianSpectrum(every=1, n_examples=min(8, x.shape[0]))
-            probes.append(jp)
-        except ValueError:
-            jacobian = False
+        jac_blocks = _jacobian_pass(model, x, mode, batch_dim, deadline, log, notes)
+    timings["jacobian"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    input_stats = _input_stats(x)
+    outs, params = cov.results() if cov is not None else ({}, {})
+    rows = _pair_rows(model, log, jac_blocks)
+    if outs:
+        order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+        taken = {r["layer"] for r in rows} | {r["activation"] for r in rows if r["activation"]}
+        rows = sorted(rows + _output_rows(model, outs, params, taken),
+                      key=lambda r: order[r["layer"]])
+    for r in rows:
+        r["kind"] = _row_kind(model, r, outs)
+    coverage = _coverage(model, log, outs, params, cov, notes)
+    d = Diagnosis(rows=rows, findings=[], loss=float(loss) if loss is not None else math.nan,
+                  input_stats=input_stats, log=log, notes=notes, coverage=coverage,
+                  timings=timings)
+    io = log.table(log.steps()[-1]).get("model", {}) if log.rows else {}
+    if "jac_sv_rms" in io and "model" in jac_blocks:
+        d.context["input_output_jacobian_rms"] = io["jac_sv_rms"]
+    d.findings = _findings(model, d, losses, outs, params)
+    timings["rules"] = time.perf_counter() - t
+    return d
+
+
+def _probed_pass(model: nn.Module, probes: list[Any], x: Tensor, y: Tensor | None,
+                 loss_fn: Callable, mode: str, notes: list[str]
+                 ) -> tuple[Tensor | None, ProbeLog, _Coverage | None]:
+    """One forward/backward pass with ``probes``. A probe that cannot attach or fails is
+    left out, with a note; when the pass with all of them fails, each runs alone (the model's
+    own error, without any probe, is raised)."""
     attached = []
+    for p in probes:
+        try:
+            attached.append(p.attach(model))
+        except (ValueError, TypeError, RuntimeError) as e:
+            notes.append(f"{type(p).__name__.lstrip('_')} not run: {_why(e)}")
     try:
-        for p in probes:
-            try:
-                attached.append(p.attach(model))
-            except ValueError as e:
-                if isinstance(p, (JacobianSpectrum, ActivationStats)):
-                    notes.append(str(e))
-                    continue
-                raise
         loss = observe(model, attached, x, y, loss_fn, mode=mode)
-        log = collect(attached)
+        ok = list(attached)
+    except Exception as first:  # noqa: BLE001 - a probe's failure must not cost the report
+        loss = observe(model, [], x, y, loss_fn, mode=mode)  # the model's own error raises
+        ok = []
         for p in attached:
-            if isinstance(p, JacobianSpectrum):
-                jac_blocks = [n for n in p.layer_names if n != "model"]
+            try:
+                p.clear()
+                observe(model, [p], x, y, loss_fn, mode=mode)
+                ok.append(p)
+            except Exception as e:  # noqa: BLE001
+                notes.append(f"{type(p).__name__.lstrip('_')} failed on this model and was "
+                             f"left out: {_why(e)}")
+        if len(ok) == len(attached):  # failed only together
+            notes.append(f"the probes failed together ({_why(first)}) and were run one by one")
     finally:
         for p in attached:
             p.detach()
+    log = ProbeLog()
+    cov = None
+    for p in ok:
+        try:
+            log.extend(collect([p]))
+            cov = p if isinstance(p, _Coverage) else cov
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"{type(p).__name__.lstrip('_')} records unreadable: {_why(e)}")
+    return loss, log, cov
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:240]}"
+
+
+#: the doctor's Jacobian: few examples and products (the budget is for the whole diagnosis)
+JACOBIAN_SETTINGS = {"n_examples": 4, "k": 8, "iters": 1, "exact_max": 64}
+
+
+def _jacobian_pass(model: nn.Module, x: Tensor, mode: str, batch_dim: int,
+                   deadline: float | None, log: ProbeLog, notes: list[str]) -> list[str]:
+    """Jacobian singular values of the top-level blocks and of the model (reverse mode,
+    see :mod:`trainlab.probes.jacobian`), in what is left of the time budget; records go
+    into ``log``, what was not computed into ``notes``. Returns the blocks computed."""
+    budget = None if deadline is None else deadline - time.perf_counter()
+    if budget is not None and budget <= 0:
+        notes.append("Jacobian not computed: the time budget was spent before it started "
+                     "(diagnose(time_budget=...) to give it more)")
+        return []
+    try:
+        jp = JacobianSpectrum(every=1, batch_dim=batch_dim, time_budget=budget,
+                              errors="note", **JACOBIAN_SETTINGS).attach(model)
+    except ValueError as e:
+        notes.append(f"Jacobian not computed: {e}")
+        return []
+    try:
+        observe(model, [jp], x, None, None, mode=mode)
+        log.extend(collect([jp]))
+    except Exception as e:  # noqa: BLE001 - the rest of the diagnosis goes on
+        notes.append(f"Jacobian not computed: {_why(e)}")
+        return []
+    finally:
+        notes.extend(jp.notes())
+        jp.detach()
+    done = {layer for _, layer, q, _ in log.rows if q.startswith("jac_")}
+    return [n for n in jp.layer_names if n in done]
+
+
+def _input_stats(x: Tensor) -> dict[str, Any]:
     xs = x.detach().float()
-    input_stats = {"mean": float(xs.mean()), "std": float(xs.std()) if xs.numel() > 1 else 0.0,
-                   "min": float(xs.min()), "max": float(xs.max())}
-    rows = _pair_rows(model, log, jac_blocks)
-    d = Diagnosis(rows=rows, findings=[], loss=float(loss) if loss is not None else math.nan,
-                  input_stats=input_stats, log=log, notes=notes)
-    d.findings = _findings(model, d, losses)
-    return d
+    return {"mean": float(xs.mean()), "std": float(xs.std()) if xs.numel() > 1 else 0.0,
+            "min": float(xs.min()), "max": float(xs.max()),
+            "integer": not (x.is_floating_point() or x.is_complex())}
+
+
+def _row_kind(model: nn.Module, row: dict[str, Any], outs: dict[str, dict[str, Any]]) -> str:
+    """The kind of a row, for like-with-like depth comparisons (see the module docstring)."""
+    act = row.get("activation")
+    if act and row.get("source") != "module output" and isinstance(
+            model.get_submodule(act), _BLOCK_TYPES):
+        return type(model.get_submodule(act)).__name__
+    m = model.get_submodule(row["layer"])
+    kind = type(m).__name__
+    if isinstance(m, nn.modules.conv._ConvNd):
+        shape = outs.get(row["layer"], {}).get("shape")
+        biggest = max((math.prod(o["shape"][2:]) for n, o in outs.items() if len(o["shape"]) > 2
+                       and isinstance(model.get_submodule(n), nn.modules.conv._ConvNd)),
+                      default=1)
+        if shape is not None and len(shape) > 2 and math.prod(shape[2:]) == 1 < biggest:
+            kind += " on 1x1 maps (gate/branch)"
+    return kind
+
+
+def _coverage(model: nn.Module, log: ProbeLog, outs: dict[str, dict[str, Any]],
+              params: dict[str, dict[str, float]], cov: _Coverage | None, notes: list[str]
+              ) -> dict[str, Any]:
+    """Which parameters and modules the diagnosis saw (see :class:`Diagnosis`)."""
+    ran = cov is not None
+    p_ok, p_not = [], {}
+    for name, p in model.named_parameters():
+        info = params.get(name)
+        if not ran or info is None:
+            p_not[name] = "the coverage pass did not run (see the notes)"
+        elif not p.requires_grad or not math.isnan(info["grad_norm"]):
+            p_ok.append(name)
+        else:
+            p_not[name] = ("received no gradient: not used in the forward pass on this batch, "
+                           "or cut off from the loss")
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        notes.append(f"{len(frozen)} frozen parameter(s) (requires_grad=False, e.g. "
+                     f"{frozen[0]}): values checked, no gradient to check")
+    seen_acts = {layer for _, layer, q, _ in log.rows if q.startswith("act_")}
+    m_ok, m_not = [], {}
+    for name, m in model.named_modules():
+        label = name or "(model)"
+        own = [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)]
+        is_act = bool(name) and activation_info(m) is not None
+        if not own and not is_act:
+            continue  # containers and parameter-free reshapes: nothing of their own to see
+        if name in outs or name in seen_acts:
+            m_ok.append(label)
+        elif own and all(p in p_ok for p in own):
+            m_ok.append(label)  # used functionally by its parent (MultiheadAttention.out_proj)
+        elif ran and name in cov.no_float:
+            m_not[label] = "its output holds no floating-point tensor"
+        else:
+            m_not[label] = ("not called in the forward pass on this batch" if ran else
+                            "the coverage pass did not run (see the notes)")
+    return {"modules_examined": m_ok, "modules_not_examined": m_not,
+            "params_examined": p_ok, "params_not_examined": p_not}
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,8 +777,20 @@ def _finite(v: Any) -> bool:
     return isinstance(v, float) and math.isfinite(v)
 
 
-def _findings(model: nn.Module, d: Diagnosis, losses: list[float]) -> list[Finding]:
+def _main_path(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the first row's kind: depth ratios compare like with like (see the
+    module docstring)."""
+    if not rows:
+        return rows
+    kind = rows[0].get("kind")
+    return [r for r in rows if r.get("kind") == kind]
+
+
+def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
+              outs: dict[str, dict[str, Any]] | None = None,
+              params: dict[str, dict[str, float]] | None = None) -> list[Finding]:
     out: list[Finding] = []
+    outs, params = outs or {}, params or {}
 
     def add(kind: str, layer: str | None, evidence: str) -> None:
         out.append(Finding(kind, layer, evidence, list(_FIXES_FOR[kind])))
@@ -467,8 +804,18 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float]) -> list[Findi
             add("non_finite", layer, f"{q}={v} at {layer} (first non-finite statistic in "
                 "forward order)")
             break
+    else:  # what the layer probes do not watch: module outputs, then every parameter
+        bad = [(n, f"{o['nonfinite']:.0f} non-finite output value(s)") for n, o in outs.items()
+               if o["nonfinite"]]
+        bad += [(n, f"{p['nonfinite']:.0f} non-finite value(s), "
+                 f"{p['grad_nonfinite']:.0f} in its gradient") for n, p in params.items()
+                if p["nonfinite"] or p["grad_nonfinite"]]
+        if bad:
+            add("non_finite", bad[0][0] or None, f"{bad[0][0] or '(model)'}: {bad[0][1]} "
+                "(first non-finite module output or parameter)")
 
-    hidden = [r for r in d.rows if r["activation"] is not None and _finite(r["act_std"])]
+    every_hidden = [r for r in d.rows if r["activation"] is not None and _finite(r["act_std"])]
+    hidden = _main_path(every_hidden)
     if len(hidden) >= 2:
         first, last = hidden[0], hidden[-1]
         ratio = last["act_std"] / first["act_std"] if first["act_std"] > 0 else math.inf
@@ -483,14 +830,15 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float]) -> list[Findi
                 f"activation std grows from {first['act_std']:.3g} to {last['act_std']:.3g}: "
                 f"ratio {ratio:.3g} > EXPLODE_RATIO={EXPLODE_RATIO:g}; per layer: {stds}")
     if not any(f.kind == "vanishing_activations" for f in out):
-        tiny = [r for r in hidden if r["act_std"] < ACT_STD_MIN]
+        tiny = [r for r in every_hidden if r["act_std"] < ACT_STD_MIN]
         if tiny:
             add("vanishing_activations", tiny[0]["activation"],
                 f"activation std {tiny[0]['act_std']:.3g} < ACT_STD_MIN={ACT_STD_MIN:g}")
 
     # Hidden layers only: the head's gradient (softmax − one-hot over a few outputs) is not
     # on the same per-element scale as the hidden layers' (Glorot compares hidden layers).
-    grads = [r for r in d.rows if _finite(r["grad_std"]) and r["activation"] is not None]
+    grads = _main_path([r for r in d.rows if _finite(r["grad_std"])
+                        and r["activation"] is not None])
     if len(grads) >= 2:
         first, last = grads[0], grads[-1]
         if last["grad_std"] > 0:
@@ -536,7 +884,9 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float]) -> list[Findi
                 "that start equal get equal gradients and stay equal")
 
     mean, std = d.input_stats["mean"], d.input_stats["std"]
-    if std > 0 and abs(mean) > INPUT_CENTER_MAX * std:
+    if d.input_stats.get("integer"):
+        pass  # token ids / class indices: centring them means nothing (noted in diagnose)
+    elif std > 0 and abs(mean) > INPUT_CENTER_MAX * std:
         add("inputs_not_centred", None,
             f"input mean {mean:.3g} vs std {std:.3g}: |mean|/std = {abs(mean) / std:.2g} > "
             f"INPUT_CENTER_MAX={INPUT_CENTER_MAX:g}"
@@ -568,7 +918,9 @@ _BUILDER_NAMES = {"MLP": "mlp", "ConvNet": "convnet", "PreActResNet": "preact_re
 
 def _activation_name(model: nn.Module) -> str | None:
     for _, m in activation_layers(model):
-        return activation_info(m).name
+        info = activation_info(m)  # None for Transformer layers (watched for their output)
+        if info is not None:
+            return info.name
     return None
 
 
@@ -599,8 +951,8 @@ def _rebuild(model: nn.Module, **changes: Any) -> nn.Module | None:
     return new.to(next(model.parameters()).device)
 
 
-def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, seed: int
-               ) -> tuple[nn.Module, Tensor, float, str] | str:
+def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, seed: int,
+               batch_dim: int = 0) -> tuple[nn.Module, Tensor, float, str] | str:
     """``(model, x, lr, what was done)`` with ``fix`` applied (copies), or the reason it
     does not apply."""
     if fix == "init":
@@ -631,7 +983,10 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
             return "the learning rate only matters with steps > 0 (--steps)"
         return copy.deepcopy(model), x, lr / 10, f"learning rate {lr:g} -> {lr / 10:g}"
     if fix == "center":
-        return (copy.deepcopy(model), x - x.mean(dim=0, keepdim=True), lr,
+        if not x.is_floating_point():
+            return (f"the inputs are integers ({x.dtype}: token ids or indices): centring "
+                    "them means nothing")
+        return (copy.deepcopy(model), x - x.mean(dim=batch_dim, keepdim=True), lr,
                 "inputs centred (batch mean subtracted)")
     if fix == "bn_train":
         m = copy.deepcopy(model)
@@ -658,28 +1013,41 @@ def diagnose(
     jacobian: bool = True,
     mode: str = "as_is",
     seed: int = 0,
+    batch_dim: int | None = None,
+    time_budget: float | None = 10.0,
 ) -> Diagnosis:
     """Diagnose ``model`` on ``batch`` (``x`` or ``(x, y)``) and return a :class:`Diagnosis`.
 
     Args:
         model: any ``nn.Module`` (left unchanged: the pass saves and restores ``.grad``, BN
             buffers and the RNG; ``steps`` and fixes work on copies).
-        batch: ``x`` or ``(x, y)`` on the model's device.
+        batch: ``x`` or ``(x, y)`` on the model's device, with at least one example.
         loss_fn: ``loss_fn(output, y)`` (or ``loss_fn(output)`` without ``y``); default
             cross-entropy for integer targets, MSE for float targets, and the mean square of
             the output without targets.
         steps: training steps (on a copy, with ``optimizer`` at ``lr``) before the diagnosis.
         try_fixes: ``True`` to re-run with every fix the findings name, or a list of fix
-            names (keys of :data:`FIXES`).
-        jacobian: also compute Jacobian singular values.
+            names (keys of :data:`FIXES`). The re-runs skip the Jacobian (it is not part of
+            the before/after comparison).
+        jacobian: also compute Jacobian singular values (reverse mode; on at most
+            ``JACOBIAN_SETTINGS["n_examples"]`` examples, within the time budget).
         mode: module modes during the pass: ``"as_is"`` (default, as the model would train),
             ``"train"`` or ``"eval"``.
         seed: seed for re-initialization fixes.
+        batch_dim: the dim of ``x`` that indexes examples. Default: 0, unless the model holds
+            a sequence-first module (``nn.LSTM`` without ``batch_first`` …), where it is the
+            dim of ``x`` whose size is the number of targets, or else the one along which
+            examples are independent (found by perturbing one slice).
+        time_budget: seconds for the whole diagnosis (``None``: no limit). Only the
+            Jacobian is cut to fit: it gets what is left after the probed pass, and the
+            blocks it could not do are named in the notes.
 
     Raises:
-        ValueError: the batch does not fit the model (both shapes named); unknown fix names.
+        ValueError: an empty batch; the batch does not fit the model (both shapes named);
+            unknown fix names; bad ``steps``, ``lr``, ``batch_dim`` or ``time_budget``.
         TypeError: ``model`` is not a Module or ``batch`` is not a tensor or pair.
     """
+    start = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module. Received: {type(model).__name__}.")
     x, y = _split_batch(batch)
@@ -687,25 +1055,106 @@ def diagnose(
         raise ValueError(f"steps must be an integer >= 0. Received: steps={steps!r}.")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be > 0. Received: lr={lr!r}.")
+    if time_budget is not None and not (isinstance(time_budget, (int, float))
+                                        and time_budget > 0):
+        raise ValueError(f"time_budget must be None or seconds > 0. Received: "
+                         f"time_budget={time_budget!r}.")
     if try_fixes not in (True, False):
         unknown = [f for f in try_fixes if f not in FIXES]
         if unknown:
             raise ValueError(f"Unknown fix(es) {unknown}; known: {', '.join(FIXES)}.")
+    _check_not_empty(x, y, batch_dim)
     loss_fn = loss_fn or _default_loss(y)
     _forward_checked(model, x)
+    bd = _find_batch_dim(model, x, y) if batch_dim is None else batch_dim
+    _check_not_empty(x, y, bd)
+    deadline = None if time_budget is None else start + time_budget
+    checked = time.perf_counter() - start
     work = copy.deepcopy(model) if steps else model
     d = _run(work, x, y, loss_fn, steps=steps, lr=lr, optimizer=optimizer,
-             jacobian=jacobian, mode=mode)
+             jacobian=jacobian, mode=mode, batch_dim=bd, deadline=deadline)
+    d.timings = {"check": checked, **d.timings}
+    d.context.update(_context(model, x, y, loss_fn, steps=steps, lr=lr, optimizer=optimizer,
+                              mode=mode, seed=seed, batch_dim=bd, time_budget=time_budget))
+    if bd != 0:
+        d.notes.append(f"examples taken along dim {bd} of x (the model holds a sequence-first "
+                       "module); pass batch_dim= to choose")
+    if d.input_stats.get("integer"):
+        d.notes.append(f"inputs are integers ({x.dtype}: token ids or indices): the input "
+                       "rules and the centring fix do not apply")
+    t = time.perf_counter()
     if try_fixes:
         wanted = list(dict.fromkeys(f for fd in d.findings for f in fd.fixes)) \
             if try_fixes is True else list(try_fixes)
         for fix in wanted:
-            got = _apply_fix(fix, model, x, lr, steps, seed)
+            got = _apply_fix(fix, model, x, lr, steps, seed, bd)
             if isinstance(got, str):
                 d.fix_results.append(FixResult(fix, False, got))
                 continue
             m2, x2, lr2, what = got
             after = _run(copy.deepcopy(m2) if steps else m2, x2, y, loss_fn, steps=steps,
-                         lr=lr2, optimizer=optimizer, jacobian=jacobian, mode=mode)
+                         lr=lr2, optimizer=optimizer, jacobian=False, mode=mode,
+                         batch_dim=bd, deadline=None)
             d.fix_results.append(FixResult(fix, True, what, after))
+    d.timings["fixes"] = time.perf_counter() - t
+    d.timings["total"] = time.perf_counter() - start
     return d
+
+
+def _check_not_empty(x: Tensor, y: Tensor | None, batch_dim: int | None) -> None:
+    dim = 0 if batch_dim is None else batch_dim
+    if x.dim() == 0 or not -x.dim() <= dim < x.dim():
+        raise ValueError(f"batch_dim must index a dim of x (shape {tuple(x.shape)}). "
+                         f"Received: batch_dim={batch_dim!r}.")
+    n = x.shape[dim]
+    if n == 0 or x.numel() == 0 or (y is not None and y.dim() > 0 and y.shape[0] == 0):
+        got = f"x of shape {tuple(x.shape)}" + ("" if y is None else
+                                               f", y of shape {tuple(y.shape)}")
+        raise ValueError(f"batch must hold at least one example. Received: {got} "
+                         f"(examples along dim {dim} of x).")
+
+
+def _find_batch_dim(model: nn.Module, x: Tensor, y: Tensor | None) -> int:
+    """The rule of :func:`diagnose`'s ``batch_dim``."""
+    if not any(module_batch_dim(m) == 1 for m in model.modules()) or x.dim() < 2:
+        return 0
+    if y is not None and y.dim() > 0:
+        dims = [d for d in range(x.dim()) if x.shape[d] == y.shape[0]]
+        if len(dims) == 1:
+            return dims[0]
+    for d in (1, 0):
+        if _examples_along(model, x, d):
+            return d
+    return 0
+
+
+def _examples_along(model: nn.Module, x: Tensor, dim: int) -> bool:
+    """True when changing slice 0 of ``x`` along ``dim`` leaves some outputs unchanged
+    (examples are independent; a time step or a feature changes every output)."""
+    if x.shape[dim] < 2:
+        return False
+    other = x.clone()
+    other.select(dim, 0).copy_(x.select(dim, 1))
+    if torch.equal(other, x):
+        return False
+    with torch.no_grad(), _eval_if_bn_needs_it(model, x):
+        a, b = first_tensor(model(x)), first_tensor(model(other))
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    changed = (a != b)
+    return bool(changed.any()) and not bool(changed.all())
+
+
+def _context(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, **kw: Any
+             ) -> dict[str, Any]:
+    dev = next((p.device for p in model.parameters()), x.device)
+    return {
+        "model": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "x_shape": list(x.shape), "x_dtype": str(x.dtype).replace("torch.", ""),
+        "y_shape": None if y is None else list(y.shape),
+        "y_dtype": None if y is None else str(y.dtype).replace("torch.", ""),
+        "loss": getattr(loss_fn, "__name__", type(loss_fn).__name__),
+        "device": str(dev),
+        **kw,
+    }
