@@ -61,6 +61,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -960,8 +961,11 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
 
         m = copy.deepcopy(model)
         scheme = _init_scheme(_activation_name(m))
-        init_model(m, scheme, bias=0.0, generator=seed)
-        return m, x, lr, f"re-initialized with {scheme!r}, biases 0"
+        with warnings.catch_warnings(record=True) as caught:  # said in the fix's note
+            warnings.simplefilter("always")
+            init_model(m, scheme, bias=0.0, generator=seed)
+        left = "".join(f" ({w.message})" for w in caught if issubclass(w.category, UserWarning))
+        return m, x, lr, f"re-initialized with {scheme!r}, biases 0{left}"
     if fix == "norm":
         spec = getattr(model, "spec", None)
         if isinstance(spec, dict) and spec.get("norm") not in (None, "none"):
