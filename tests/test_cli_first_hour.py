@@ -245,3 +245,15 @@ def test_the_fit_check_leaves_the_run_unchanged():
         outs.append([p.detach().clone() for p in m.state_dict().values()])
     for a, b in zip(*outs):
         assert torch.equal(a, b)
+
+
+# -- README truth: every subcommand and sub-action has --help with examples ------------------
+@pytest.mark.parametrize("argv", [
+    ["train"], ["diagnose"], ["demo"], ["list"], ["data"], ["data", "list"], ["data", "show"],
+    ["data", "prepare"], ["runs"], ["runs", "list"], ["runs", "show"], ["runs", "compare"],
+    ["runs", "export"], ["runs", "check"],
+])
+def test_every_help_has_examples(argv, capsys):
+    assert _rc([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  trainlab " + " ".join(argv) in out

@@ -23,10 +23,19 @@ $TRAINLAB_DATA (default ~/.cache/trainlab/data)/<name>/, else in a system packag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import examples
+
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True,
                                 parser_class=type(parser))
-    sub.add_parser("list", help="every dataset with its source and whether it is available")
-    show = sub.add_parser("show", help="shapes, class counts and a PNG of examples")
+    sub.add_parser("list", help="every dataset with its source and whether it is available",
+                   **examples("trainlab data list"))
+    show = sub.add_parser("show", help="shapes, class counts and a PNG of examples",
+                          **examples(
+                              "trainlab data show ring                 # ring.png, a scatter plot",
+                              "trainlab data show mnist1d --out figs/  # figs/mnist1d.png",
+                              "trainlab data show shapeset --count 64 --seed 3",
+                              "trainlab data show mnist --root ~/datasets/mnist --no-png",
+                          ))
     show.add_argument("name", help="dataset name (see `trainlab data list`)")
     show.add_argument(
         "--out", default=None, help="PNG path or folder (default ./<name>.png)"
@@ -36,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--root", default=None, help="folder holding a real dataset's files")
     show.add_argument("--download", action="store_true", help="download if absent")
     show.add_argument("--no-png", action="store_true", help="print the summary only")
-    prep = sub.add_parser("prepare", help="find or download a real dataset and cache it")
+    prep = sub.add_parser("prepare", help="find or download a real dataset and cache it",
+                          **examples(
+                              "trainlab data prepare fashion_mnist  # --root, $TRAINLAB_DATA",
+                              "trainlab data prepare mnist --root ~/datasets/mnist",
+                              "trainlab data prepare cifar10 --download   # MD5-checked",
+                          ))
     prep.add_argument("name", help="dataset name")
     prep.add_argument("--root", default=None, help="folder holding (or to receive) the files")
     prep.add_argument("--download", action="store_true",

@@ -26,27 +26,49 @@ EPILOG = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import examples
+
     parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     sub.required = True
-    p = sub.add_parser("list", help="one line per run")
+    p = sub.add_parser("list", help="one line per run",
+                       **examples(
+                           "trainlab runs list",
+                           "trainlab runs list --status done",
+                           "trainlab runs list --db other/trainlab.db",
+                       ))
     _db(p)
     p.add_argument("--status", default=None,
                    help="only runs with this status: " + ", ".join(LIST_STATUSES))
-    p = sub.add_parser("show", help="config, environment, final metrics of one run")
+    p = sub.add_parser("show", help="config, environment, final metrics of one run",
+                       **examples(
+                           "trainlab runs show 3",
+                       ))
     _db(p)
     p.add_argument("id", type=int)
-    p = sub.add_parser("compare", help="a table of runs side by side (differing settings)")
+    p = sub.add_parser("compare", help="a table of runs side by side (differing settings)",
+                       **examples(
+                           "trainlab runs compare 3 4 5",
+                           "trainlab runs compare 3 4 --all      # settings that agree too",
+                       ))
     _db(p)
     p.add_argument("ids", type=int, nargs="+")
     p.add_argument("--all", action="store_true", help="show settings that agree too")
-    p = sub.add_parser("export", help="every run as CSV")
+    p = sub.add_parser("export", help="every run as CSV",
+                       **examples(
+                           "trainlab runs export --csv runs.csv",
+                           "trainlab runs export --csv | head    # to standard output",
+                       ))
     _db(p)
     p.add_argument(
         "--csv", metavar="FILE", nargs="?", const="-", required=True,
         help="write CSV to FILE ('-' or nothing: standard output)",
     )
-    p = sub.add_parser("check", help="SQLite's full integrity check of the store")
+    p = sub.add_parser("check", help="SQLite's full integrity check of the store",
+                       **examples(
+                           "trainlab runs check",
+                           "trainlab runs check --db other/trainlab.db",
+                       ))
     _db(p)
 
 
