@@ -28,6 +28,7 @@ from trainlab.init import init_model  # noqa: E402
 from trainlab.nn import build_model, convnet, mlp, preact_resnet  # noqa: E402
 from trainlab.optim import build_optimizer, build_schedule  # noqa: E402
 from trainlab.registry import Registry  # noqa: E402
+from trainlab.utils import seed_everything  # noqa: E402
 
 # Heavier parts load on first use, so `import trainlab` stays quick.
 _LAZY = {
@@ -70,6 +71,7 @@ __all__ = [
     "init_model",
     "load_all_families",
     "losses",
+    "seed_everything",
     "mlp",
     "nn",
     "optim",

@@ -255,12 +255,12 @@ class Diagnosis:
             lines.append("\nNo problem found in what was examined, but parts were not "
                          "examined (see coverage): no verdict on those.")
         else:
-            lines.append("\nNo problem found (thresholds: "
-                         + ", ".join(f"{k}={v:g}" for k, v in self.thresholds.items()) + ").")
+            lines.append("\nNo problem found.")
         if self.fix_results:
             lines.append("\nfixes tried (before -> after):")
             lines.append(_format_table(*self._fix_table()))
-        lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in self.thresholds.items()))
+        lines.append("\nthresholds: "
+                     + ", ".join(f"{k}={v:g}" for k, v in self.thresholds.items()))
         return "\n".join(lines)
 
     def _coverage_lines(self, shown: int = 8) -> list[str]:

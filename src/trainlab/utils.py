@@ -49,7 +49,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded with ``seed``."""
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device); return a CPU
+    generator seeded with ``seed``. Call it before building a model to make a script's
+    initial weights, batches and dropout masks the same from run to run."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
     random.seed(seed)
