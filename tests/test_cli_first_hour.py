@@ -257,3 +257,11 @@ def test_every_help_has_examples(argv, capsys):
     assert _rc([*argv, "--help"]) == 0
     out = capsys.readouterr().out
     assert "examples:\n  trainlab " + " ".join(argv) in out
+
+
+def test_a_run_without_test_split_draws_its_curves_without_warnings(tmp_path, recwarn):
+    assert main(["train", *TINY, "--set", "data.options.n_test=0", "--out",
+                 str(tmp_path / "r"), "-q"]) == 0
+    assert (tmp_path / "r" / "figures" / "curves.png").is_file()
+    legend = [w for w in recwarn if "legend" in str(w.message).lower()]
+    assert not legend, [str(w.message) for w in legend]

@@ -422,9 +422,12 @@ def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: s
             ax_a.plot(s, v, color=c, marker=".", label=label)
     ax_l.set(xlabel="step", ylabel="loss", title="loss")
     ax_a.set(xlabel="step", ylabel="accuracy", title="test accuracy")
+    if not ax_a.lines:  # no test split: say so instead of an empty legend (and its warning)
+        ax_a.text(0.5, 0.5, "no test split", ha="center", va="center", transform=ax_a.transAxes)
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
