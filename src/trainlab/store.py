@@ -31,10 +31,11 @@ made:
   linked into place whole);
 - a file that does not start with SQLite's header is refused;
 - SQLite's own ``PRAGMA quick_check`` looks for damaged pages: over the whole file while it
-  is at most :data:`FULL_CHECK_BYTES` (64 MiB, about 0.1 s), and over the ``runs`` table (what
-  every command reads) beyond that, so the cost stays small: 0.07 s for a store of 100,000
-  runs (694 MB with 20 logged rows per run; a full check of that file takes 1.1 s, which
-  ``trainlab runs check`` does on demand, with ``PRAGMA integrity_check``).
+  is at most :data:`FULL_CHECK_BYTES` (64 MiB: 0.10 s), and over the ``runs`` table (what
+  every command reads) beyond that, so the cost stays small: 0.08 s to open a store of
+  100,000 runs (568 MB with 20 logged rows of 4 metrics per run, 2-core CPU,
+  ``benchmarks/store_check.py``). The full ``PRAGMA integrity_check`` of that file takes
+  about 4 s (as long as ``list_runs`` itself); ``trainlab runs check`` runs it on demand.
 
 Read-only use. ``RunStore(path, readonly=True)`` (``runs list/show/compare/export``) opens the
 file with SQLite's ``mode=ro``: it never creates the file, sets ``journal_mode`` or creates a

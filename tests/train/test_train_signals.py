@@ -307,3 +307,15 @@ def test_a_second_signal_while_fit_cleans_up_still_restores_the_handlers(tmp_pat
     assert status["status"] == "interrupted"
     assert (tmp_path / "run" / "figures" / "curves.png").is_file()
     assert RunStore(tmp_path / "t.db").get_run(status["run_id"])["status"] == "interrupted"
+
+
+def test_any_command_stopped_by_sigterm_exits_143(monkeypatch, capsys):
+    import trainlab.cli.demo as demo
+    from trainlab.train.trainer import TrainingInterrupted
+
+    def stopped(args):
+        raise TrainingInterrupted(signal.SIGTERM, 3)
+
+    monkeypatch.setattr(demo, "run", stopped)
+    assert main(["demo"]) == 143
+    assert _lines(capsys.readouterr().err) == ["trainlab: interrupted"]

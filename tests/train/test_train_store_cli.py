@@ -124,3 +124,26 @@ def test_the_old_row_is_not_marked_overwritten_before_the_folder_is_replaced(
     assert _train(tmp_path, "--force") == 2
     (row,) = RunStore(tmp_path / "t.db").list_runs()
     assert row["status"] == "done"
+
+
+def test_a_force_whose_store_row_cannot_be_written_puts_the_old_run_back(
+        tmp_path, capsys, monkeypatch):
+    assert _train(tmp_path) == 0
+    run = tmp_path / "run"
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    def locked(self, *a, **k):
+        raise OSError(f"results store {str(self.path)!r} is locked by another process")
+
+    monkeypatch.setattr(RunStore, "create_run", locked)
+    capsys.readouterr()
+    assert _train(tmp_path, "--force") == 2
+    _one_line(capsys, "is locked")
+    assert _train(tmp_path, out="new") == 2  # a new folder: none is left behind
+    _one_line(capsys, "is locked")
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    assert not (tmp_path / "new").exists()
+    assert not list(tmp_path.glob(".run.replaced-*"))
+    (row,) = RunStore(tmp_path / "t.db").list_runs()
+    assert row["status"] == "done"

@@ -12,7 +12,8 @@ Modules are discovered automatically, so adding a command is adding a file.
 
 Errors a user can cause (``ValueError``, ``TypeError``, missing or unreadable files) are
 printed as one line, ``trainlab: error: ...``, with exit status 2 and no traceback; set
-``TRAINLAB_DEBUG=1`` to see the traceback. Ctrl-C exits with status 130.
+``TRAINLAB_DEBUG=1`` to see the traceback. Ctrl-C exits with status 130 (SIGTERM during
+training: 143).
 """
 
 from __future__ import annotations
@@ -95,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # TrainingInterrupted carries its signal (SIGTERM: 143)
         print("trainlab: interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))
     except BrokenPipeError:
         # The reader went away (`trainlab runs list | head`): not an error. Point stdout at
         # devnull so the interpreter's final flush does not raise again.

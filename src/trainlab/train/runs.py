@@ -131,6 +131,7 @@ class RunFolder:
             raise ValueError("give resume or force, not both.")
         self.path = Path(path)
         self.resume, self.force = resume, force
+        self.replaced: Path | None = None  # the old folder a --force replacement set aside
         exists = self.path.exists()
         if exists and not self.path.is_dir():
             raise ValueError(f"output folder {str(self.path)!r} exists and is not a folder.")
@@ -148,16 +149,20 @@ class RunFolder:
         if create:
             self.create()
 
-    def create(self) -> RunFolder:
+    def create(self, *, keep_replaced: bool = False) -> RunFolder:
         """Create the folder with its subfolders; with ``force``, replace an existing one.
 
-        The old folder is first renamed aside (one atomic step) and deleted only once the
-        new one exists, so a replacement that fails leaves the old run whole."""
-        aside = None
+        The old folder is first renamed aside (one atomic step, to ``.NAME.replaced-PID``
+        next to it) and deleted only once the new one exists, so a replacement that fails
+        leaves the old run whole. With ``keep_replaced`` it stays aside (``self.replaced``)
+        until :meth:`drop_replaced` deletes it or :meth:`restore_replaced` puts it back:
+        :func:`execute_run` keeps it until the store has recorded the new run."""
+        self.replaced = None
         try:
             if self.force and self.path.is_dir() and not self.path.is_symlink():
                 aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
                 os.rename(self.path, aside)
+                self.replaced = aside
             elif self.force and self.path.is_dir():  # a link to a folder: empty its target
                 for child in self.path.iterdir():
                     if child.is_dir() and not child.is_symlink():
@@ -168,18 +173,32 @@ class RunFolder:
             (self.path / "checkpoints").mkdir(exist_ok=True)
             (self.path / "figures").mkdir(exist_ok=True)
             self.remove_orphan_temporaries()
+            if not os.access(self.path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
         except OSError as e:
-            if aside is not None and aside.exists() and not self.path.exists():
-                os.rename(aside, self.path)  # put the old run back
+            self.restore_replaced()
             raise ValueError(
                 f"cannot create output folder {str(self.path)!r}: {e.strerror or e}."
             ) from e
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise ValueError(f"output folder {str(self.path)!r} is not writable.")
+        if not keep_replaced:
+            self.drop_replaced()
         self.force = False  # replaced once
         return self
+
+    def restore_replaced(self) -> None:
+        """Undo a replacement by :meth:`create`: the new folder goes, the old one is back."""
+        if self.replaced is None:
+            return
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        os.rename(self.replaced, self.path)
+        self.replaced = None
+
+    def drop_replaced(self) -> None:
+        """Delete the old folder a replacement by :meth:`create` kept aside."""
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
 
     def remove_orphan_temporaries(self) -> list[Path]:
         """Delete trainlab's temporary files left by a kill during an atomic write (only
@@ -744,15 +763,17 @@ def _start(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: Trainer,
            warn: Callable[[str], None]) -> int | None:
     """Create (or empty) the folder, write config and env, record the run as running."""
     config = cfg.to_dict()
-    new_folder = not folder.path.exists()
-    folder.create()  # with force: emptied here, before the store calls its rows overwritten
-    env = collect_env(trainer.device, cfg.seed)
-    if ckpt_state is not None:
-        env = _resume_env(folder, env, int(ckpt_state["step"]), warn)
-    folder.write_config(config)
-    folder.write_env(env)
-    run_id = folder.read_status().get("run_id") if ckpt_state is not None else None
+    existed = folder.path.exists()
+    # with force: the old folder is set aside here, and deleted only once the store has
+    # recorded the new run (which marks the old rows overwritten in the same transaction)
+    folder.create(keep_replaced=True)
     try:
+        env = collect_env(trainer.device, cfg.seed)
+        if ckpt_state is not None:
+            env = _resume_env(folder, env, int(ckpt_state["step"]), warn)
+        folder.write_config(config)
+        folder.write_env(env)
+        run_id = folder.read_status().get("run_id") if ckpt_state is not None else None
         if store is not None:
             if run_id is not None and _store_has(store, run_id):
                 store.mark_running(run_id)
@@ -760,9 +781,12 @@ def _start(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: Trainer,
                 run_id = store.create_run(config, seed=cfg.seed, env=env, folder=folder.path,
                                           name=name or folder.path.name)
     except BaseException:
-        if new_folder:  # leave no half-made folder behind
-            shutil.rmtree(folder.path, ignore_errors=True)
+        if folder.replaced is not None:
+            folder.restore_replaced()  # the old run comes back whole, its row untouched
+        elif not existed:
+            shutil.rmtree(folder.path, ignore_errors=True)  # leave no half-made folder
         raise
+    folder.drop_replaced()
     folder.set_status("running", run_id=run_id, started=time.time(), message=None,
                       pid=os.getpid())
     return run_id
