@@ -23,6 +23,7 @@ from trainlab.init import init_model  # noqa: E402
 from trainlab.nn import build_model, convnet, mlp, preact_resnet  # noqa: E402
 from trainlab.optim import build_optimizer, build_schedule  # noqa: E402
 from trainlab.registry import Registry  # noqa: E402
+from trainlab.utils import seed_everything  # noqa: E402
 
 # Heavier parts load on first use, so `import trainlab` stays quick.
 _LAZY = {
@@ -69,4 +70,5 @@ __all__ = [
     "nn",
     "optim",
     "preact_resnet",
+    "seed_everything",
 ]
