@@ -46,9 +46,7 @@ def test_depth_figure_plots_the_per_layer_stds_on_log_axes(tmp_path):
     d = _vanishing_diagnosis()
     import matplotlib.pyplot as plt
 
-    plot_depth(d, tmp_path / "x.png")
-    fig = plt.gcf() if plt.get_fignums() else None
-    assert fig is None  # the figure is closed after saving
+    assert plot_depth(d, tmp_path / "x.png").stat().st_size > 1000
     # redraw to inspect: the plotted values are the rows' act_std / grad_std
     import trainlab.report.doctor_page as dp
 
