@@ -362,7 +362,7 @@ def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: s
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
         # below the axes: a legend inside would cover a curve (the curves fill the plot)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
