@@ -294,42 +294,11 @@ class Diagnosis:
         return self.to_text()
 
     def to_html(self, path: str | os.PathLike, title: str = "trainlab diagnosis") -> Path:
-        """Write the report as an HTML page (with a histogram figure beside it)."""
-        from trainlab.report.html import HtmlPage
+        """Write the report as an HTML page, figures beside it (see
+        :func:`trainlab.report.doctor_page.write_doctor_page`)."""
+        from trainlab.report.doctor_page import write_doctor_page
 
-        path = Path(path)
-        page = HtmlPage(title)
-        page.heading("Per-layer statistics")
-        page.table(_dash(self.table_rows()), header=self.HEADER)
-        page.paragraph(f"Loss {self.loss:.4g}; inputs mean {self.input_stats['mean']:.3g}, "
-                       f"std {self.input_stats['std']:.3g}.")
-        for n in self.notes:
-            page.paragraph(n, cls="note")
-        page.heading("Findings")
-        if self.findings:
-            page.table([[f.kind, f.layer or "-", f.evidence, ", ".join(f.fixes)]
-                        for f in self.findings], header=["finding", "layer", "evidence", "fixes"])
-        else:
-            page.paragraph("No problem found.", cls="pass")
-        page.table([[k, v] for k, v in FIXES.items()], header=["fix", "what it does"])
-        if self.fix_results:
-            page.heading("Fixes tried: before and after")
-            header, rows = self._fix_table()
-            page.table(_dash(rows), header=header)
-        page.heading("Thresholds")
-        page.table([[k, v] for k, v in self.thresholds.items()], header=["name", "value"])
-        try:
-            from trainlab.report.probe_plots import plot_layer_histograms
-
-            hs = self.log.hists("act")
-            if hs:
-                png = path.with_suffix(".act_hist.png")
-                plot_layer_histograms(hs, quantity="act", path=png)
-                page.figure(png.name, caption="Activation histograms per layer "
-                            "(Glorot & Bengio 2010, fig. 6)")
-        except Exception as e:  # a figure must not cost the report
-            page.paragraph(f"(figure skipped: {e})", cls="note")
-        return page.write(path)
+        return write_doctor_page(self, path, title)
 
 
 def _ratio(v: list[float]) -> float:

@@ -34,10 +34,46 @@ def test_all_figures_render(log, tmp_path):
         fig = draw(tmp_path / name)
         assert (tmp_path / name).stat().st_size > 1000
         assert fig.axes
-    # the moments figure plots one series per layer, with the recorded means
-    ax = pp.plot_layer_moments(log, "act").axes[0]
+    # the moments figure: one panel per layer (no overlaid error bars), the recorded means,
+    # every recorded step up to the last one
+    fig = pp.plot_layer_moments(log, "act")
+    panels = [a for a in fig.axes if a.get_visible()]
+    assert len(panels) == len(log.layers("act_mean")) == 2
     steps, means = log.series("1", "act_mean")
-    assert len(ax.containers) == 2 and len(steps) == 6
+    line = panels[0].lines[0]
+    assert list(line.get_xdata()) == steps and list(line.get_ydata()) == means
+    assert max(line.get_xdata()) == max(log.steps("act_mean")) == 5
+
+
+def test_update_ratio_figure_log_axis_with_rule_of_thumb(sgd_steps, tmp_path):
+    from trainlab.probes import UpdateRatio
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    ps = [UpdateRatio(every=1).attach(m)]
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    sgd_steps(m, opt, ps, [(x, y)] * 4)
+    log = collect(ps)
+    fig = pp.plot_update_ratios(log, path=tmp_path / "u.png")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert any(list(line.get_ydata()) == [1e-3, 1e-3] for line in ax.lines)  # the rule
+    steps, vals = log.series("0", "update_ratio")
+    assert list(ax.lines[0].get_ydata()) == vals and (tmp_path / "u.png").exists()
+
+
+def test_index_page_captions_every_figure(tmp_path):
+    names = ["curves.png", "probe_act_moments.png", "probe_grad_out_hist_step10.png",
+             "probe_pre_percentiles_block1.act.png", "probe_jacobian_step0.png",
+             "probe_update_ratios.png"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"png")
+        assert pp.probe_caption(n), n
+    text = pp.write_probe_index(tmp_path, [tmp_path / n for n in names]).read_text()
+    for n in names:
+        assert f'src="{n}"' in text
+    assert "Glorot" in text and "1e-3" in text
 
 
 def test_plot_errors(log):

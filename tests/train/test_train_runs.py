@@ -115,13 +115,15 @@ def test_probed_run_writes_records_and_figures(tmp_path):
     assert len(log.histograms) == len(h.histograms) > 0
     assert len(log.spectra) == len(h.spectra) > 0
     assert set(res.probe_files) == {"rows", "histograms", "spectra"}
-    # probe_every=4 over 12 steps: steps 0, 4, 8, plus the histogram steps 0, 1, 10
-    assert sorted(set(log.steps("act_std"))) == [0, 1, 4, 8, 10]
-    assert sorted(set(log.steps("update_ratio"))) == [0, 4, 8]
+    # probe_every=4 over 12 steps: steps 0, 4, 8, plus the histogram steps 0, 1, 10, plus
+    # the last step (11), so the figures reach the end of training
+    assert sorted(set(log.steps("act_std"))) == [0, 1, 4, 8, 10, 11]
+    assert sorted(set(log.steps("update_ratio"))) == [0, 4, 8, 11]
     names = {p.name for p in res.probe_figures}
     assert {"probe_act_moments.png", "probe_grad_out_moments.png", "probe_w_moments.png",
-            "probe_act_hist_step0.png", "probe_act_hist_step10.png",
-            "probe_jacobian_step0.png", "probe_jacobian_step8.png"} <= names
+            "probe_act_hist_step0.png", "probe_act_hist_step11.png",
+            "probe_jacobian_step0.png", "probe_jacobian_step11.png",
+            "probe_update_ratios.png", "index.html"} <= names
     assert any(n.startswith("probe_pre_percentiles_block1") for n in names)
     for p in res.probe_figures:
         assert p.parent == tmp_path / "r" / "figures" and p.stat().st_size > 1000

@@ -384,7 +384,8 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
     if o.schedule is not None:
         schedule = (o.schedule, dict(o.schedule_options)) if o.schedule_options else o.schedule
     callbacks = list(kwargs.pop("callbacks", []))
-    kwargs.setdefault("probes", build_probes(cfg.probes, cfg.probe_every))
+    kwargs.setdefault("probes", build_probes(cfg.probes, cfg.probe_every,
+                                             last_step=cfg.steps - 1 if cfg.steps else None))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(cfg.early_stopping, patience=cfg.patience))
     return Trainer(
@@ -403,12 +404,15 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
     )
 
 
-def build_probes(names: list[str] | tuple[str, ...], every: int | None = None) -> list[Any]:
+def build_probes(names: list[str] | tuple[str, ...], every: int | None = None, *,
+                 last_step: int | None = None) -> list[Any]:
     """The :mod:`trainlab.probes` objects named in ``names`` (:data:`PROBE_NAMES`).
 
     ``every`` sets each probe's record cadence (steps); ``None`` keeps each probe's own
     schedule (log-spaced early steps, then every 50; the Jacobian every 500). Histograms keep
-    their default steps (0, 1, 10, 100, then every 1000).
+    their default steps (0, 1, 10, 100, then every 1000). ``last_step`` (the run's last step,
+    ``steps - 1``) is added to every schedule, moments and histograms alike, so the figures
+    show where training ended and not only the last multiple of the cadence.
     """
     import trainlab.probes as P
     from trainlab.train.config import resolve_probe_names
@@ -416,13 +420,42 @@ def build_probes(names: list[str] | tuple[str, ...], every: int | None = None) -
     out = []
     for name in resolve_probe_names(list(names)):
         cls = getattr(P, PROBE_NAMES[name])
-        out.append(cls() if every is None else cls(every=every))
+        probe = cls() if every is None else cls(every=every)
+        if last_step is not None:
+            probe.schedule = _also_at(probe.schedule, last_step)
+            if _ever(probe.hist_schedule):  # a probe with no histograms gets none
+                probe.hist_schedule = _also_at(probe.hist_schedule, last_step)
+        out.append(probe)
     return out
+
+
+def _ever(schedule: Any) -> bool:
+    from trainlab.probes.base import Schedule
+
+    return not isinstance(schedule, Schedule) or bool(schedule.every or schedule.log
+                                                      or schedule.at)
+
+
+def _also_at(schedule: Any, step: int) -> Any:
+    """``schedule`` that also fires at ``step`` (kept a Schedule, so it still prints)."""
+    from trainlab.probes.base import Schedule
+
+    if isinstance(schedule, Schedule):
+        return Schedule(schedule.every, log=schedule.log, base=schedule.base,
+                        at=set(schedule.at) | {step})
+    return lambda s: s == step or schedule(s)
 
 
 # -- reporting -------------------------------------------------------------------------------
 def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: str = "") -> Path:
-    """PNG of loss (train and test) and test accuracy against step, one colour per run."""
+    """PNG of loss (train and test) and test accuracy against step, one colour per run.
+
+    A History row is logged at every multiple of ``log_every`` *and* of ``eval_every`` (and
+    at the end), and its ``train_loss`` is the mean over the steps since the previous row:
+    windows of unequal length (32, 18, 14, 32, 4 ... steps). Joining those means by straight
+    lines draws a zig-zag that is not in the data, so the train loss is drawn as a step
+    function, each mean held over the window it averages.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -432,7 +465,9 @@ def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: s
     for i, (label, h) in enumerate(histories.items()):
         c = f"C{i}"
         s, v = h.series("train_loss")
-        ax_l.plot(s, v, color=c, label=f"{label} train")
+        if s:  # value i is the mean over steps (s[i-1], s[i]]: hold it over that window
+            ax_l.plot([0, *s], [v[0], *v], color=c, drawstyle="steps-pre",
+                      label=f"{label} train (window mean)")
         s, v = h.series("test_loss")
         if s:
             ax_l.plot(s, v, color=c, linestyle="--", label=f"{label} test")
@@ -446,14 +481,16 @@ def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: s
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            # below the axes: a legend inside would cover a curve (the curves fill the plot)
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3),
+                      frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
     return path
@@ -479,8 +516,12 @@ def plot_probe_figures(history: History, folder: str | os.PathLike) -> list[Path
     (``probe_{act,grad_out,w}_hist_step{S}.png``, lecture 001 / Glorot figs. 6-7), the 15th,
     50th and 85th percentiles of the first and last watched layer's pre-activation over
     training (``probe_pre_percentiles_{layer}.png``, Ioffe & Szegedy fig. 1) and the Jacobian
-    singular values at the first and last recorded steps (``probe_jacobian_step{S}.png``).
-    A figure whose records are absent is skipped. Returns the paths written.
+    singular values at the first and last recorded steps (``probe_jacobian_step{S}.png``)
+    and the update ratios ``‖ΔW‖/‖W‖`` per layer with the 1e-3 rule of thumb
+    (``probe_update_ratios.png``). Histograms and spectra include the last recorded step.
+    ``index.html`` in ``folder`` shows every figure (``curves.png`` too, when present) with a
+    caption saying what it shows and how to read it. A figure whose records are absent is
+    skipped. Returns the paths written (the PNGs, then the index page).
     """
     from trainlab.probes import ProbeLog
     from trainlab.report import probe_plots as pp
@@ -508,6 +549,9 @@ def plot_probe_figures(history: History, folder: str | os.PathLike) -> list[Path
     for step in _few([s["step"] for s in log.spectra], 2):
         jobs.append((f"probe_jacobian_step{step}.png",
                      lambda p, step=step: pp.plot_jacobian_spectra(log, step=step, path=p)))
+    if "update_ratio" in quantities:
+        jobs.append(("probe_update_ratios.png",
+                     lambda p: pp.plot_update_ratios(log, path=p)))
     if not jobs:
         return []
     import matplotlib
@@ -524,6 +568,9 @@ def plot_probe_figures(history: History, folder: str | os.PathLike) -> list[Path
         plt.close(fig)
         os.replace(tmp, path)
         written.append(path)
+    shown = ([folder / "curves.png"] if (folder / "curves.png").exists() else []) + written
+    title = f"probe figures: {folder.parent.name}"
+    written.append(pp.write_probe_index(folder, shown, title=title))
     return written
 
 
