@@ -157,9 +157,12 @@ def _train(args: argparse.Namespace) -> int:
         if "rows" in result.probe_files:
             rows.append(("probe records", str(result.probe_files["rows"])))
         if result.probe_figures:
-            n = len(result.probe_figures)
+            pngs = [f for f in result.probe_figures if str(f).endswith(".png")]
+            index = result.folder / "figures" / "index.html"
             where = result.folder / "figures" / "probe_*.png"
-            rows.append(("probe figures", f"{where} ({n} files)"))
+            rows.append(("probe figures", f"{where} ({len(pngs)} files)"))
+            if index.exists():
+                rows.append(("figures page", str(index)))
         print(format_table(rows, ["", "value"]))
     else:  # quiet: still say where the run went and how it ended
         print(f"{result.status}: {result.folder}")
