@@ -3,6 +3,8 @@ covered, explains in notes what it could not compute, and never calls unseen par
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -141,3 +143,15 @@ def test_time_budget_cuts_only_the_jacobian_with_a_note():
     assert set(d.timings) >= {"check", "probes", "jacobian", "rules", "total"}
     with pytest.raises(ValueError, match="time_budget must be None or seconds > 0.*-1"):
         diagnose(model, (x, y), time_budget=-1)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_try_fixes_runs_on_every_zoo_model(name):
+    """The init fix picks its scheme from the activation's rules, also for torch activations
+    without a registry entry (Hardswish, Mish ...): mobilenet used to crash here."""
+    model, x, y = ZOO[name]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # init_model's note on free parameters
+        d = diagnose(model, (x, y), try_fixes=True)
+    for r in d.fix_results:
+        assert r.applied or r.note  # applied, or why not

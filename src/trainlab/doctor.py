@@ -886,21 +886,27 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
 _BUILDER_NAMES = {"MLP": "mlp", "ConvNet": "convnet", "PreActResNet": "preact_resnet"}
 
 
-def _activation_name(model: nn.Module) -> str | None:
+def _activation(model: nn.Module) -> Any:
+    """The ActivationInfo of the model's first activation module, or None. (Its ``name``
+    need not be a registry name: torch's Hardswish, Mish ... have infos but no entry.)"""
     for _, m in activation_layers(model):
         info = activation_info(m)  # None for Transformer layers (watched for their output)
         if info is not None:
-            return info.name
+            return info
     return None
 
 
-def _init_scheme(act: str | None) -> str:
-    if act is None:
+def _activation_name(model: nn.Module) -> str | None:
+    info = _activation(model)
+    return None if info is None else info.name
+
+
+def _init_scheme(info: Any) -> str:
+    if info is None:
         return "xavier_uniform"
-    info = activation_info(act)
-    if act in ("selu",):
+    if info.name == "selu":
         return "lecun_normal"
-    if info is not None and info.dead is not None:
+    if info.dead is not None:
         return "he_normal"  # rectifiers: He et al. 2015
     return "xavier_uniform"  # tanh, sigmoid, softsign: Glorot & Bengio 2010
 
@@ -929,7 +935,7 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
         from trainlab.init import init_model
 
         m = copy.deepcopy(model)
-        scheme = _init_scheme(_activation_name(m))
+        scheme = _init_scheme(_activation(m))
         with warnings.catch_warnings(record=True) as caught:  # said in the fix's note
             warnings.simplefilter("always")
             init_model(m, scheme, bias=0.0, generator=seed)
