@@ -7,7 +7,8 @@ and costs microseconds even for a spec that would need petabytes. A forward pass
 
     parameters + gradients (one per parameter) + optimizer state (``slots`` per parameter:
     0 for SGD, 1 for momentum/Adagrad/RMSprop, 2 for Adam/Adadelta) + activations
-    (the output of every leaf module at the batch size: what autograd keeps for backward)
+    (the output of every leaf module at the batch size, views and pass-throughs not
+    counted: what autograd keeps for backward)
 
 times the bytes of the dtype (4 for float32). It is a lower bound of what the allocator will
 ask for (temporaries and the allocator's rounding come on top), so a spec refused by
@@ -98,8 +99,10 @@ def estimate_memory(spec: Mapping[str, Any] | nn.Module, input_shape: Sequence[i
     if input_shape is not None and batch_size and all(p.is_meta for p in model.parameters()):
         counts: list[int] = []
 
-        def hook(_m: nn.Module, _a: Any, out: Any) -> None:
-            if isinstance(out, torch.Tensor):
+        def hook(_m: nn.Module, args: Any, out: Any) -> None:
+            # a view (Flatten) or the input itself (Identity) takes no new memory
+            if isinstance(out, torch.Tensor) and out._base is None and not any(
+                    out is a for a in args):
                 counts.append(out.numel())
 
         leaves = [m for m in model.modules() if not list(m.children())]
