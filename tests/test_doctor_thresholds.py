@@ -59,3 +59,10 @@ def test_the_constructed_ratio_is_what_the_doctor_reads():
     d = diagnose(_net(r), (x, y), jacobian=False)
     hidden = [row for row in d.rows if row["activation"] is not None]
     assert hidden[-1]["act_std"] / hidden[0]["act_std"] == pytest.approx(r, rel=0.02)
+
+
+@pytest.mark.parametrize("lr", [0, float("nan"), float("inf")])
+def test_diagnose_uses_the_one_lr_rule(lr):
+    x, y = _batch(0.1)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0"):
+        diagnose(_net(0.5), (x, y), lr=lr)

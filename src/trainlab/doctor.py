@@ -1032,8 +1032,9 @@ def diagnose(
     x, y = _split_batch(batch)
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0. Received: steps={steps!r}.")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be > 0. Received: lr={lr!r}.")
+    from trainlab.optim import check_lr  # the one lr rule
+
+    check_lr(lr)
     if time_budget is not None and not (isinstance(time_budget, (int, float))
                                         and time_budget > 0):
         raise ValueError(f"time_budget must be None or seconds > 0. Received: "

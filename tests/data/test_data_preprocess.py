@@ -143,7 +143,7 @@ def test_errors():
         build_preprocessor(("pca", {"n_components": 0}))
     with pytest.raises(ValueError, match="n_components must be <= the number of features 48"):
         build_preprocessor(("pca", {"n_components": 100})).fit(x)
-    with pytest.raises(ValueError, match="eps must be a number >= 0. Received: eps=-1"):
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0. Received: eps=-1"):
         build_preprocessor(("zca", {"eps": -1}))
     with pytest.raises(ValueError, match="covariance is singular"):
         build_preprocessor(("zca", {"eps": 0.0})).fit(x)  # 8 examples, 48 features
@@ -171,3 +171,11 @@ def test_zca_with_eps_matches_the_formula_in_float64():
     # and eps visibly damps the smallest direction: its output variance is λ/(λ+eps) < 1
     cov = torch.cov(out.double().T, correction=0)
     assert torch.linalg.eigvalsh(cov).min() < 0.5
+
+
+@pytest.mark.parametrize("eps", [float("nan"), float("inf"), -1e-3])
+def test_eps_must_be_finite(eps):
+    from trainlab.data import build_preprocessor
+
+    with pytest.raises(ValueError, match=r"eps must be a finite number >= 0"):
+        build_preprocessor(("zca", {"eps": eps}))

@@ -31,6 +31,7 @@ Pipelines: ``build_preprocessor(["center", ("zca", {"eps": 1e-2})])``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,8 +70,9 @@ def _check_x(x: Any, arg: str = "x") -> torch.Tensor:
 
 
 def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-        raise ValueError(f"eps must be a number >= 0. Received: eps={eps!r}.")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) \
+            or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0. Received: eps={eps!r}.")
     return float(eps)
 
 
