@@ -67,28 +67,32 @@ def test_off_never_compiles(monkeypatch):
                                    rtol=1e-5, atol=1e-3)
 
 
-def test_routing_large_tensors_fused_small_eager(monkeypatch):
-    """With a stand-in compiler (the function itself), the large tensors go through the
-    fused functions and the small one does not; every row equals the float64 reference."""
+def test_routing_one_call_above_threshold_eager_below(monkeypatch):
+    """With a stand-in compiler (the function itself): a call holding >= FUSED_MIN elements
+    goes through one fused call for all its tensors, a smaller one stays eager; every row
+    equals the float64 reference."""
     seen: list[int] = []
 
     def fake_compile(fn, **kw):
-        def run(x):
-            seen.append(x.numel())
-            return fn(x)
+        def run(*xs):
+            seen.append(len(xs))
+            return fn(*xs)
         return run
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     set_fused(True)
     ts = _tensors()
     stats, _ = _Moments((), 1, 0).rows(ts, sample=False)
-    assert sorted(seen) == sorted(t.numel() for t in ts if t.numel() >= FUSED_MIN)
+    assert seen == [len(ts)]
     for row, t in zip(stats, ts):
         torch.testing.assert_close(row.double(), torch.tensor(_reference(t), dtype=torch.float64),
                                    rtol=1e-5, atol=1e-3)
     two, _ = _Moments((), 1, 0).rows(ts, minmax=False, sample=False)
     assert two.shape == (3, 2)
     torch.testing.assert_close(two, stats[:, :2])
+    small = [torch.randn(100, 30), torch.randn(7, 11)]  # 3077 elements in all: eager
+    _Moments((), 1, 0).rows(small, sample=False)
+    assert seen == [len(ts), len(ts)]
 
 
 def test_compile_failure_warns_once_and_falls_back(monkeypatch):

@@ -36,12 +36,13 @@ STACK_MAX = 2048
 FOREACH_MAX = 65536
 
 
-#: with the fused path on, tensors with at least this many elements get their sum, sum of
-#: squares, min and max from one compiled kernel (one read of the data); smaller ones stay
-#: eager: a compiled call costs ~40 us of guards and dispatch, more than the eager kernels
-#: of a 32k-element tensor (28 us), while a 1.6M-element one goes from 660 to 300 us
-#: (2-core CPU, torch 2.13).
-FUSED_MIN = 1 << 18
+#: with the fused path on, a call of :meth:`_Moments.rows` whose tensors hold at least this
+#: many elements in all gets the sum, sum of squares, min and max of all its tensors from one
+#: compiled function (one read of each tensor); smaller calls stay eager: a compiled call
+#: costs ~40 us of guards and dispatch, more than the eager kernels of one 32k-element
+#: tensor (28 us); 12 such tensors take 167 us compiled against 281 us eager, and one
+#: 1.6M-element tensor 300 us against 660 us (2-core CPU, torch 2.13).
+FUSED_MIN = 1 << 16
 
 _FUSED: dict[str, Any] = {"on": None, "fns": {}, "failed": False}
 
@@ -50,12 +51,15 @@ def set_fused(enabled: bool | None) -> None:
     """Switch the fused (``torch.compile``) statistics path of the probes on or off.
 
     Policy: off by default. ``None`` restores the default, which reads the environment
-    variable ``TRAINLAB_PROBE_COMPILE`` (``1`` on, anything else off). When on, each tensor
-    of at least :data:`FUSED_MIN` elements gets its sum, sum of squares, min and max from
-    one Inductor-compiled reduction (one pass over the data instead of four); compiling
-    happens lazily, at the first logged step that needs it (about 1-3 s per function on a
-    CPU; the function takes the flattened tensor, so shapes are marked dynamic after the
-    second size and do not recompile every step). If compiling or running the compiled
+    variable ``TRAINLAB_PROBE_COMPILE`` (``1`` on, anything else off). When on, a group of
+    tensors reduced together (the weights of a probe, same-shaped activations or gradients)
+    holding at least :data:`FUSED_MIN` elements in all gets its sums, sums of squares, mins
+    and maxes from one Inductor-compiled call (one pass over each tensor instead of four,
+    one dispatch for the group). Compiling happens lazily, at the first logged step that
+    needs it (about 1-7 s on a 2-core CPU); the function takes the flattened tensors, so
+    sizes are marked dynamic after a second size and only a new number of tensors per group
+    recompiles (a handful per model, once; past torch's recompile limit torch runs the
+    function eagerly). If compiling or running the compiled
     function fails (no C compiler, an unsupported backend), one warning is issued and the
     eager path is used from then on. Results equal the eager path's within float32
     rounding (a different summation order).
@@ -72,39 +76,45 @@ def fused_enabled() -> bool:
     return on and not _FUSED["failed"]
 
 
-def _stats4(x: Tensor) -> Tensor:
-    return torch.stack([x.sum(), (x * x).sum(), x.amin(), x.amax()])
+def _stats4(*ts: Tensor) -> Tensor:
+    return torch.stack([torch.stack([x.sum(), (x * x).sum(), x.amin(), x.amax()]) for x in ts])
 
 
-def _stats2(x: Tensor) -> Tensor:
-    return torch.stack([x.sum(), (x * x).sum()])
+def _stats2(*ts: Tensor) -> Tensor:
+    return torch.stack([torch.stack([x.sum(), (x * x).sum()]) for x in ts])
 
 
-def _eager_stats(v: Tensor, minmax: bool) -> Tensor:
-    """``[sum, sum of squares(, min, max)]`` of one tensor, eagerly (reference path)."""
-    parts = [v.sum(), torch.linalg.vector_norm(v).square()]
-    if minmax:
-        parts += [v.amin(), v.amax()]
-    return torch.stack(parts)
+def _eager_stats(ts: Sequence[Tensor], minmax: bool) -> Tensor:
+    """``(k, 4)`` rows ``[sum, sum of squares, min, max]`` (``(k, 2)`` without ``minmax``)
+    of the tensors ``ts``, eagerly: the fallback of the fused path."""
+    rows = []
+    for v in ts:
+        parts = [v.sum(), torch.linalg.vector_norm(v).square()]
+        if minmax:
+            parts += [v.amin(), v.amax()]
+        rows.append(torch.stack(parts))
+    return torch.stack(rows)
 
 
-def _fused_stats(v: Tensor, minmax: bool) -> Tensor:
-    """The same statistics from one compiled kernel; the eager path if that fails."""
+def _fused_stats(ts: Sequence[Tensor], minmax: bool) -> Tensor:
+    """The rows of :func:`_eager_stats` from one compiled call for all tensors (flattened,
+    so only their sizes vary: marked dynamic after a second size instead of recompiling);
+    the eager path, with one warning, if compiling or running it fails."""
     key = "4" if minmax else "2"
     try:
         fn = _FUSED["fns"].get(key)
         if fn is None:  # lazily: the first logged step that needs it
             fn = torch.compile(_stats4 if minmax else _stats2, fullgraph=True)
             _FUSED["fns"][key] = fn
-        return fn(v.reshape(-1))
+        return fn(*[v.reshape(-1) for v in ts])
     except Exception as exc:  # no compiler, unsupported backend, ...: eager from now on
         _FUSED["failed"] = True
+        first = str(exc).splitlines()[0] if str(exc) else ""
         msg = (f"trainlab probes: torch.compile of the statistics failed "
-               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-               "using the eager path")
+               f"({type(exc).__name__}: {first}); using the eager path")
         _log.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        return _eager_stats(v, minmax)
+        return _eager_stats(ts, minmax)
 
 
 def moment_keys(prefix: str, percentiles: Sequence[float]) -> list[str]:
@@ -178,8 +188,8 @@ class _Moments:
         without a copy (the sums of squares of small ones with one multi-tensor call).
         ``amin``/``amax`` and ``vector_norm``, not ``aminmax``/``var_mean``: on a CPU the
         former are 3-50x faster (torch 2.13). With the fused path on (:func:`set_fused`),
-        tensors of at least :data:`FUSED_MIN` elements outside a stacked group are reduced
-        by one compiled kernel each (one read for all four statistics).
+        a call outside the stacked case holding at least :data:`FUSED_MIN` elements in all is
+        reduced by one compiled function (one read of each tensor for all four statistics).
         """
         flat = [t if t.dtype in (torch.float32, torch.float64) else t.float() for t in ts]
         n = flat[0].numel()
@@ -192,11 +202,8 @@ class _Moments:
                 parts += [X.amin(1), X.amax(1)]
             if sample:
                 sub = self.subsample_rows(X)
-        elif fused_enabled() and max(v.numel() for v in flat) >= FUSED_MIN:
-            # one pass per large tensor (compiled); small ones eagerly, as below
-            rows = [_fused_stats(v, minmax) if v.numel() >= FUSED_MIN and fused_enabled()
-                    else _eager_stats(v, minmax) for v in flat]
-            parts = list(torch.stack(rows).unbind(1))
+        elif fused_enabled() and sum(v.numel() for v in flat) >= FUSED_MIN:
+            parts = list(_fused_stats(flat, minmax).unbind(1))  # one compiled call for all
             if sample:
                 sub = self._subsample_each(flat, same, n)
         else:
