@@ -35,7 +35,11 @@ the weights (2 MB) are read about eight times per step (WeightStats: sum, sum of
 min, max; UpdateRatio: copy, norm, subtract, norm) and each of the 12 activation tensors and
 7 gradient tensors two to four times, about 0.7 ms even with everything in cache, against
 a 1.10× budget of 0.5 ms on one thread (0.3 ms on two). Single-pass fused kernels
-(sum, sum of squares, min and max in one read) would be needed to get there.
+(sum, sum of squares, min and max in one read) would be needed to get there. The probes'
+optional ``torch.compile`` path (``--fused both``) gives them, but measured on a shared
+2-core CPU (torch 2.13, 6 rounds) it moved (a) only from 1.52× to 1.44× for the CNN and not
+measurably for the MLP (2.20× vs 2.28×, within noise): what is left is the percentile
+subsample and sort, the dead-unit reductions, UpdateRatio's copy and per-call Python.
 
 ``--fused both`` adds, interleaved in the same rounds, the (a) rows with the probes' fused
 ``torch.compile`` statistics path on (``trainlab.probes.set_fused``; its compile time is in
