@@ -6,7 +6,9 @@
 - :class:`GradientStats` — gradients w.r.t. layer outputs and weights (Glorot figs. 7–9);
 - :class:`WeightStats`, :class:`UpdateRatio` — weights and ``‖ΔW‖/‖W‖`` per step;
 - :class:`JacobianSpectrum` — singular values of layer and input–output Jacobians;
-- :class:`ProbeLog`, :func:`collect`, :func:`save_records`, :func:`load_records` — records.
+- :class:`ProbeLog`, :func:`collect`, :func:`save_records`, :func:`load_records` — records;
+- :func:`set_fused` — the optional ``torch.compile`` path for the statistics (off by
+  default; ``TRAINLAB_PROBE_COMPILE=1`` turns it on).
 
 Each probe follows the C8 protocol (``attach``/``detach``, ``step_begin``,
 ``after_backward``, ``step_end``, ``records()``, ``histograms()``), see
@@ -18,7 +20,7 @@ Each probe follows the C8 protocol (``attach``/``detach``, ``step_begin``,
     >>> log = collect(probes); log.table()
 """
 
-from trainlab.probes.activations import ActivationStats
+from trainlab.probes.activations import ActivationStats, fused_enabled, set_fused
 from trainlab.probes.base import (
     Probe,
     Schedule,
@@ -44,6 +46,7 @@ __all__ = [
     "WeightStats",
     "as_schedule",
     "collect",
+    "fused_enabled",
     "jacobian_singular_values",
     "load_records",
     "observe",
@@ -51,4 +54,5 @@ __all__ = [
     "preserved_state",
     "save_records",
     "select_layers",
+    "set_fused",
 ]
