@@ -24,33 +24,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from trainlab.doctor import diagnose
 
-
-class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.downsample = None
-        if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                            nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += identity
-        return self.relu(out)
+# torchvision's BasicBlock (in-place ReLU, BN, downsample): one definition, in the tests' zoo
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from zoo import BasicBlock  # noqa: E402
 
 
 class ResNet18(nn.Module):

@@ -71,25 +71,30 @@ def demo_configs(
     }
 
 
-def activation_stds(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Std of the output of every ``*.act`` module for one forward pass on ``x``.
-
-    The pass runs in training mode on a copy of the model, so batch norm uses the batch's
-    statistics (as during training; in eval mode a fresh BN is the identity) and the model's
-    running statistics are left untouched.
-    """
+def _hook_act_modules(model: torch.nn.Module, make_hook: Any) -> tuple[torch.nn.Module, list]:
+    """A training-mode copy of ``model`` (batch statistics, as during training; the model's
+    running statistics and ``.grad`` stay untouched) with ``make_hook(block)`` registered as
+    a forward hook on every ``<block>.act`` module; returns the copy and the handles."""
     import copy
 
     probe = copy.deepcopy(model).train()
+    handles = [m.register_forward_hook(make_hook(name.rsplit(".", 1)[0]))
+               for name, m in probe.named_modules() if name.split(".")[-1] == "act"]
+    return probe, handles
+
+
+def activation_stds(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Std of the output of every ``*.act`` module for one forward pass on ``x``, on a copy
+    in training mode (in eval mode a fresh BN is the identity)."""
     stds: dict[str, float] = {}
-    handles = []
-    for name, m in probe.named_modules():
-        if name.split(".")[-1] == "act":
 
-            def hook(mod: Any, inp: Any, out: Any, name: str = name) -> None:
-                stds[name.rsplit(".", 1)[0]] = float(out.detach().float().std())
+    def make_hook(block: str) -> Any:
+        def hook(mod: Any, inp: Any, out: Any) -> None:
+            stds[block] = float(out.detach().float().std())
 
-            handles.append(m.register_forward_hook(hook))
+        return hook
+
+    probe, handles = _hook_act_modules(model, make_hook)
     with torch.no_grad():
         probe(x)
     for h in handles:
@@ -100,25 +105,19 @@ def activation_stds(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]
 def gradient_stds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Std of ``dL/ds`` at every block's pre-activation ``s`` (the input of ``*.act``) for one
     cross-entropy forward/backward pass on ``(x, y)`` — the back-propagated gradient whose
-    shrinking with depth is "vanishing gradients" (Glorot & Bengio 2010, fig. 7).
-
-    Runs on a copy in training mode (batch statistics, as during training); the model and its
-    ``.grad`` are left untouched.
+    shrinking with depth is "vanishing gradients" (Glorot & Bengio 2010, fig. 7). Runs on a
+    copy in training mode, as :func:`activation_stds`.
     """
-    import copy
-
-    probe = copy.deepcopy(model).train()
     stds: dict[str, float] = {}
-    handles = []
-    for name, m in probe.named_modules():
-        if name.split(".")[-1] == "act":
 
-            def hook(mod: Any, inp: Any, out: Any, name: str = name) -> None:
-                block = name.rsplit(".", 1)[0]
-                inp[0].register_hook(
-                    lambda g: stds.__setitem__(block, float(g.detach().float().std())))
+    def make_hook(block: str) -> Any:
+        def hook(mod: Any, inp: Any, out: Any) -> None:
+            inp[0].register_hook(
+                lambda g: stds.__setitem__(block, float(g.detach().float().std())))
 
-            handles.append(m.register_forward_hook(hook))
+        return hook
+
+    probe, handles = _hook_act_modules(model, make_hook)
     loss = torch.nn.functional.cross_entropy(probe(x), y)
     loss.backward()
     for h in handles:
