@@ -23,7 +23,7 @@ def test_bn_rnn_runs_at_test_scale(tmp_path):
     for name in ("learning_curves.png", "frame_statistics.png"):
         assert (out / name).stat().st_size > 5000
     rows = (out / "convergence.csv").read_text().splitlines()
-    assert rows[0].startswith("variant,norm,area_mean") and len(rows) == 5
+    assert rows[0].startswith("variant,norm,loss_area_mean") and len(rows) == 5
     assert "bn-rnn" in (out / "index.html").read_text()
     # 4 variants x 2 seeds, each a run of the store with its metrics
     assert len(data["runs"]) == 8 and all(r["status"] == "done" for r in data["runs"])

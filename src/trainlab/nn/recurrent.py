@@ -139,10 +139,21 @@ def frame_batch_norm(
     ``weight`` and ``bias`` (shape ``(C,)``) are shared by all steps. Without running
     statistics (``None``) batch statistics are used in both modes.
     """
-    one_step = x.dim() == 2
-    xs = x.unsqueeze(1) if one_step else x
-    B, T, C = xs.shape
     tracked = running_mean is not None and running_var is not None
+    if x.dim() == 2:  # one step: the fused kernel on (B, C) with row t (the loop's hot path)
+        if not tracked:
+            return F.batch_norm(x, None, None, weight, bias, True, momentum, eps)
+        T_max = running_mean.shape[0]
+        if training:
+            if t < T_max:
+                return F.batch_norm(x, running_mean[t], running_var[t], weight, bias, True,
+                                    momentum, eps)
+            return F.batch_norm(x, None, None, weight, bias, True, momentum, eps)
+        s = min(t, T_max - 1)
+        return F.batch_norm(x, running_mean[s], running_var[s], weight, bias, False, momentum,
+                            eps)
+    xs = x
+    B, T, C = xs.shape
 
     def bn(chunk: Tensor, rm: Tensor | None, rv: Tensor | None, use_batch: bool) -> Tensor:
         n = chunk.shape[1]
@@ -169,7 +180,7 @@ def frame_batch_norm(
         T_max = running_mean.shape[0]
         idx = torch.arange(t, t + T, device=xs.device).clamp(max=T_max - 1)
         y = bn(xs, running_mean[idx].reshape(-1), running_var[idx].reshape(-1), False)
-    return y.squeeze(1) if one_step else y
+    return y
 
 
 def lstm_step(
