@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies._training import classification_data, mean_std, train_mlp
+from trainlab.studies._training import classification_data, mean_std
 from trainlab.studies.base import Claim, StudyContext, study
 
 
