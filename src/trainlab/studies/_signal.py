@@ -30,14 +30,17 @@ __all__ = [
 
 def probe_at_init(model: nn.Module, x: Tensor, y: Tensor | None = None,
                   loss_fn: Callable | None = None, *, bins: int = 40,
-                  gradients: bool = True) -> ProbeLog:
+                  gradients: bool = True, extra: Sequence[Any] = ()) -> ProbeLog:
     """One recorded forward (and, with ``loss_fn``, backward) pass of ``model`` on ``x``
     with :class:`~trainlab.probes.ActivationStats` (every activation module) and
     :class:`~trainlab.probes.GradientStats` (every Linear: ``∂L/∂s`` and ``∂L/∂W``); the
-    model is left as it was. Returns the probes' records and histograms."""
+    model is left as it was. ``extra``: more (unattached) probes for the same pass, e.g. a
+    :class:`~trainlab.probes.JacobianSpectrum`. Returns the probes' records, histograms and
+    spectra."""
     probes: list[Any] = [ActivationStats(bins=bins, pre=False)]
     if gradients and loss_fn is not None:
         probes.append(GradientStats(bins=bins))
+    probes.extend(extra)
     for p in probes:
         p.attach(model)
     try:
@@ -181,11 +184,16 @@ def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlab
 def plot_layer_curves(curves: Sequence[tuple[str, Sequence[float], Sequence[float] | None]], *,
                       xlabel: str, ylabel: str, title: str, logy: bool = True,
                       x: Sequence[float] | None = None, reference: float | None = None,
-                      styles: Sequence[dict[str, Any]] | None = None) -> Any:
+                      styles: Sequence[dict[str, Any]] | None = None, ax: Any = None,
+                      legend: bool = True) -> Any:
     """Per-layer curves, one per configuration: ``(label, values, spread or None)``; the
-    spread (std over seeds) is drawn as error bars. ``reference`` draws a dashed line."""
+    spread (std over seeds) is drawn as error bars. ``reference`` draws a dashed line.
+    ``ax``: draw into these axes (a panel of a larger figure) instead of a new figure."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    else:
+        fig = ax.figure
     markers = "osD^vP*X"
     for k, (label, vals, spread) in enumerate(curves):
         xs = list(x) if x is not None else list(range(1, len(vals) + 1))
@@ -201,8 +209,8 @@ def plot_layer_curves(curves: Sequence[tuple[str, Sequence[float], Sequence[floa
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return fig
 
 
