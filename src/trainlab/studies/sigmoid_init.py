@@ -63,7 +63,7 @@ CENTRE = {"sigmoid": 0.5, "tanh": 0.0}
             "one histogram per layer. Small weights pile sigmoid outputs at 0.5 and tanh "
             "outputs at 0; N(0,1) weights saturate both at their asymptotes.",
     scales={
-        "test": Config(n_inputs=200, width=64, seeds=2),
+        "test": Config(n_inputs=100, width=128, seeds=2),
         "quick": Config(),
         "paper": Config(seeds=5),
     },
