@@ -147,12 +147,14 @@ def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlab
     for r, (label, hs) in enumerate(rows):
         lo, hi = fig_range if shared == "all" else extent(hs)
         edges = [lo + (hi - lo) * k / bins for k in range(bins + 1)]
+        row_max = 0.0
         for col in range(n_cols):
             ax = axes[r][col]
             if col >= len(hs):
                 ax.set_visible(False)
                 continue
             frac = _rebinned(hs[col], lo, hi, bins)
+            row_max = max(row_max, max(frac))
             ax.stairs(frac, edges, fill=True, color=f"C{r % 10}", alpha=0.8)
             ax.set_xlim(lo, hi)
             if logy:
@@ -165,6 +167,8 @@ def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlab
             if not logy:
                 ax.yaxis.set_major_locator(MaxNLocator(3))
             ax.tick_params(labelsize=6)
+            if col > 0:  # the row shares its y axis: ticks only in the first panel
+                ax.tick_params(axis="y", left=False, labelleft=False)
             if r == 0:
                 ax.set_title(f"layer {col + 1}", fontsize=8)
             if panel_note is not None:
@@ -173,6 +177,8 @@ def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlab
                         bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0})
             if r == n_rows - 1:
                 ax.set_xlabel(xlabel, fontsize=7)
+        if panel_note is not None and not logy and row_max > 0:
+            axes[r][0].set_ylim(0, row_max * 1.6)  # head room: the note never hides a peak
         axes[r][0].set_ylabel(f"{label}\nfraction", fontsize=7)
     fig.suptitle(title, fontsize=9)
     # fixed margins in inches (tight_layout costs seconds on a grid this size)
@@ -201,6 +207,8 @@ def plot_layer_curves(curves: Sequence[tuple[str, Sequence[float], Sequence[floa
         if styles is not None:
             style.update(styles[k])
         ax.errorbar(xs, vals, yerr=spread, label=label, **style)
+    if curves:
+        ax.set_xticks(list(x) if x is not None else list(range(1, len(curves[0][1]) + 1)))
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=0.9)
     if logy:

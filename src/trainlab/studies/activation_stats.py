@@ -129,7 +129,7 @@ def _cases(cfg: Config) -> list[tuple[str, str, str, str, dict]]:
               why="the factor 2 exactly compensates ReLU's halving (He et al. 2015): the "
                   "expected ratio is 1; finite width moves it by a few percent per layer"),
     ),
-    quick_seconds=15,
+    quick_seconds=12,
     data_note="Gaussian inputs; no data set needed.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
@@ -142,11 +142,11 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     hists: dict[str, tuple[list, list]] = {}
     for s in ctx.progress(range(cfg.seeds), "seeds"):
         g = ctx.generator(s)
-        x = gaussian_input(cfg.batch, cfg.width, g)
-        y = torch.randint(0, cfg.classes, (cfg.batch,), generator=g)
+        x = gaussian_input(cfg.batch, cfg.width, g).to(ctx.device)
+        y = torch.randint(0, cfg.classes, (cfg.batch,), generator=g).to(ctx.device)
         for key, _label, act, scheme, kw in cases:
             model = mlp(cfg.width, [cfg.width] * cfg.depth, cfg.classes, activation=act,
-                        bias=False)
+                        bias=False).to(ctx.device)
             init_model(model, scheme, generator=g, **kw)
             log = probe_at_init(model, x, y, F.cross_entropy)
             st = stats[key]
@@ -160,7 +160,6 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                 st["sat"].append(series(log, "act_saturated", layers))
             if s == 0:
                 hists[key] = ([act_h[lay] for lay in layers], [gw_h[w] for w in weights])
-            del model
 
     def layer_mean(key: str, q: str) -> tuple[list[float], list[float]]:
         cols = list(zip(*stats[key][q]))

@@ -128,7 +128,7 @@ def theory_spread(mu_ratio: float, weights: str, depth: int) -> float:
               why="ReLU's φ' ∈ {0, 1} gives μ2/μ1² = 2: L (orthogonal) or 2L (Gaussian), 50 "
                   "or 100 at L = 50; 5 = twenty times the isometric bound"),
     ),
-    quick_seconds=15,
+    quick_seconds=12,
     data_note="Gaussian inputs; no data set needed.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:

@@ -45,7 +45,7 @@ class Config:
     width: int = 500
     depth: int = 5
     n_examples: int = 1000  # Shapeset images in the probed batch
-    jacobian_examples: int = 4  # examples whose layer Jacobians are decomposed exactly
+    jacobian_examples: int = 2  # examples whose layer Jacobians are decomposed exactly
     seeds: int = 3
 
 

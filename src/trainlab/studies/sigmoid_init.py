@@ -92,7 +92,7 @@ CENTRE = {"sigmoid": 0.5, "tanh": 0.0}
                        "rule)", op=">", threshold=0.5,
               why="pre-activation std ≈ √500·0.95 ≈ 21 against |x| = 2.09: theory ≈ 92%"),
     ),
-    quick_seconds=6,
+    quick_seconds=10,
     data_note="Gaussian inputs; no data set needed.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
