@@ -85,3 +85,39 @@ def test_bn_deep_sigmoid_study(tmp_path):
     data, out = _run("bn-deep-sigmoid", tmp_path)
     assert len(data["runs"]) == 2
     assert (out / "final.csv").read_text().startswith("variant,final loss/ln10")
+
+
+def test_bn_mnist_study(tmp_path):
+    data, out = _run("bn-mnist", tmp_path)
+    assert len(data["runs"]) == 2
+    assert (out / "sigmoid_input_percentiles.png").is_file()
+
+
+def test_sigmoid_input_percentiles_probe_leaves_training_alone():
+    from trainlab.nn.builders import mlp
+    from trainlab.studies.bn_mnist import SigmoidInputPercentiles
+    from trainlab.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=g), torch.randint(0, 3, (64,), generator=g)
+    weights = []
+    for with_probe in (False, True):
+        torch.manual_seed(0)
+        model = mlp([5, 8, 8, 3], activation="sigmoid", norm="bn")
+        probe = SigmoidInputPercentiles(x[:20], "block2.act")
+        Trainer(model, lr=0.1, log_every=2, progress=False,
+                callbacks=[probe] if with_probe else []).fit((x, y), steps=6, batch_size=16)
+        weights.append([t.clone() for t in model.state_dict().values()])
+    for a, b in zip(*weights):  # same weights and BN statistics with and without the probe
+        torch.testing.assert_close(a, b)
+    assert probe.steps == [0, 2, 4, 6]
+    # the recorded median is the median of the sigmoid's input on the probe batch
+    assert probe.values[0].shape == (3, 8)
+
+
+def test_activations_study(tmp_path):
+    data, out = _run("activations", tmp_path)
+    rows = (out / "activations.csv").read_text().splitlines()
+    assert len(rows) == 1 + 16 and rows[0].startswith("activation,loss,acc,mean")
+    by = {c["id"]: c for c in data["claims"]}
+    assert by["sigmoid-not-centred"]["status"] == "PASS"  # σ ∈ (0, 1): mean near 0.5
