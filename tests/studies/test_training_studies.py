@@ -121,3 +121,16 @@ def test_activations_study(tmp_path):
     assert len(rows) == 1 + 16 and rows[0].startswith("activation,loss,acc,mean")
     by = {c["id"]: c for c in data["claims"]}
     assert by["sigmoid-not-centred"]["status"] == "PASS"  # σ ∈ (0, 1): mean near 0.5
+
+
+def test_bn_placement_study(tmp_path):
+    data, out = _run("bn-placement", tmp_path)
+    assert len(data["runs"]) == 4
+    assert (out / "placement.csv").is_file()
+
+
+def test_bn_robustness_study(tmp_path):
+    data, out = _run("bn-robustness", tmp_path)
+    assert len(data["runs"]) == 8  # 2 scales × 2 lrs × {plain, BN}
+    rows = (out / "grid.csv").read_text().splitlines()
+    assert rows[0] == "norm,init scale,lr,final loss/ln10,status" and len(rows) == 9
