@@ -335,7 +335,7 @@ def test_history_rows_and_round_trip():
     hist = pretrain(mlp(16, [8, 4], 2), _low_rank(n=64), "denoising", steps=20, log_every=10)
     row = hist.pretrain[0]
     assert set(row) >= {"method", "layer", "step", "train_loss", "recon_loss", "time"}
-    assert row["method"] == "denoising" and math.isnan(row["train_loss"])  # step 0: no window
+    assert row["method"] == "denoising" and row["train_loss"] is None  # step 0: no window
     assert [(r["layer"], r["step"]) for r in hist.pretrain] == [
         ("block1", 0), ("block1", 10), ("block1", 20), ("block2", 0), ("block2", 10),
         ("block2", 20)]

@@ -392,7 +392,7 @@ def _dropout_off(module: nn.Module) -> None:
 
 
 def _log(ctx: _Ctx, layer: str, step: int, window: list[Tensor], recon: float, **extra: Any):
-    train = float(torch.stack(window).mean()) if window else math.nan
+    train = float(torch.stack(window).mean()) if window else None  # step 0: no window
     row = {"method": ctx.method, "layer": layer, "step": step, "train_loss": train,
            "recon_loss": recon, "time": round(time.perf_counter() - ctx.t0, 4), **extra}
     ctx.rows.append(row)
@@ -609,7 +609,8 @@ def pretrain(
     Returns ``history`` (a new :class:`~trainlab.train.History` when ``None``) with one row
     per ``log_every`` steps and layer appended to ``history.pretrain``: ``method``, ``layer``,
     ``step``, ``train_loss`` (mean training objective since the previous row: reconstruction
-    of the corrupted input, or the RBM's one-step reconstruction error), ``recon_loss`` (the
+    of the corrupted input, or the RBM's one-step reconstruction error; ``None`` at step 0),
+    ``recon_loss`` (the
     clean reconstruction loss of the first 1024 rows, recorded at step 0 too), ``time``.
     """
     entry = PRETRAINERS.get(method)

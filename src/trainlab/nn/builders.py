@@ -269,9 +269,9 @@ def mlp(
     norm: Any = "none",
     placement: str = "before",
     dropout: float = 0.0,
-    input_dropout: float = 0.0,
     init: Any = None,
     bias: bool = True,
+    input_dropout: float = 0.0,
 ) -> MLP:
     """A fully connected network: ``flatten``, ``block1..blockL``, ``head``.
 
@@ -296,9 +296,9 @@ def mlp(
         placement: ``"before"`` or ``"after"`` the nonlinearity.
         dropout: probability of dropping each unit after each block (torch's ``p``; the
             paper's retain probability is ``1 - dropout``; 0 = no ``drop`` module).
-        input_dropout: probability of dropping each input (after ``flatten``; 0 = none).
         init: ``None`` (torch's default), a scheme name or ``{"name": ..., **options}``.
         bias: whether hidden layers have biases (the head always has one).
+        input_dropout: probability of dropping each input (after ``flatten``; 0 = none).
     """
     if isinstance(in_features, Sequence) and not isinstance(in_features, str):
         sizes = list(in_features)
