@@ -127,7 +127,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     curves: dict[tuple[str, bool], tuple[list[int], list[float]]] = {}
     pre_curves = None
     jobs = [(i, p, k) for k in range(cfg.seeds) for (i, p) in variants]
-    for n, (init, pre, k) in enumerate(ctx.progress(jobs, "variants x seeds")):
+    for init, pre, k in ctx.progress(jobs, "variants x seeds"):
         seed = ctx.seed + k
         scheme, norm = INITS[init]
         torch.manual_seed(seed)
