@@ -107,7 +107,7 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
                   "less for pre-training to fix (the spread is the std over seeds of the "
                   "paired difference)"),
     ),
-    quick_seconds=150,
+    quick_seconds=60,
     data_note="MNIST (first n_train / n_test images) from the trainlab data folder; without "
               "it the embedded MNIST-1D is used and the run says so.",
 )
