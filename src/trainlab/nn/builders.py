@@ -12,8 +12,8 @@ names, so probes and reports can label layers::
 
 Names (``i`` counts from 1, in forward order):
 
-- ``mlp``: ``flatten``, ``block{i}`` = ``linear``, ``norm``, ``act`` (``drop`` when
-  ``dropout > 0``), then ``head`` (a ``Linear``).
+- ``mlp``: ``flatten`` (``input_drop`` when ``input_dropout > 0``), ``block{i}`` =
+  ``linear``, ``norm``, ``act`` (``drop`` when ``dropout > 0``), then ``head`` (a ``Linear``).
 - ``convnet``: ``block{i}`` = ``conv``, ``norm``, ``act``, ``pool`` (``drop``), then
   ``gap`` (global average pool), ``flatten``, ``head``.
 - ``preact_resnet``: ``stem`` (a conv), ``block{i}`` = ``norm1``, ``act1``, ``conv1``,
@@ -36,6 +36,15 @@ convolution with ``k`` times the channels followed by a max over each group of `
 (:class:`ConvMaxout`). Norms come from the ``norm`` registry; a norm of kind ``"weight"``
 (weight normalization and kin, a later issue) wraps the layer instead (see
 :mod:`trainlab.nn.norms`).
+
+Dropout (Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014) follows torch's
+convention: ``dropout`` is the probability of *dropping* a unit (``nn.Dropout(p)``), so the
+paper's retain probability is ``1 - dropout`` (its ``p = 0.5`` for hidden units is
+``dropout=0.5`` here, its input ``p = 0.8`` is ``input_dropout=0.2``). Scaling is *inverted*:
+in training the kept units are multiplied by ``1 / (1 - dropout)``, and in eval mode the
+network is used as it is, which equals the paper's test-time rule of multiplying the outgoing
+weights by the retain probability (the "weight scaling inference rule"; see
+:mod:`trainlab.train.ensemble` for its comparison with Monte-Carlo averaging of masks).
 
 ``init`` is ``None`` (keep torch's default init), a scheme name, or a dict
 ``{"name": scheme, **options}``; it is applied by :func:`trainlab.init.init_model` after the
@@ -106,9 +115,9 @@ def _check_widths(name: str, widths: Any, allow_empty: bool = True) -> list[int]
     return widths
 
 
-def _check_dropout(p: Any) -> float:
+def _check_dropout(p: Any, name: str = "dropout") -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1). Received: dropout={p!r}.")
+        raise ValueError(f"{name} must be a number in [0, 1). Received: {name}={p!r}.")
     return float(p)
 
 
@@ -269,6 +278,7 @@ def mlp(
     dropout: float = 0.0,
     init: Any = None,
     bias: bool = True,
+    input_dropout: float = 0.0,
 ) -> MLP:
     """A fully connected network: ``flatten``, ``block1..blockL``, ``head``.
 
@@ -291,9 +301,11 @@ def mlp(
         activation: activation name or spec (``"relu"``, ``("leaky_relu", {...})``, ...).
         norm: norm name or spec (``"none"``, ``"bn"``, ``"ln"``, ``"gn"`` ...).
         placement: ``"before"`` or ``"after"`` the nonlinearity.
-        dropout: dropout rate after each block (0 = no ``drop`` module).
+        dropout: probability of dropping each unit after each block (torch's ``p``; the
+            paper's retain probability is ``1 - dropout``; 0 = no ``drop`` module).
         init: ``None`` (torch's default), a scheme name or ``{"name": ..., **options}``.
         bias: whether hidden layers have biases (the head always has one).
+        input_dropout: probability of dropping each input (after ``flatten``; 0 = none).
     """
     if isinstance(in_features, Sequence) and not isinstance(in_features, str):
         sizes = list(in_features)
@@ -319,6 +331,7 @@ def mlp(
         "norm": norm,
         "placement": placement,
         "dropout": dropout,
+        "input_dropout": input_dropout,
         "init": init,
         "bias": bias,
     }
@@ -327,10 +340,13 @@ def mlp(
     widths = _check_widths("widths", widths)
     placement = check_placement(placement)
     dropout = _check_dropout(dropout)
+    input_dropout = _check_dropout(input_dropout, "input_dropout")
 
     _check_norm_for_vectors(norm)
 
     parts: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    if input_dropout > 0:
+        parts.append(("input_drop", nn.Dropout(input_dropout)))
     prev = in_features
     for i, w in enumerate(widths, start=1):
         layer, act = _linear_unit(activation, prev, w, bias)
