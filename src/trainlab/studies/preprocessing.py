@@ -179,7 +179,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     curves: dict[tuple[str, float], list[tuple[list[int], list[float]]]] = {}
     models: dict[tuple[str, float], list[nn.Module]] = {}
     runs = [(v, lr, s) for v in VARIANTS for lr in cfg.lrs for s in seeds]
-    for i, (v, lr, s) in enumerate(ctx.progress(runs, "preprocessing")):
+    for v, lr, s in ctx.progress(runs, "preprocessing"):
         data = prepared[v]
         model = mlp(data[0].shape[1], [], ds.num_classes,
                     init={"name": "zeros"})  # the same start for every input: W = 0
