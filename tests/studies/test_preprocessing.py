@@ -10,7 +10,7 @@ import torch
 
 from trainlab.data import load_dataset
 from trainlab.studies import run_study
-from trainlab.studies.preprocessing import loss_sensitivity
+from trainlab.studies.preprocessing import loss_sensitivity, picture_data, rotation_sensitivity
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def test_artifacts(result):
     data = json.loads((out / "result.json").read_text())
     status = {c["id"]: c["status"] for c in data["claims"]}
     assert set(status) == {"whitened-identity", "normalized-less-sensitive",
-                           "normalized-trains-faster"}
+                           "normalized-trains-faster", "rotation-sensitivity-2d"}
     assert "NOT MEASURED" not in status.values()
-    for name in ("covariance.png", "loss_curves.png"):
+    for name in ("covariance.png", "loss_curves.png", "sensitivity_2d.png"):
         assert (out / name).stat().st_size > 10_000
     assert (out / "index.html").is_file() and (out / "preprocessing.csv").is_file()
 
@@ -72,3 +72,28 @@ def test_loss_sensitivity_is_the_curvature_along_random_directions():
     expected = rho ** 2 * w.norm() ** 2 / 2 * torch.trace(h) / h.shape[0]
     got = loss_sensitivity(lin, x, y, rho, 4000, torch.Generator().manual_seed(1))
     assert got == pytest.approx(expected.item(), rel=0.05)
+
+
+def test_rotation_sensitivity_is_half_the_second_derivative_in_the_angle():
+    """(L(d) + L(-d)) / 2 - L(0) = L''(0) d^2 / 2 + O(d^4), L''(0) by autograd (float64)."""
+    x, y = picture_data(300, torch.Generator().manual_seed(0))
+    x = x.double()
+    lin = torch.nn.Linear(2, 2).double()
+    w, b = lin.weight.detach(), lin.bias.detach()
+
+    def loss(d):
+        c, s = torch.cos(d), torch.sin(d)
+        r = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+        return torch.nn.functional.cross_entropy(x @ (w @ r).T + b, y)
+
+    d2 = torch.autograd.functional.hessian(loss, torch.tensor(0.0, dtype=torch.float64))
+    delta = 1e-3
+    assert rotation_sensitivity(lin, x, y, delta) == pytest.approx(
+        d2.item() * delta ** 2 / 2, rel=1e-3)
+
+
+def test_picture_data_is_far_from_the_origin():
+    x, y = picture_data(4000, torch.Generator().manual_seed(2))
+    assert int(y.sum()) == 2000
+    torch.testing.assert_close(x.mean(0), torch.tensor([5.0, 4.0]), atol=0.1, rtol=0)
+    assert x.mean(0).norm().item() == pytest.approx(41 ** 0.5, abs=0.1)

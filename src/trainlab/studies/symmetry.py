@@ -283,14 +283,17 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                "identical (spread 0, or float rounding far below the dotted 1e-5 line).")
 
     # Figure 2: the last hidden layer's activations on 40 test points after training.
-    fig, axes = plt.subplots(1, len(INITS), figsize=(13, 4))
+    fig, axes = plt.subplots(1, len(INITS), figsize=(15, 4), layout="constrained")
     for ax, label in zip(axes, INITS):
-        im = ax.imshow(units[label].numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
-                       interpolation="nearest")
-        ax.set_title(f"{label}: acc {sum(acc[label]) / len(acc[label]):.2f}")
+        # each panel on its own symmetric scale: the constant init's activations are small
+        lim = max(units[label].abs().max().item(), 1e-6)
+        im = ax.imshow(units[label].numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim,
+                       vmax=lim, interpolation="nearest")
+        ax.set_title(f"{label}: test acc {sum(acc[label]) / len(acc[label]):.2f}")
         ax.set_xlabel(f"unit of block{min(cfg.depth, 2)}")
+        fig.colorbar(im, ax=ax, label="tanh activation")
     axes[0].set_ylabel("test example")
-    fig.colorbar(im, ax=axes, label="tanh activation")
     ctx.figure("hidden_units", fig,
                "After training, every column (unit) is the same with zeros or a constant "
-               "init - the layer is one unit copied - while random init gives distinct units.")
+               "init - the layer is one unit copied - while random init gives distinct units "
+               "(each panel has its own colour scale).")
