@@ -18,6 +18,7 @@ the deep linear nets, how far their logits are from those of their collapsed aff
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from trainlab.data.synthetic import quadrants, ring, three_modes
 from trainlab.nn.builders import mlp
 from trainlab.studies.base import Claim, StudyContext, study
 
-__all__ = ["Config", "collapse_affine", "run"]
+__all__ = ["Config", "best_line_accuracy", "collapse_affine", "run"]
 
 #: The three sets of the lecture, by the label used in figures and tables.
 SETS = {"XOR quadrants": quadrants, "ring 1<=|x|<=2": ring, "three modes": three_modes}
@@ -63,6 +64,22 @@ def collapse_affine(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     if w is None:
         raise ValueError(f"model has no nn.Linear layer to collapse. Received: {model!r}.")
     return w, b
+
+
+def best_line_accuracy(x: torch.Tensor, y: torch.Tensor, angles: int = 720) -> float:
+    """The best accuracy of any half-plane classifier of 2-D points whose normal is one of
+    ``angles`` directions in ``[0, pi)``, over every threshold and both orientations: an
+    upper bound (up to the direction grid) for any linear classifier on ``(x, y)``."""
+    x, y = x.double(), (y == 1).double()
+    t = torch.arange(angles, dtype=torch.float64) * math.pi / angles
+    proj = x @ torch.stack([t.cos(), t.sin()])          # (N, angles)
+    ys = y[proj.argsort(0)]                              # labels in projection order
+    zero = torch.zeros(1, angles, dtype=torch.float64)
+    # class 1 above the cut: correct = (class 0 at or below) + (class 1 above)
+    below0 = torch.cat([zero, (1 - ys).cumsum(0)])
+    above1 = ys.sum(0) - torch.cat([zero, ys.cumsum(0)])
+    acc = (below0 + above1) / len(y)
+    return max(acc.max().item(), (1 - acc).max().item())
 
 
 def _build(kind: str, cfg: Config, gen: torch.Generator) -> nn.Module:
@@ -123,6 +140,14 @@ def _mean(v: list[float]) -> float:
               op="<", threshold=0.03,
               why="the deep linear net computes one affine map, so the best it can do is the "
                   "best line, as the linear model; 0.03 is optimization noise on 1000 points"),
+        Claim("deep-linear-within-best-line",
+              "A deep linear net is no better than the best linear classifier",
+              quantity="max over sets and seeds of acc(deep linear) - acc(best half-plane), "
+                       "the best half-plane found by exhaustive search on the test set",
+              op="<", threshold=0.01,
+              why="a composition of affine maps is affine, so its decision region is a "
+                  "half-plane and cannot beat the best one; 0.01 (10 test points) covers "
+                  "the search's 0.25-degree direction grid"),
         Claim("deep-linear-is-affine",
               "The trained deep linear net equals its collapsed single affine map",
               quantity="max |logits(net) - (W x + b)| / max |logits(net)|, W = W_L...W_1",
@@ -161,17 +186,6 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         if k == 0:
             shown[(sname, kind)] = model
 
-    rows = []
-    for sname in SETS:
-        row = {"set": sname}
-        for kind in MODELS:
-            v = acc[(sname, kind)]
-            row[f"{kind} acc"] = round(_mean(v), 4)
-            row[f"{kind} std"] = round(_std(v), 4)
-        rows.append(row)
-    ctx.table("accuracy", rows, f"Test accuracy on {cfg.n_test} points, mean and std over "
-              f"{cfg.seeds} seed(s); chance is 0.5.")
-
     seeds = list(range(ctx.seed, ctx.seed + cfg.seeds))
     lin = {s: _mean(acc[(s, "linear")]) for s in SETS}
     worst = max(lin, key=lin.get)
@@ -186,8 +200,27 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     big = max(gaps, key=lambda s: _mean(gaps[s]))
     ctx.check("deep-linear-no-better", _mean(gaps[big]), spread=_std(gaps[big]), seeds=seeds,
               detail="; ".join(f"{s}: {_mean(v):+.3f}" for s, v in gaps.items()))
+    line = {s: best_line_accuracy(data[s].x_test, data[s].y_test) for s in SETS}
+    over = {s: max(acc[(s, "deep linear")]) - line[s] for s in SETS}
+    top = max(over, key=over.get)
+    ctx.check("deep-linear-within-best-line", over[top], seeds=seeds,
+              detail="; ".join(f"{s}: best line {line[s]:.3f}, deep linear at most "
+                               f"{max(acc[(s, 'deep linear')]):.3f}" for s in SETS))
     ctx.check("deep-linear-is-affine", max(affine_err), seeds=seeds,
               detail=f"over {len(affine_err)} trained deep linear nets")
+
+    rows = []
+    for sname in SETS:
+        row = {"set": sname}
+        for kind in MODELS:
+            v = acc[(sname, kind)]
+            row[f"{kind} acc"] = round(_mean(v), 4)
+            row[f"{kind} std"] = round(_std(v), 4)
+        row["best half-plane acc"] = round(line[sname], 4)
+        rows.append(row)
+    ctx.table("accuracy", rows, f"Test accuracy on {cfg.n_test} points, mean and std over "
+              f"{cfg.seeds} seed(s); chance is 0.5. Last column: the best half-plane on "
+              f"the test set (exhaustive search), a bound for any linear classifier.")
 
     # Decision regions, one row per set, one column per model (seed 0's model).
     fig, axes = plt.subplots(len(SETS), len(MODELS), figsize=(11, 10.5), squeeze=False,
