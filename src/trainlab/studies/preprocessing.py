@@ -146,6 +146,7 @@ def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str
             ctx.train(model, (xv, y), label=f"2d/{v}/seed{s}", config={"preprocess": v},
                       steps=cfg.steps_2d, batch_size=100, optimizer="adam", lr=0.05, seed=s,
                       log_every=cfg.steps_2d)
+            model.cpu()  # trained on ctx.device; measured on the CPU tensors
             rot.setdefault(v, []).append(rotation_sensitivity(model.head, xv, y, delta))
             if s == seeds[0]:
                 keep[v] = (model, xv, y)
@@ -271,7 +272,7 @@ def _cov(x: torch.Tensor) -> torch.Tensor:
                   "moment, which caps SGD's stable learning rate; normalized inputs have a "
                   "smaller spread of eigenvalues and take a larger step"),
     ),
-    quick_seconds=30,
+    quick_seconds=35,
     data_note="MNIST (real pixels in [0, 1]) when present; otherwise MNIST-1D with a note. "
               "MNIST-1D's raw values are already near zero mean and unit variance, so there "
               "the raw-vs-normalized differences are expected to be small.",
@@ -322,6 +323,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                          config={"preprocess": repr(VARIANTS[v]), "lr": lr},
                          steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd", lr=lr,
                          seed=s, log_every=10, eval_every=cfg.steps, on_divergence="stop")
+        model.cpu()
         steps, losses = hist.series("train_loss")
         finite = hist.status != "diverged" and len(losses) * 10 >= cfg.steps
         auc.setdefault((v, lr), []).append(_mean(losses) if finite else float("inf"))

@@ -174,7 +174,7 @@ def _std(v: list[float]) -> float:
                   "projection w.x, so its boundary is a line (ring accuracy near 0.5-0.65); "
                   "the random-init MLP separates the ring (> 0.9)"),
     ),
-    quick_seconds=15,
+    quick_seconds=20,
     data_note="Synthetic ring set (trainlab.data.synthetic.ring); no download.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
@@ -198,6 +198,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                          config={"init": label, "width": cfg.width, "depth": cfg.depth},
                          steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam",
                          lr=cfg.lr, seed=seed, probes=[probe], eval_every=cfg.steps)
+        model.cpu()  # trained on ctx.device; measured here on the CPU tensors
         for step, layer, q, v in hist.probe_records:
             if seed == seeds[0]:
                 curves.setdefault((label, layer, q), []).append((step, v))
