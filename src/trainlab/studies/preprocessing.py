@@ -282,7 +282,11 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=1000)
     seeds = list(range(ctx.seed, ctx.seed + cfg.seeds))
-    x_raw = ds.x_train
+    # Per-channel statistics need a channel dimension: a flat signal (MNIST-1D) is one
+    # channel of length D.
+    x_raw, x_test = ds.x_train, ds.x_test
+    if x_raw.ndim == 2:
+        x_raw, x_test = x_raw.unsqueeze(1), x_test.unsqueeze(1)
     d = x_raw[0].numel()
     # The principal directions of the raw training data that hold 99% of its variance.
     evals, evecs = torch.linalg.eigh(_cov(x_raw))
@@ -295,7 +299,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     dev: dict[str, float] = {}
     for label, spec in VARIANTS.items():
         pre = build_preprocessor(spec).fit(x_raw)
-        xtr, xte = pre.transform(x_raw), pre.transform(ds.x_test)
+        xtr, xte = pre.transform(x_raw), pre.transform(x_test)
         prepared[label] = (xtr.reshape(len(xtr), -1), ds.y_train, xte.reshape(len(xte), -1),
                            ds.y_test)
         covs[label] = _cov(xtr)

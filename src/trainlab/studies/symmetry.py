@@ -209,8 +209,10 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         model.eval()
         with torch.no_grad():
             acc[label].append((model(ds.x_test).argmax(1) == ds.y_test).double().mean().item())
-            h = model.block2(model.block1(ds.x_test)) if cfg.depth >= 2 else \
-                model.block1(ds.x_test)
+            h = ds.x_test
+            for name, child in model.named_children():  # through the last hidden block
+                if name.startswith("block"):
+                    h = child(h)
         sv = torch.linalg.svdvals(h.double())
         rank[label].append(int((sv > 1e-6 * sv[0]).sum()) if sv[0] > 0 else 0)
         if seed == seeds[0]:
@@ -291,7 +293,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         im = ax.imshow(units[label].numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim,
                        vmax=lim, interpolation="nearest")
         ax.set_title(f"{label}: test acc {sum(acc[label]) / len(acc[label]):.2f}")
-        ax.set_xlabel(f"unit of block{min(cfg.depth, 2)}")
+        ax.set_xlabel(f"unit of block{cfg.depth} (last hidden layer)")
         fig.colorbar(im, ax=ax, label="tanh activation")
     axes[0].set_ylabel("test example")
     ctx.figure("hidden_units", fig,
