@@ -189,7 +189,8 @@ def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str
         base = rotation_sensitivity(model.head, xv, y, 0.0)
         vals = [max(rotation_sensitivity(model.head, xv, y, math.radians(float(a))) - base,
                     0) + 1e-6 for a in angles]
-        ax.plot(angles, vals, lw=2, label=v)
+        # in 2-D, PCA and ZCA whitening differ by a rotation: dash one so both show
+        ax.plot(angles, vals, lw=2, ls="--" if v == "ZCA whitening" else "-", label=v)
     ax.set_yscale("log")
     ax.set_xlabel("rotation of W (degrees)")
     ax.set_ylabel("loss increase (+1e-6)")
@@ -199,7 +200,8 @@ def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str
     ctx.figure("sensitivity_2d", fig,
                "On raw inputs far from the origin a rotation of the weights by a few degrees "
                "sweeps the boundary through the data and the loss jumps; after normalization "
-               "the same rotation barely moves it.")
+               "the same rotation barely moves it (PCA and ZCA whitening coincide: in 2-D they "
+               "differ by a rotation).")
     return rot
 
 
