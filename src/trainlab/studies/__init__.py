@@ -154,7 +154,8 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
     return StudyResult(d["study"], d["title"], d["source"], d["scale"], d["seed"], folder,
                        float(d["seconds"]), claims, d.get("config", {}), d["command"],
                        d.get("figures", []), [], d.get("notes", []), d.get("runs", []),
-                       d.get("error"), d.get("device", "cpu"), d.get("summary", ""))
+                       d.get("error"), d.get("device", "cpu"), d.get("summary", ""),
+                       d.get("cpu_seconds"))
 
 
 def summarize(out: str | os.PathLike, *, markdown: str | os.PathLike | None = None,
