@@ -134,3 +134,10 @@ def test_bn_robustness_study(tmp_path):
     assert len(data["runs"]) == 8  # 2 scales × 2 lrs × {plain, BN}
     rows = (out / "grid.csv").read_text().splitlines()
     assert rows[0] == "norm,init scale,lr,final loss/ln10,status" and len(rows) == 9
+
+
+def test_glorot_table1_study(tmp_path):
+    data, out = _run("glorot-table1", tmp_path)
+    assert len(data["runs"]) == 12  # 3 activations × 2 inits × 2 datasets
+    header = (out / "table1.csv").read_text().splitlines()[0]
+    assert header == "dataset,sigmoid,sigmoid-N,tanh,tanh-N,softsign,softsign-N"

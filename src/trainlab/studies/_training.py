@@ -24,15 +24,20 @@ LN10 = math.log(10.0)
 def classification_data(ctx: StudyContext, prefer: str = "mnist", n_train: int = 5000,
                         n_test: int = 1000) -> Any:
     """``prefer`` (real files) when present, else MNIST-1D; inputs flattened to vectors."""
-    from trainlab.data.base import Dataset
-
     if prefer == "mnist1d":
         ds = ctx.dataset("mnist1d", n_train=min(n_train, 4000), n_test=min(n_test, 1000))
     else:
         ds = ctx.dataset(prefer, n_train=n_train, n_test=n_test, fallback="mnist1d",
                          fallback_kwargs={"n_train": min(n_train, 4000),
                                           "n_test": min(n_test, 1000)})
+    return flatten(ds)
+
+
+def flatten(ds: Any) -> Any:
+    """The dataset with every example flattened to a vector (and its metadata saying so)."""
     import dataclasses
+
+    from trainlab.data.base import Dataset
 
     xtr = ds.x_train.reshape(len(ds.x_train), -1)
     meta = dataclasses.replace(ds.meta, input_shape=(xtr.shape[1],))
