@@ -141,3 +141,10 @@ def test_glorot_table1_study(tmp_path):
     assert len(data["runs"]) == 12  # 3 activations × 2 inits × 2 datasets
     header = (out / "table1.csv").read_text().splitlines()[0]
     assert header == "dataset,sigmoid,sigmoid-N,tanh,tanh-N,softsign,softsign-N"
+
+
+def test_glorot_saturation_study(tmp_path):
+    data, out = _run("glorot-saturation", tmp_path)
+    assert len(data["runs"]) == 3
+    header = (out / "layer_moments.csv").read_text().splitlines()[0]
+    assert header == "activation,step,layer,mean,std,frac_abs_gt_0.95"
