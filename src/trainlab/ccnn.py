@@ -480,8 +480,10 @@ class CCNNLayer(nn.Module):
         for i in range(0, n, size):
             yield slice(i, min(n, i + size))
 
-    def _fit_features(self, x: Tensor, generator: torch.Generator) -> None:
-        """ZCA statistics, kernel feature map and feature normalization from ``x``."""
+    def _fit_features(self, x: Tensor, generator: torch.Generator,
+                      out: Tensor | None = None) -> None:
+        """ZCA statistics, kernel feature map and feature normalization from ``x``; with
+        ``out`` ``(N, P, D)``, the raw features are written there on the way."""
         n, c = x.shape[0], x.shape[1]
         d = c * self.patch ** 2
         # Pass 1: covariance of the contrast-normalized training patches (float64 sums).
@@ -518,7 +520,10 @@ class CCNNLayer(nn.Module):
         f2 = torch.zeros((), dtype=torch.float64, device=x.device)
         count = 0
         for sl in self._chunks(n):
-            f = self._raw_features(x[sl]).reshape(-1, self.features)
+            f = self._raw_features(x[sl])
+            if out is not None:
+                out[sl] = f
+            f = f.reshape(-1, self.features)
             count += f.shape[0]
             f1 += f.sum(0, dtype=torch.float64)
             f2 += f.double().square().sum()
@@ -538,8 +543,8 @@ class CCNNLayer(nn.Module):
 
         Returns one row per evaluated epoch (see :class:`CCNNHistory`). ``cache``:
         ``"auto"`` caches the training features in float16 when they take at most
-        ``memory_budget`` bytes and streams them otherwise; ``"none"`` always streams;
-        ``"float16"``/``"float32"`` always cache.
+        ``memory_budget`` bytes (and the test features too when both fit) and streams them
+        otherwise; ``"none"`` always streams; ``"float16"``/``"float32"`` always cache both.
         """
         _choice("cache", cache, _CACHES)
         eval_every = _positive_int("eval_every", eval_every)
@@ -561,13 +566,11 @@ class CCNNLayer(nn.Module):
         self.reset_parameters()
         self.in_shape = (c, h, w)
         dev = x.device
-        self._fit_features(x, g)
-        # Feature grid after pooling, from one image.
-        p_count = self._raw_features(x[:1]).shape[1]
         hp = (h + 2 * self.padding - self.patch) // self.stride + 1
         wp = (w + 2 * self.padding - self.patch) // self.stride + 1
         self.grid = avg_pool_positions(torch.zeros(1, hp * wp, 1), (hp, wp), self.pool,
                                        self.pool_stride)[1]
+        p_count = self.grid[0] * self.grid[1]
         d_feat = self.features
         rank_max = min(num_classes * p_count, d_feat)
         if self.rank > rank_max:
@@ -575,24 +578,37 @@ class CCNNLayer(nn.Module):
                 f"rank={self.rank} exceeds min(K*P, D)={rank_max} for this layer; "
                 f"recovering {rank_max} filters.", stacklevel=2)
         n = x.shape[0]
+        n_test = 0 if x_test is None else x_test.shape[0]
 
-        # Training features: cached (float16/32) or recomputed per mini-batch.
-        nbytes = n * p_count * d_feat
+        # Features: cached (float16/32) when they fit into the budget, else recomputed per
+        # mini-batch and per evaluation chunk from the images (streamed).
+        per_image = p_count * d_feat
         mode = cache
         if cache == "auto":
-            mode = "float16" if 2 * nbytes <= memory_budget else "none"
-        cached: Tensor | None = None
+            mode = "float16" if 2 * n * per_image <= memory_budget else "none"
+        dt = torch.float32 if mode == "float32" else torch.float16
+        cached = cached_test = None
         if mode != "none":
-            dt = torch.float16 if mode == "float16" else torch.float32
             cached = torch.empty(n, p_count, d_feat, dtype=dt, device=dev)
+        self._fit_features(x, g, out=cached)
+        if cached is not None:
             for sl in self._chunks(n):
-                cached[sl] = self._features(x[sl]).to(dt)
+                cached[sl] = cached[sl].float().sub_(self.feat_mean).div_(self.feat_scale)
+            if n_test and (cache != "auto" or 2 * (n + n_test) * per_image <= memory_budget):
+                cached_test = torch.empty(n_test, p_count, d_feat, dtype=dt, device=dev)
+                for sl in self._chunks(n_test):
+                    cached_test[sl] = self._features(x_test[sl])
         self.cache_mode = mode
 
         def feats(idx: Tensor | slice) -> Tensor:
             if cached is not None:
                 return cached[idx].float()
             return self._features(x[idx])
+
+        def feats_test(idx: Tensor | slice) -> Tensor:
+            if cached_test is not None:
+                return cached_test[idx].float()
+            return self._features(x_test[idx])
 
         a = torch.zeros(num_classes, p_count * d_feat, device=dev)
         a_sum = torch.zeros_like(a)
@@ -630,11 +646,11 @@ class CCNNLayer(nn.Module):
                        "nuclear_norm": float(nuclear_norm(a_bar.reshape(-1, d_feat))),
                        "seconds": train_time}
                 if x_test is not None:
-                    row["test_error"] = self._evaluate(x_test, y_test, None)[1]
+                    row["test_error"] = self._evaluate(x_test, y_test, feats_test)[1]
                 rows.append(row)
                 if on_epoch is not None:
                     on_epoch(row)
-        cached = None  # free the feature cache before the next layer
+        cached = cached_test = None  # free the feature caches before the next layer
         self.weight = a_bar.reshape(num_classes, p_count, d_feat)
         mat = self.weight.reshape(-1, d_feat)
         self.singular_values = torch.linalg.svdvals(mat)
