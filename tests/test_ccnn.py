@@ -354,3 +354,18 @@ def test_runs_on_cuda():
     net.fit(x, y)
     assert net.layers[0].weight.device.type == "cuda"
     assert net.predict(x.cuda()).device.type == "cuda"
+
+
+def test_pool_larger_than_grid_is_refused():
+    x, y = toy_bars(20)
+    with pytest.raises(ValueError, match=r"pool=7 is larger than the 6 x 6 grid"):
+        small_layer(pool=7).fit(x, y)
+
+
+def test_nystrom_landmarks_are_distinct_whitened_patches():
+    x, y = toy_bars(40)
+    layer = small_layer(kernel="nystrom", features=20, epochs=1)
+    layer.fit(x, y)
+    lm = layer.feature_map.landmarks
+    assert lm.shape == (20, 9)
+    assert torch.unique(lm, dim=0).shape[0] == 20  # drawn without replacement

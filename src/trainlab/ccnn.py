@@ -287,9 +287,15 @@ class NystromFeatures(nn.Module):
         self.register_buffer("transform", torch.eye(out_features))
 
     def fit(self, sample: Tensor, generator: torch.Generator | None = None) -> NystromFeatures:
-        """Draw ``out_features`` landmarks among the rows of ``sample`` ``(n, d)``."""
+        """Draw ``out_features`` landmarks among the rows of ``sample`` ``(n, d)`` (without
+        replacement when ``n >= out_features``)."""
         n = sample.shape[0]
-        idx = torch.randint(0, n, (self.out_features,), generator=generator)
+        if n < 1:
+            raise ValueError("NystromFeatures.fit needs at least one sample row.")
+        if n >= self.out_features:
+            idx = torch.randperm(n, generator=generator)[:self.out_features]
+        else:
+            idx = torch.randint(0, n, (self.out_features,), generator=generator)
         lm = sample[idx.to(sample.device)].to(self.landmarks)
         k = rbf_kernel(lm.double(), lm.double(), self.gamma)
         lam, u = torch.linalg.eigh(k)
@@ -450,7 +456,7 @@ class CCNNLayer(nn.Module):
         return x
 
     def _patches(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Contrast-normalized patches ``(n, L, d)`` of a chunk, scaled by ``1/sqrt(C)``."""
+        """Contrast-normalized patches ``(n, L, d)`` of a chunk."""
         z, grid = extract_patches(x.float(), self.patch, self.stride, self.padding)
         return local_contrast_normalize(z, self.lcn_eps), grid
 
@@ -490,16 +496,13 @@ class CCNNLayer(nn.Module):
         s1 = torch.zeros(d, dtype=torch.float64, device=x.device)
         s2 = torch.zeros(d, d, dtype=torch.float64, device=x.device)
         rows = 0
-        sample: list[Tensor] = []
         for sl in self._chunks(n):
-            z, _ = self._patches(x[sl])
+            z, grid = self._patches(x[sl])
             z = z.reshape(-1, d)
             rows += z.shape[0]
             s1 += z.sum(0, dtype=torch.float64)
             z64 = z.double()
             s2 += z64.T @ z64
-            if self.kernel == "nystrom" and sum(t.shape[0] for t in sample) < 20 * self.features:
-                sample.append(z)
         mean = s1 / rows
         cov = s2 / rows - torch.outer(mean, mean)
         self.zca_mean = mean.float()
@@ -507,11 +510,18 @@ class CCNNLayer(nn.Module):
         # Kernel feature map on whitened, channel-scaled patches.
         fmap = KERNEL_FEATURES.build(self.kernel, d, self.features, gamma=self.gamma)
         fmap = fmap.to(x.device)
-        if sample:
-            zs = (torch.cat(sample) - self.zca_mean) @ self.zca / math.sqrt(c)
-            fmap.fit(zs, generator)
-        else:
-            fmap.fit(torch.empty(0, d, device=x.device), generator)
+        sample = torch.empty(0, d, device=x.device)
+        if self.kernel == "nystrom":
+            # Candidate landmarks: patches at random positions of random training images.
+            m = 2 * self.features
+            img = torch.randint(0, n, (m,), generator=generator).to(x.device)
+            pos = torch.randint(0, grid[0] * grid[1], (m,), generator=generator).to(x.device)
+            picked = []
+            for sl in self._chunks(m):
+                z, _ = self._patches(x[img[sl]])
+                picked.append(z[torch.arange(z.shape[0], device=x.device), pos[sl]])
+            sample = (torch.cat(picked) - self.zca_mean) @ self.zca / math.sqrt(c)
+        fmap.fit(sample, generator)
         self.feature_map = fmap
         # Pass 2: feature mean and the global scale (RMS norm of a centred feature vector).
         self.feat_mean = torch.zeros(self.features, device=x.device)
@@ -568,6 +578,11 @@ class CCNNLayer(nn.Module):
         dev = x.device
         hp = (h + 2 * self.padding - self.patch) // self.stride + 1
         wp = (w + 2 * self.padding - self.patch) // self.stride + 1
+        if self.pool > min(hp, wp):
+            raise ValueError(
+                f"pool={self.pool} is larger than the {hp} x {wp} grid of patch positions of "
+                f"images of shape {(c, h, w)}; use pool <= {min(hp, wp)}."
+            )
         self.grid = avg_pool_positions(torch.zeros(1, hp * wp, 1), (hp, wp), self.pool,
                                        self.pool_stride)[1]
         p_count = self.grid[0] * self.grid[1]

@@ -32,8 +32,8 @@ class Config:
     n_test: int = 1000
     features: int = 200        # random features per patch, layer 1
     features2: int = 200       # layer 2
-    radius: float = 10.0       # nuclear-norm bound R, layer 1
-    radius2: float = 10.0      # layer 2
+    radius: float = 25.0       # nuclear-norm bound R, layer 1
+    radius2: float = 60.0      # layer 2 (2.5 R as the authors' 200 / 500)
     filters: int = 16          # r: filters recovered, and the CNN's channels
     epochs: int = 30           # projected-SGD epochs per CCNN layer
     cnn_epochs: int = 30       # backprop epochs of each CNN
