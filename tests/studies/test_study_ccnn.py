@@ -26,3 +26,13 @@ def test_ccnn_study_test_scale(tmp_path):
     assert errors[0].startswith("model,depth,test_error_%") and len(errors) == 5
     assert "gaussian_top_r_share" in (out / "spectrum.csv").read_text()
     assert len(res.runs) == 2 and all(r["status"] == "done" for r in res.runs)
+    # The reported nuclear norms respect the constraint of the test scale's configuration.
+    from trainlab.studies.base import get_study
+
+    cfg = get_study("ccnn").config("test")
+    import csv
+
+    rows = list(csv.DictReader((out / "spectrum.csv").open()))
+    for row, radius in zip(rows, (cfg.radius, cfg.radius2)):
+        assert float(row["nuclear_norm"]) <= radius * (1 + 1e-4)
+        assert 0 < float(row["top_r_share"]) <= 1 and 0 < float(row["gaussian_top_r_share"]) < 1
