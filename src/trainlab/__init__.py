@@ -40,6 +40,8 @@ _LAZY = {
     "store": ("trainlab.store", None),
     "doctor": ("trainlab.doctor", None),
     "diagnose": ("trainlab.doctor", "diagnose"),
+    "ccnn": ("trainlab.ccnn", None),
+    "CCNN": ("trainlab.ccnn", "CCNN"),
 }
 
 
@@ -53,7 +55,7 @@ def __getattr__(name: str) -> Any:
 
 def load_all_families() -> None:
     """Import every part that owns a registry (for listings and reports)."""
-    for module in ("trainlab.data", "trainlab.pretrain"):
+    for module in ("trainlab.data", "trainlab.pretrain", "trainlab.ccnn"):
         try:
             importlib.import_module(module)
         except ImportError as e:  # pragma: no cover - a part missing from an install
