@@ -148,3 +148,12 @@ def test_glorot_saturation_study(tmp_path):
     assert len(data["runs"]) == 3
     header = (out / "layer_moments.csv").read_text().splitlines()[0]
     assert header == "activation,step,layer,mean,std,frac_abs_gt_0.95"
+
+
+def test_curriculum_study(tmp_path):
+    data, out = _run("curriculum", tmp_path)
+    assert len(data["runs"]) == 6  # 3 orders × 2 phases
+    from trainlab.studies.curriculum import steps_to
+
+    rows = [{"step": 10, "test_acc": 0.2}, {"step": 20, "test_acc": 0.5}]
+    assert steps_to(rows, 0.4) == 20 and steps_to(rows, 0.9) == math.inf
