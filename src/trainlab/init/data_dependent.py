@@ -31,7 +31,7 @@ import fnmatch
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -346,7 +346,7 @@ def lsuv_(
         for name in order:
             watched, owner, pname = layers[name]
 
-            def var() -> float:
+            def var(watched: nn.Module = watched) -> float:
                 out = _output_of(model, watched, x)
                 return float(out.double().var(correction=0))
 
@@ -464,7 +464,7 @@ def data_dependent_(
             mods = dict(model.named_modules())
             for name in order:
                 m = mods[name]
-                w = getattr(m, "weight")
+                w = m.weight
                 draw = torch.randn(w.shape, generator=gen, dtype=torch.float32,
                                    device=gen.device if gen is not None else w.device)
                 _set(m, "weight", draw.to(device=w.device, dtype=w.dtype))
@@ -488,7 +488,7 @@ def data_dependent_(
                     f = sd_safe.reshape(g, -1)  # (groups, C_out/groups)
                     factor = (1.0 / f).reshape(g, 1, -1, *([1] * (w.dim() - 2)))
                     cin = w.shape[0] // g
-                    wv = getattr(m, "weight").reshape(g, cin, *w.shape[1:])
+                    wv = m.weight.reshape(g, cin, *w.shape[1:])
                     _set(m, "weight", (wv * factor.to(w.dtype)).reshape(w.shape))
                 else:
                     _scale(m, "weight", (1.0 / sd_safe).reshape(shape).to(w.dtype))
@@ -574,7 +574,8 @@ def _between_layer(model: nn.Module, x: Tensor, layers: list[tuple[str, nn.Modul
         hs = []
         seen: set[str] = set()
         for n, m in layers:
-            def pre(mod: nn.Module, args: Any, n: str = n) -> None:
+            def pre(mod: nn.Module, args: Any, n: str = n, seen: set[str] = seen,
+                    factors: dict[str, float] = factors) -> None:
                 if n in seen or n not in factors:
                     return
                 seen.add(n)
