@@ -742,6 +742,7 @@ def fixup_(
 
     x = None if data is None else _device_input(model, _input(data, "fixup"))
     plan: list[tuple[str, list[str]]] = []
+    normed: list[tuple[str, str]] = []
     for b in found:
         block = mods[b]
         layer_names = []
@@ -757,15 +758,16 @@ def fixup_(
                 f"outside its shortcut ({', '.join(shortcut)}); name the modules that hold a "
                 "residual branch."
             )
-        norms = [f"{b}.{n}" for n, m in block.named_modules() if n and _is_norm(m)
-                 and not isinstance(m, nn.Identity)]
-        if norms:
-            warnings.warn(
-                f"fixup: branch {b!r} holds normalization layers ({', '.join(norms[:3])}): "
-                "Fixup is meant to replace normalization; the scaling assumes none.",
-                UserWarning, stacklevel=3,
-            )
+        normed += [(b, f"{b}.{n}") for n, m in block.named_modules() if n and _is_norm(m)
+                   and not isinstance(m, nn.Identity)]
         plan.append((b, layer_names))
+    if normed:
+        where = ", ".join(repr(b) for b in dict.fromkeys(b for b, _ in normed))
+        warnings.warn(
+            f"fixup: branches {where} hold normalization layers "
+            f"({', '.join(n for _, n in normed[:3])}, ...): Fixup is meant to replace "
+            "normalization; its scaling assumes none.", UserWarning, stacklevel=3,
+        )
     if x is not None:
         from trainlab.probes.base import preserved_state
 
