@@ -1,0 +1,181 @@
+"""Study ``fixup``: a deep residual network without normalization (Zhang, Dauphin & Ma 2019).
+
+Lectures 001/002 cite "Fixup Initialization: Residual Learning Without Normalization". The
+paper's claim (§3-4, fig. 2 and Table 1): a deep residual network without normalization
+trained at the learning rate its BatchNorm version uses explodes or fails to train from the
+standard (He) initialization, while Fixup — the last layer of each residual branch and the
+classifier at 0, the other branch layers scaled by ``L^(-1/(2m-2))``, scalar biases and
+multipliers — trains it, reaching about the BatchNorm network's accuracy.
+
+Setup: trainlab's pre-activation ResNet (``preact_resnet``, depth ``6n + 2``) on Shapeset-3x2
+images (generated; average-pooled by ``pool`` to keep the quick scale on a CPU), SGD with
+momentum at one learning rate for three nets: with BN (He init), without BN (He init: the
+"default" init of ResNets), without BN under Fixup. Also the signal at init: the std of the
+residual stream at the last block over the first, without BN, He vs Fixup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import trainlab
+from trainlab.init import fixup_scale, init_model
+from trainlab.studies.base import Claim, StudyContext, study
+
+NETS = ("bn", "no-bn-he", "no-bn-fixup")
+
+
+@dataclass(frozen=True)
+class Config:
+    depth: int = 20
+    widths: tuple[int, ...] = (4, 8, 16)
+    pool: int = 4              # 32x32 Shapeset images average-pooled to 8x8
+    n_train: int = 1500
+    n_test: int = 500
+    steps: int = 150
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    seeds: int = 1
+
+
+def _data(ctx: StudyContext, cfg: Config) -> tuple[torch.Tensor, ...]:
+    ds = ctx.dataset("shapeset", n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed)
+    xtr, xte = ds.x_train.float(), ds.x_test.float()
+    if cfg.pool > 1:
+        xtr, xte = F.avg_pool2d(xtr, cfg.pool), F.avg_pool2d(xte, cfg.pool)
+    mean, std = xtr.mean(), xtr.std()  # the training set's statistics, for both splits
+    return (xtr - mean) / std, ds.y_train, (xte - mean) / std, ds.y_test, ds.meta.num_classes
+
+
+def _net(cfg: Config, kind: str, classes: int, channels: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    m = trainlab.preact_resnet(cfg.depth, out_features=classes, in_channels=channels,
+                               widths=cfg.widths, norm="bn" if kind == "bn" else "none")
+    if kind == "no-bn-fixup":
+        init_model(m, "fixup", generator=seed)
+    else:
+        init_model(m, "he_normal", generator=seed)
+    return m
+
+
+def _stream_growth(m: nn.Module, x: torch.Tensor) -> float:
+    """std of the residual stream after the last block / after the first, at init."""
+    stds = []
+    hs = [getattr(m, f"block{i}").register_forward_hook(
+        lambda mod, a, out: stds.append(float(out.detach().double().std())))
+        for i in range(1, m.num_blocks + 1)]
+    with torch.no_grad():
+        m(x)
+    for h in hs:
+        h.remove()
+    return stds[-1] / stds[0] if stds and stds[0] > 0 else math.inf
+
+
+@study(
+    "fixup",
+    title="Fixup: a deep residual net trains without normalization",
+    source="Lectures 001/002, 'Fixup Initialization'; Zhang, Dauphin & Ma 2019, §3 and "
+           "Table 1",
+    summary="Trains a pre-activation ResNet on Shapeset-3x2 at one learning rate with BN, "
+            "without BN from He init, and without BN under Fixup (branch ends and classifier "
+            "at 0, branch layers scaled by L^(-1/(2m-2)), scalar biases and multipliers).",
+    scales={
+        "test": Config(depth=8, widths=(4,), pool=8, n_train=128, n_test=64, steps=6,
+                       batch_size=32),
+        "quick": Config(),
+        "paper": Config(depth=110, widths=(16, 32, 64), pool=1, n_train=10000, n_test=2000,
+                        steps=20000, batch_size=128, seeds=3),
+    },
+    claims=(
+        Claim("he-blows-up-at-init",
+              "Without normalization, He init makes the residual stream grow with depth",
+              quantity="std(stream after the last block) / std(after the first), He, no BN",
+              op=">", threshold=2.0,
+              why="each block adds a branch of about the stream's variance: Var doubles per "
+                  "block in expectation (Zhang et al. §2)"),
+        Claim("fixup-identity-at-init",
+              "Under Fixup every residual block starts as the identity",
+              quantity="std(stream after the last block) / std(after the first), Fixup",
+              op="in", threshold=(0.999, 1.001),
+              why="the last layer of each branch is 0, so each block returns its input"),
+        Claim("no-bn-fails",
+              "Without BN, at the BN net's learning rate, He init diverges or stalls",
+              quantity="test accuracy of no-BN He (chance if it diverged) − chance",
+              op="<", threshold=0.1,
+              why="the paper: without normalization the standard init explodes at lr 0.1"),
+        Claim("fixup-trains",
+              "Under Fixup the same net trains at that learning rate",
+              quantity="test accuracy of no-BN Fixup − no-BN He", op=">", threshold=0.1,
+              why="Fixup keeps each update's effect on the output O(lr) whatever the depth"),
+        Claim("fixup-near-bn",
+              "Fixup reaches about the BN net's accuracy",
+              quantity="test accuracy of BN − Fixup", op="<", threshold=0.1,
+              why="the paper: Fixup matches BN on CIFAR-10 (Table 1)"),
+    ),
+    quick_seconds=150,
+    data_note="Shapeset-3x2 (generated), pooled to 8x8 at the quick scale; the paper used "
+              "CIFAR-10 and ImageNet.",
+)
+def run(ctx: StudyContext, cfg: Config) -> None:
+    import matplotlib.pyplot as plt
+
+    xtr, ytr, xte, yte, classes = _data(ctx, cfg)
+    chance = 1.0 / classes
+    probe = xtr[:64]
+
+    # at init: the residual stream, He vs Fixup, without BN
+    he = _net(cfg, "no-bn-he", classes, xtr.shape[1], ctx.seed)
+    fx = _net(cfg, "no-bn-fixup", classes, xtr.shape[1], ctx.seed)
+    g_he, g_fx = _stream_growth(he, probe), _stream_growth(fx, probe)
+    blocks = he.num_blocks
+    ctx.check("he-blows-up-at-init", g_he, detail=f"{blocks} residual blocks")
+    ctx.check("fixup-identity-at-init", g_fx,
+              detail=f"L = {blocks} branches of m = 2 layers: factor "
+                     f"{fixup_scale(blocks, 2):.4g}")
+
+    seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    acc: dict[str, list[float]] = {k: [] for k in NETS}
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    status: dict[str, str] = {}
+    for kind in ctx.progress(NETS, "training"):
+        for s in seeds:
+            m = _net(cfg, kind, classes, xtr.shape[1], s)
+            h = ctx.train(m, (xtr, ytr, xte, yte), label=f"{kind}-seed{s}", steps=cfg.steps,
+                          batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
+                          optimizer_kwargs={"momentum": cfg.momentum},
+                          eval_every=max(1, cfg.steps // 5), log_every=max(1, cfg.steps // 15),
+                          seed=s, config={"net": kind, "depth": cfg.depth})
+            a = chance if h.status == "diverged" else h.final().get("test_acc", chance)
+            acc[kind].append(float(a))
+            status[kind] = h.status
+            if s == seeds[0]:
+                curves[kind] = h.series("train_loss")
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    rows = [{"net": k, "test_acc": mean[k], "status": status[k], "seeds": len(acc[k]),
+             "lr": cfg.lr, "depth": cfg.depth} for k in NETS]
+    ctx.table("accuracy", rows, f"Test accuracy after {cfg.steps} SGD steps at lr {cfg.lr} "
+              "(a diverged run counts as chance).")
+    ctx.check("no-bn-fails", mean["no-bn-he"] - chance, seeds=seeds,
+              detail=f"status {status['no-bn-he']}")
+    ctx.check("fixup-trains", mean["no-bn-fixup"] - mean["no-bn-he"], seeds=seeds)
+    ctx.check("fixup-near-bn", mean["bn"] - mean["no-bn-fixup"], seeds=seeds)
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for kind, (st, vals) in curves.items():
+        finite = [(a, b) for a, b in zip(st, vals) if math.isfinite(b)]
+        if finite:
+            ax.plot(*zip(*finite), label=f"{kind} ({status[kind]})")
+    ax.axhline(math.log(classes), color="grey", ls=":", label="chance loss")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.set_title(f"pre-activation ResNet-{cfg.depth}, lr {cfg.lr}")
+    ax.legend(fontsize=8)
+    ctx.figure("training", fig, "Without BN, He init diverges or stalls at the BN net's "
+               "learning rate; Fixup trains close to the BN net.")
