@@ -67,9 +67,14 @@ def _watched(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _variances(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     got: dict[str, float] = {}
-    hs = [m.register_forward_hook(
-        lambda mod, a, out, n=n: got.setdefault(n, float(out.detach().double().var(
-            correction=0)))) for n, m in _watched(model)]
+
+    def hook(name: str):
+        def fn(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            if name not in got:  # first call; returns None: the output is left as it is
+                got[name] = float(out.detach().double().var(correction=0))
+        return fn
+
+    hs = [m.register_forward_hook(hook(n)) for n, m in _watched(model)]
     with torch.no_grad():
         model(x)
     for h in hs:
