@@ -365,3 +365,20 @@ def test_registry_entries_are_described():
         e = INITS.get(name)
         assert e.description and e.reference and e.meta["applies_to"] == "model"
     assert INITS.get("kraehenbuehl").name == "data_dependent"
+
+
+def test_a_config_with_a_data_dependent_init_is_initialized_on_training_data():
+    from trainlab.train.config import load_config
+    from trainlab.train.runs import build_model_from_config, load_data_from_config
+
+    cfg = load_config(overrides=["data.name=blobs", "model.depth=3", "model.width=16",
+                                 "model.activation=relu", "model.norm=none",
+                                 "model.init=lsuv", "batch_size=64"])
+    ds = load_data_from_config(cfg)
+    model = build_model_from_config(cfg, ds)
+    x = ds.x_train[:64]
+    for name, out in _outputs(model, x, _lsuv_watched(model)).items():
+        assert abs(out.var(correction=0).item() - 1) < 0.1, name
+    with pytest.raises(ValueError, match=r"init 'lsuv' takes no argument 'tolerance'"):
+        load_config(overrides=["data.name=blobs", "model.init=lsuv",
+                               "model.init_options.tolerance=0.1"])
