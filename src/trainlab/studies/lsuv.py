@@ -40,7 +40,7 @@ class Config:
     deep_width: int = 64
     steps: int = 600
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float = 0.03
     momentum: float = 0.9
     n_train: int = 4000
     seeds: int = 2
@@ -130,7 +130,8 @@ def _deep_model(cfg: Config, classes: int, init: str, seed: int, x: torch.Tensor
               threshold=5, why="the paper reports convergence in 1-5 iterations"),
         Claim("baselines-stall",
               "The deep ReLU net stalls under N(0, 0.01²) and Xavier init",
-              quantity="max(test accuracy) of N(0, 0.01²) and Xavier, mean over seeds",
+              quantity="max(test accuracy) of N(0, 0.01²) and Xavier, mean over seeds (each "
+                       "run: mean of its last 3 evaluations)",
               op="<", threshold=0.2,
               why="chance is 0.1 on MNIST-1D; Xavier halves the ReLU variance per layer "
                   "(2^-30 at depth 30), 0.01 shrinks it far more"),
@@ -214,8 +215,10 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                           optimizer_kwargs={"momentum": cfg.momentum},
                           eval_every=max(1, cfg.steps // 6), log_every=max(1, cfg.steps // 12),
                           seed=s, config={"init": init, "depth": cfg.deep_depth})
-            final = h.final()
-            a = final.get("test_acc", final.get("test_accuracy", math.nan))
+            # the mean of the last three evaluations: one evaluation of a 30-layer net at
+            # the quick scale swings by ±0.1 from step to step
+            _, evals = h.series("test_acc")
+            a = sum(evals[-3:]) / len(evals[-3:]) if evals else math.nan
             acc[init].append(float(a) if h.status != "diverged" else 1.0 / classes)
             if s == seeds[0]:
                 curves[init] = h.series("train_loss") if hasattr(h, "series") else None
@@ -225,7 +228,8 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         table.append({"init": init, "test_acc_mean": m_, "test_acc_std": s_,
                       "seeds": len(acc[init])})
     ctx.table("deep_net", table, f"Test accuracy of the {cfg.deep_depth}-layer ReLU MLP "
-              f"after {cfg.steps} SGD steps, by init (mean and std over seeds).")
+              f"over the last 3 evaluations of {cfg.steps} SGD steps, by init (mean and std "
+              "over seeds).")
     mean = {r["init"]: r["test_acc_mean"] for r in table}
     std = {r["init"]: r["test_acc_std"] for r in table}
 
