@@ -53,7 +53,7 @@ def __getattr__(name: str) -> Any:
 
 def load_all_families() -> None:
     """Import every part that owns a registry (for listings and reports)."""
-    for module in ("trainlab.data",):
+    for module in ("trainlab.data", "trainlab.pretrain"):
         try:
             importlib.import_module(module)
         except ImportError as e:  # pragma: no cover - a part missing from an install

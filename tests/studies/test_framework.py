@@ -200,3 +200,18 @@ def test_figure_needs_a_caption(tmp_path):
     s = Study("t4", "t", "s", "", TOY.scales, (), fn, 1.0)
     res = run_study(s, scale="test", out=tmp_path / "t4", log=None)
     assert res.error is not None and "needs a caption" in res.error
+
+
+def test_summary_rebuilt_from_folders(tmp_path):
+    from trainlab.cli import main
+    from trainlab.studies import load_result, summarize
+
+    run_study(TOY, scale="test", out=tmp_path / "all" / "toy", log=None)
+    r = load_result(tmp_path / "all" / "toy")
+    assert r.name == "toy" and r.n_passed == 2 and r.claims[2].status == "NOT MEASURED"
+    results, page = summarize(tmp_path / "all", markdown=tmp_path / "repro.md")
+    assert page.read_text().count('href="toy/index.html"') == 1
+    assert "| toy | small: it is small (value) | < 1 | 0.5 | PASS |" in (
+        tmp_path / "repro.md").read_text()
+    assert main(["study", "summary", str(tmp_path / "all")]) == 1  # a claim is not measured
+    assert main(["study", "summary", str(tmp_path / "nothing")]) == 2

@@ -29,7 +29,7 @@ def test_gradient_stds_match_a_hand_computed_backward():
 
 def test_demo_page_is_self_explaining(tmp_path):
     res = run_demo(tmp_path / "demo", steps=6, depth=3, width=16, db=tmp_path / "t.db",
-                   progress=False, echo=lambda s: None)
+                   progress=False, echo=lambda s: None, studies=())
     text = res.index.read_text()
     assert "Greydanus" in text and "4000 training and 1000 test examples" in text
     assert "wall time (s)" in text and "seconds of wall-clock time" in text
@@ -38,3 +38,26 @@ def test_demo_page_is_self_explaining(tmp_path):
     assert "runs/run1/" in links and all(not h.startswith("/") for h in links)
     for h in links:  # every link resolves relative to the page
         assert (tmp_path / "demo" / h).exists(), h
+
+
+def test_demo_runs_its_studies_and_links_them(tmp_path):
+    from trainlab.train.demo import DEMO_STUDIES
+
+    lines = []
+    res = run_demo(tmp_path / "demo", steps=4, depth=2, width=8, db=tmp_path / "t.db",
+                   progress=False, echo=lines.append, study_scale="test")
+    text = res.index.read_text()
+    for name in DEMO_STUDIES:
+        page = tmp_path / "demo" / "studies" / name / "index.html"
+        assert page.is_file(), name
+        assert f'href="studies/{name}/index.html"' in text
+        assert any(line.startswith(f"study {name}:") for line in lines)
+    assert lines[-1].startswith("Report: ")
+
+
+def test_demo_unknown_study_fails_before_anything_runs(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="Unknown study 'nope'"):
+        run_demo(tmp_path / "demo", steps=2, depth=2, width=8, studies=("nope",),
+                 echo=lambda s: None)

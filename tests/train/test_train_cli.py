@@ -212,7 +212,8 @@ def test_runs_errors(tmp_path, capsys):
 def test_demo_small_run_and_errors(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "30", "--depth", "3", "--width", "16",
-                 "--db", str(tmp_path / "t.db"), "--quiet", "--device", "cpu"]) == 0
+                 "--db", str(tmp_path / "t.db"), "--quiet", "--device", "cpu",
+                 "--no-studies"]) == 0
     text = capsys.readouterr().out
     assert "tanh, N(0, 0.01²) init" in text and "xavier+bn @init" in text
     assert f"Report: {(out / 'index.html').resolve()}" in text

@@ -150,7 +150,7 @@ def test_builder_name_is_the_model_spec_name(tmp_path):
 
 def test_demo_regenerating_its_folder_marks_old_rows_overwritten(tmp_path):
     kw = dict(steps=2, depth=2, width=8, db=tmp_path / "t.db", progress=False, device="cpu",
-              echo=lambda s: None)
+              echo=lambda s: None, studies=())
     first = run_demo(tmp_path / "demo", **kw)
     second = run_demo(tmp_path / "demo", **kw)
     store = RunStore(tmp_path / "t.db")

@@ -10,10 +10,13 @@ EPILOG = """examples:
   trainlab demo                       # writes ./trainlab-demo/index.html
   trainlab demo --out /tmp/demo --steps 3000
   trainlab demo --no-db --quiet
+  trainlab demo --no-studies                # only the three-run comparison
+  trainlab demo --studies activation-stats
 
 Trains the same 8-layer tanh MLP on embedded MNIST-1D three times (N(0, 0.01²) init, Xavier
 init, Xavier + batch norm), prints the comparison and per-layer activation-std tables and
-writes an HTML page with the curves.
+writes an HTML page with the curves; then runs two quick studies (the lectures' experiments,
+with checked claims) and links them from the page.
 """
 
 
@@ -29,12 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-db", action="store_true", help="do not record the runs")
     parser.add_argument("--force", action="store_true", help="write into a non-demo folder")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument("--studies", default=None, metavar="NAME[,NAME...]",
+                        help="quick studies to run after the comparison (default: "
+                             "activation-stats,linear-limits)")
+    parser.add_argument("--no-studies", action="store_true",
+                        help="only the comparison, no studies")
 
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.cli import CliError
     from trainlab.store import DEFAULT_DB
-    from trainlab.train.demo import run_demo
+    from trainlab.train.demo import DEMO_STUDIES, run_demo
 
     for name in ("steps", "depth", "width"):
         if getattr(args, name) < 1:
@@ -53,5 +61,8 @@ def run(args: argparse.Namespace) -> int:
         db=db,
         force=args.force,
         progress=False if args.quiet else None,
+        studies=() if args.no_studies else (
+            tuple(n.strip() for n in args.studies.split(",") if n.strip())
+            if args.studies else DEMO_STUDIES),
     )
     return 0

@@ -16,6 +16,7 @@ EPILOG = """examples:
   trainlab study run activation-stats                  # quick scale, ./trainlab-studies/...
   trainlab study run activation-stats --scale paper --out /tmp/as
   trainlab study run --all --scale quick --out studies
+  trainlab study summary studies --markdown docs/reproductions.md
 """
 
 
@@ -54,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --all: where to write the Markdown claim table "
                         "(default OUT/reproductions.md)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p = sub.add_parser("summary", help="rebuild the summary page and Markdown table of a "
+                       "folder of study runs",
+                       **examples("trainlab study summary trainlab-studies",
+                                  "trainlab study summary studies --markdown "
+                                  "docs/reproductions.md"))
+    p.add_argument("folder")
+    p.add_argument("--markdown", default=None,
+                   help="where to write the Markdown claim table (default FOLDER/"
+                        "reproductions.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
         print(get_study(args.name).describe())
         return 0
+    if args.action == "summary":
+        from trainlab.studies import summarize
+
+        results, page = summarize(args.folder, markdown=args.markdown)
+        _print_claims(results)
+        print(f"summary page: {page}")
+        return 0 if all(r.passed for r in results) else 1
     if args.all and args.name:
         raise CliError("give a study name or --all, not both.")
     if not args.all and not args.name:

@@ -15,6 +15,8 @@ EPILOG = """examples:
   trainlab train --out runs/bn --force           # overwrite it
   trainlab train --dataset spirals --activation tanh --probe activations,gradients
   trainlab train --dataset mnist1d --probe all --probe-every 20 --out runs/probed
+  trainlab train --dataset mnist1d --activation sigmoid --depth 4 --pretrain denoising
+  trainlab train --dataset mnist1d --pretrain rbm --set pretrain.visible=gaussian --set pretrain.k=1
   trainlab train --dataset mnist1d --probe activations --tensorboard runs/tb
   torchrun --nproc-per-node 2 -m trainlab train --dataset mnist1d --batch-size 128 --out runs/ddp
 
@@ -38,6 +40,12 @@ model.init_options.value, loss_options.margin, ...). Example run.yaml:
 Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
 lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
+
+Pre-training (--pretrain autoencoder|denoising|rbm, mlp models): each hidden layer is trained
+in turn on the previous layer's codes, then the whole network is fine-tuned as usual. The
+run folder then also holds pretrain.csv and figures/pretrain.png (per-layer reconstruction
+curves). Config keys: pretrain: {method, steps, batch_size, optimizer, lr, tied, loss,
+corruption (mask|gaussian), noise, k, visible (bernoulli|gaussian)}.
 
 Under torchrun the model trains with DistributedDataParallel (gloo on CPU, nccl on GPU): each
 process takes an equal slice of every global batch of --batch-size examples; rank 0 writes the
@@ -69,6 +77,9 @@ _FLAGS = {
     "eval_every": ("eval_every", int, "steps between test evaluations (default: each epoch)"),
     "checkpoint_every": ("checkpoint_every", int, "steps between checkpoints"),
     "probe_every": ("probe_every", int, "steps between probe records (default: each probe's)"),
+    "pretrain": ("pretrain.method", str,
+                 "greedy layer-wise pre-training first: autoencoder, denoising or rbm"),
+    "pretrain_steps": ("pretrain.steps", int, "pre-training steps per hidden layer (500)"),
 }
 
 

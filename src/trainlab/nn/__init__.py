@@ -9,6 +9,11 @@
 - :mod:`trainlab.nn.builders` — the ``model`` registry :data:`MODELS` (``mlp``, ``convnet``,
   ``preact_resnet``) and :func:`build_model` for configs and the CLI.
 - :mod:`trainlab.nn.fold` — :func:`fold_bn`: BN folded into the preceding Linear/Conv.
+- :mod:`trainlab.nn.recurrent` — the ``recurrent_norm`` registry :data:`RECURRENT_NORMS`
+  (``none``, ``bn_frame``, ``bn_seq``, ``ln``), :class:`LSTM`, :class:`RNN` and their cells
+  (the ``seq_classifier`` builder uses them).
+- :mod:`trainlab.nn.natural` — natural neural networks: :class:`WhitenedLinear`,
+  :func:`to_natural`, :func:`reestimate_whitening`, :class:`WhiteningCallback`.
 
 Example::
 
@@ -18,20 +23,26 @@ Example::
     >>> fast = fold_bn(model)           # eval-mode copy, same outputs
 """
 
-from trainlab.nn import activations, builders, fold, functional, norms
+from trainlab.nn import activations, builders, fold, functional, natural, norms, recurrent
 from trainlab.nn.activations import *  # noqa: F403
 from trainlab.nn.builders import *  # noqa: F403
 from trainlab.nn.fold import *  # noqa: F403
+from trainlab.nn.natural import *  # noqa: F403
 from trainlab.nn.norms import *  # noqa: F403
+from trainlab.nn.recurrent import *  # noqa: F403
 
 __all__ = [
     *activations.__all__,
     *norms.__all__,
     *builders.__all__,
     *fold.__all__,
+    *recurrent.__all__,
+    *natural.__all__,
     "activations",
     "builders",
     "fold",
     "functional",
+    "natural",
     "norms",
+    "recurrent",
 ]

@@ -46,7 +46,9 @@ __all__ = [
     "StudyContext",
     "StudyResult",
     "get_study",
+    "load_result",
     "load_studies",
+    "summarize",
     "run_all",
     "run_study",
     "study",
@@ -129,4 +131,47 @@ def run_all(
     cmd = command or f"trainlab study run --all --scale {scale} --seed {seed} --out {out}"
     page, _ = write_summary(results, out, scale=scale, seconds=seconds, command=cmd,
                             markdown=markdown)
+    return results, page
+
+
+def load_result(folder: str | os.PathLike) -> StudyResult:
+    """The :class:`StudyResult` a study run wrote to ``FOLDER/result.json``."""
+    import json
+
+    folder = Path(folder)
+    path = folder / "result.json"
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no study result in {str(folder)!r} (no result.json).") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not a study result: {e}.") from None
+    claims = [ClaimResult(c["id"], c["statement"], c["quantity"], c["expected"], c["measured"],
+                          c["status"], c.get("spread"),
+                          tuple(c["seeds"]) if c.get("seeds") is not None else None,
+                          c.get("detail", ""), c.get("why", ""), c.get("op", ""),
+                          c.get("threshold")) for c in d["claims"]]
+    return StudyResult(d["study"], d["title"], d["source"], d["scale"], d["seed"], folder,
+                       float(d["seconds"]), claims, d.get("config", {}), d["command"],
+                       d.get("figures", []), [], d.get("notes", []), d.get("runs", []),
+                       d.get("error"), d.get("device", "cpu"), d.get("summary", ""),
+                       d.get("cpu_seconds"))
+
+
+def summarize(out: str | os.PathLike, *, markdown: str | os.PathLike | None = None,
+              command: str | None = None) -> tuple[list[StudyResult], Path]:
+    """Rebuild ``OUT/index.html`` and the Markdown claim table from the study folders in
+    ``OUT`` (each ``OUT/NAME/result.json``), e.g. after running studies one by one."""
+    from trainlab.studies.page import write_summary
+
+    out = Path(out)
+    folders = sorted(p.parent for p in out.glob("*/result.json"))
+    if not folders:
+        raise FileNotFoundError(f"no study results in {str(out)!r} (no */result.json).")
+    results = [load_result(f) for f in folders]
+    scales = sorted({r.scale for r in results})
+    scale = scales[0] if len(scales) == 1 else "+".join(scales)
+    cmd = command or f"trainlab study summary {out}"
+    page, _ = write_summary(results, out, scale=scale, seconds=sum(r.seconds for r in results),
+                            command=cmd, markdown=markdown)
     return results, page

@@ -376,9 +376,12 @@ class StudyContext:
         """Evaluate the declared claim ``claim_id`` on the measured ``value``.
 
         ``spread``: the standard deviation of ``value`` over ``seeds`` (the claim then needs
-        a margin larger than the spread). ``detail``: what else a reader should know.
+        a margin larger than the spread; ignored when ``seeds`` holds fewer than two).
+        ``detail``: what else a reader should know.
         """
         claim = self.study.claim(claim_id)
+        if seeds is not None and len(seeds) < 2:
+            spread = None  # one seed has no spread (a std of 0 would claim certainty)
         v = _as_float(value, f"the value of claim {claim_id!r}")
         s = None if spread is None else _as_float(spread, f"the spread of claim {claim_id!r}")
         status = "PASS" if claim.holds(v, s) else "FAIL"
@@ -543,6 +546,7 @@ class StudyResult:
     error: str | None = None
     device: str = "cpu"
     summary: str = ""
+    cpu_seconds: float | None = None  # process CPU time: meaningful on a busy machine too
 
     @property
     def passed(self) -> bool:
@@ -560,6 +564,8 @@ class StudyResult:
             "study": self.name, "title": self.title, "source": self.source,
             "summary": self.summary, "scale": self.scale, "seed": self.seed,
             "config": self.config, "command": self.command, "seconds": round(self.seconds, 3),
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 3),
+            "threads": torch.get_num_threads(),
             "device": self.device, "torch": torch.__version__, "trainlab": __version__,
             "passed": self.passed, "error": self.error,
             "claims": [c.to_dict() for c in self.claims],
@@ -630,7 +636,7 @@ def run_study(
     say = log or (lambda msg: None)
     say(f"{spec.name} ({scale}, seed {seed}): {spec.title}")
     ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     error = None
     try:
         spec.fn(ctx, cfg)
@@ -640,7 +646,7 @@ def run_study(
         error = f"{type(e).__name__}: {e}"
         atomic_write_text(out_path / "error.txt", traceback.format_exc())
         say(f"  ERROR {error} (traceback in {out_path / 'error.txt'})")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     claims = []
     for c in spec.claims:
         if c.id in ctx.results:
@@ -653,15 +659,15 @@ def run_study(
     result = StudyResult(
         spec.name, spec.title, spec.source, scale, seed, out_path, seconds, claims,
         _config_dict(cfg), study_command(spec.name, scale, seed, out), ctx.figures,
-        ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary,
+        ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu,
     )
     atomic_write_text(out_path / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
     from trainlab.studies.page import write_study_page
 
     write_study_page(result, spec)
-    say(f"  {result.n_passed}/{len(claims)} claims passed in {seconds:.1f} s -> "
-        f"{out_path / 'index.html'}")
+    say(f"  {result.n_passed}/{len(claims)} claims passed in {seconds:.1f} s "
+        f"({cpu:.1f} s CPU) -> {out_path / 'index.html'}")
     return result
 
 

@@ -1,7 +1,7 @@
 """Typed training configs: dataclasses, YAML/TOML files, CLI flags and ``--set`` overrides.
 
-A :class:`TrainConfig` has three sections (``data``, ``model``, ``optim``) and top-level run
-settings. Values are merged in this order, later winning::
+A :class:`TrainConfig` has four sections (``data``, ``model``, ``optim``, ``pretrain``) and
+top-level run settings. Values are merged in this order, later winning::
 
     dataclass defaults  <  config file (YAML or TOML)  <  CLI flags  <  --set key=value
 
@@ -55,6 +55,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "PretrainConfig",
     "TrainConfig",
     "PROBE_NAMES",
     "config_diff",
@@ -107,12 +108,36 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """Greedy layer-wise pre-training before training (:mod:`trainlab.pretrain`).
+
+    ``method`` ``None`` (no pre-training), ``"autoencoder"``, ``"denoising"`` or ``"rbm"``;
+    ``steps`` per hidden layer; ``batch_size`` ``None`` = the run's; ``lr`` ``None`` = the
+    optimizer's default; ``noise``/``corruption``/``tied``/``loss`` for the autoencoders
+    (``noise`` ``None``: 0, or 0.25 for ``denoising``); ``k``/``visible`` for the RBM.
+    """
+
+    method: str | None = None
+    steps: int = 500
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    lr: float | None = None
+    tied: bool = True
+    loss: str = "mse"
+    corruption: str = "mask"
+    noise: float | None = None
+    k: int = 1
+    visible: str = "bernoulli"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything ``trainlab train`` needs; ``epochs`` and ``steps`` are exclusive."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     loss: str = "cross_entropy"
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. margin (hinge)
     batch_size: int = 128
@@ -139,7 +164,8 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+             "pretrain": PretrainConfig}
 
 # Probe names of ``TrainConfig.probes`` / ``trainlab train --probe``, in the order they are
 # built, with the trainlab.probes class each one makes.
@@ -399,6 +425,7 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
             "early_stopping must be one of ('test_loss', 'test_acc', 'train_loss'). "
             f"Received: early_stopping={cfg.early_stopping!r}."
         )
+    _check_pretrain(cfg.pretrain, errors)
     if cfg.device.lower() != "auto":
         from trainlab.utils import resolve_device
 
@@ -406,6 +433,26 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
             resolve_device(cfg.device)
         except ValueError as e:
             errors.append(str(e))
+
+
+def _check_pretrain(p: PretrainConfig, errors: list[str]) -> None:
+    for name in ("steps", "batch_size", "k"):
+        v = getattr(p, name)
+        if v is not None and v < 1:
+            errors.append(f"pretrain.{name} must be >= 1. Received: pretrain.{name}={v!r}.")
+    if p.lr is not None and not (p.lr > 0 and math.isfinite(p.lr)):
+        errors.append(f"pretrain.lr must be a finite number > 0. Received: pretrain.lr={p.lr!r}.")
+    for name, allowed in (("loss", ("mse", "bce")), ("corruption", ("mask", "gaussian")),
+                          ("visible", ("bernoulli", "gaussian"))):
+        if getattr(p, name) not in allowed:
+            errors.append(f"pretrain.{name} must be one of {allowed}. "
+                          f"Received: pretrain.{name}={getattr(p, name)!r}.")
+    if p.noise is not None:
+        lo, hi = (0.0, 1.0) if p.corruption == "mask" else (0.0, math.inf)
+        if not (lo <= p.noise < hi):
+            what = "a fraction in [0, 1)" if p.corruption == "mask" else "a std >= 0"
+            errors.append(f"pretrain.noise of the {p.corruption!r} corruption must be {what}. "
+                          f"Received: pretrain.noise={p.noise!r}.")
 
 
 def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
@@ -420,6 +467,8 @@ def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
         ("optim.name", "trainlab.optim", "OPTIMIZERS"),
         ("optim.schedule", "trainlab.optim", "SCHEDULES"),
         ("loss", "trainlab.losses", "LOSSES"),
+        ("pretrain.method", "trainlab.pretrain", "PRETRAINERS"),
+        ("pretrain.optimizer", "trainlab.optim", "OPTIMIZERS"),
     ]
     return out
 

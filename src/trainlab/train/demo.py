@@ -36,7 +36,10 @@ from trainlab.train.config import DataConfig, ModelConfig, OptimConfig, TrainCon
 from trainlab.train.history import History
 from trainlab.utils import atomic_write_text, seed_everything
 
-__all__ = ["DemoResult", "demo_configs", "run_demo"]
+__all__ = ["DEMO_STUDIES", "DemoResult", "demo_configs", "run_demo"]
+
+#: quick studies the demo runs after its comparison (each well under 30 s on 2 cores)
+DEMO_STUDIES = ("activation-stats", "linear-limits")
 
 _MARKER = "demo.json"
 
@@ -177,10 +180,18 @@ def run_demo(
     force: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] = print,
+    studies: tuple[str, ...] = DEMO_STUDIES,
+    study_scale: str = "quick",
 ) -> DemoResult:
-    """Train the three demo runs, print the tables, write the figures and the HTML page."""
+    """Train the three demo runs, print the tables, write the figures and the HTML page;
+    then run ``studies`` at the quick scale into ``OUT/studies/NAME``, linked from the page."""
     t_start = time.perf_counter()
     out = Path(out)
+    if studies:
+        from trainlab.studies import get_study
+
+        for name in studies:
+            get_study(name)  # an unknown name fails before anything is written
     _prepare_out(out, force)
     threads = torch.get_num_threads()
     try:
@@ -189,7 +200,7 @@ def run_demo(
         # 10-30x slower. One thread keeps the demo well inside its time budget.
         torch.set_num_threads(1)
         return _run_demo(out, t_start, steps, depth, width, dataset, seed, device, db,
-                         progress, echo)
+                         progress, echo, tuple(studies), study_scale)
     finally:
         torch.set_num_threads(threads)
 
@@ -206,6 +217,8 @@ def _run_demo(
     db: str | os.PathLike | None,
     progress: bool | None,
     echo: Callable[[str], None],
+    studies: tuple[str, ...] = (),
+    study_scale: str = "quick",
 ) -> DemoResult:
     from trainlab.report.html import HtmlPage
     from trainlab.train.checkpoint import load_checkpoint
@@ -303,6 +316,19 @@ def _run_demo(
         "2010); batch normalization fixes it by construction (Ioffe & Szegedy 2015).",
         cls="note",
     )
+    study_results = _run_studies(out, studies, seed, device, db, progress, echo, study_scale)
+    if study_results:
+        page.heading("Studies")
+        page.paragraph("Experiments of the lectures, run at the quick scale: each page has the "
+                       "figures and every claim with its measured value. All studies: "
+                       "`trainlab study list`.")
+        cells = "".join(
+            f'<tr><td><a href="studies/{html.escape(r.name)}/index.html">'
+            f"{html.escape(r.name)}</a></td><td>{html.escape(r.title)}</td>"
+            f'<td class="num">{r.n_passed}/{len(r.claims)}</td>'
+            f'<td class="num">{r.seconds:.1f} s</td></tr>' for r in study_results)
+        page.raw("<table><tr><th>study</th><th>what it shows</th><th>claims holding</th>"
+                 f"<th>time</th></tr>{cells}</table>")
     page.heading("Run folders")
     links = "".join(
         f'<tr><td>{html.escape(lb)}</td><td><a href="runs/run{i + 1}/">runs/run{i + 1}/</a>'
@@ -316,6 +342,25 @@ def _run_demo(
     echo("")
     echo(f"Report: {index.resolve()}  ({seconds:.1f} s)")
     return DemoResult(out, index, histories, rows, std_rows, seconds, run_ids)
+
+
+def _run_studies(out: Path, names: tuple[str, ...], seed: int, device: str,
+                 db: str | os.PathLike | None, progress: bool | None,
+                 echo: Callable[[str], None], scale: str = "quick") -> list[Any]:
+    """Run the demo's studies at ``scale`` (quick) into ``OUT/studies/NAME``."""
+    if not names:
+        return []
+    from trainlab.studies import run_study
+
+    results = []
+    echo("")
+    for name in names:
+        r = run_study(name, scale=scale, seed=seed, out=out / "studies" / name, force=True,
+                      db=db, device=device, progress=progress, log=None)
+        state = "stopped with an error" if r.error else f"{r.n_passed}/{len(r.claims)} claims hold"
+        echo(f"study {r.name}: {state} ({r.seconds:.1f} s) -> {r.out / 'index.html'}")
+        results.append(r)
+    return results
 
 
 def _plot_stds(

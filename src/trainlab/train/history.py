@@ -59,6 +59,9 @@ class History:
             from probes that offer ``spectra()`` (:class:`trainlab.probes.JacobianSpectrum`).
         status: ``"done"``, ``"diverged"``, ``"interrupted"`` or ``"stopped"`` (early stop).
         divergence: where training diverged, when it did.
+        pretrain: rows of greedy layer-wise pre-training (:func:`trainlab.pretrain.pretrain`),
+            one per layer and logging point: ``method``, ``layer``, ``step`` (the layer's own
+            step count), ``train_loss``, ``recon_loss``, ``time``; empty without it.
     """
 
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -67,6 +70,7 @@ class History:
     spectra: list[dict[str, Any]] = field(default_factory=list)
     status: str = "done"
     divergence: Divergence | None = None
+    pretrain: list[dict[str, Any]] = field(default_factory=list)
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """``(steps, values)`` for the rows that have ``key``."""
@@ -81,13 +85,40 @@ class History:
         return default
 
     def final(self) -> dict[str, float]:
-        """The latest value of every numeric metric."""
+        """The latest value of every numeric metric (and, after pre-training, each layer's
+        last ``recon_loss`` as ``pretrain.LAYER.recon_loss``)."""
         out: dict[str, float] = {}
         for r in self.metrics:
             for k, v in r.items():
                 if isinstance(v, (int, float)) and v is not None:
                     out[k] = v
+        for r in self.pretrain:
+            out[f"pretrain.{r['layer']}.recon_loss"] = r["recon_loss"]
         return out
+
+    def pretrain_curves(self, key: str = "recon_loss") -> dict[str, tuple[list[int], list[float]]]:
+        """Per pre-trained layer, in order: ``(steps, values)`` of ``key`` in
+        :attr:`pretrain`."""
+        out: dict[str, tuple[list[int], list[float]]] = {}
+        for r in self.pretrain:
+            steps, values = out.setdefault(r["layer"], ([], []))
+            steps.append(int(r["step"]))
+            values.append(float(r[key]))
+        return out
+
+    def pretrain_csv(self, path: str | os.PathLike | None = None) -> str:
+        """The pre-training rows as CSV text (written atomically to ``path`` when given)."""
+        buf = io.StringIO()
+        cols = ["method", "layer", "step", "train_loss", "recon_loss", "time"]
+        for r in self.pretrain:
+            cols.extend(k for k in r if k not in cols)
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", restval="")
+        w.writeheader()
+        w.writerows(self.pretrain)
+        text = buf.getvalue()
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
 
     def columns(self) -> list[str]:
         cols: list[str] = []
@@ -112,6 +143,7 @@ class History:
             "probe_records": list(self.probe_records),
             "histograms": list(self.histograms),
             "spectra": list(self.spectra),
+            "pretrain": [dict(r) for r in self.pretrain],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -119,3 +151,4 @@ class History:
         self.probe_records = list(state.get("probe_records", []))
         self.histograms = list(state.get("histograms", []))
         self.spectra = list(state.get("spectra", []))
+        self.pretrain = [dict(r) for r in state.get("pretrain", [])]

@@ -6,6 +6,7 @@ A run folder holds::
     env.json        versions, device, seed, git revision, host, command line
     status.json     running -> done / diverged / failed / interrupted (written in ``finally``)
     metrics.csv     one row per logging point
+    pretrain.csv, figures/pretrain.png   per-layer reconstruction curves (with --pretrain)
     checkpoints/last.pt
     figures/curves.png
     probes.csv, probe_histograms.jsonl, probe_spectra.jsonl   (when probes were used;
@@ -88,6 +89,7 @@ __all__ = [
     "resume_command",
     "resume_config",
     "plot_curves",
+    "plot_pretrain_curves",
     "plot_probe_figures",
     "summary_rows",
 ]
@@ -813,6 +815,10 @@ def _execute_single(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool, f
     seed_everything(cfg.seed)
     dataset = load_data_from_config(cfg)
     model = build_model_from_config(cfg, dataset)
+    if cfg.pretrain.method is not None:  # a model it cannot pre-train is refused up front
+        from trainlab.pretrain import check_pretrainable
+
+        check_pretrainable(model, dataset.x_train[:2], cfg.pretrain.method, cfg.pretrain.tied)
     trainer = build_trainer(
         cfg,
         model,
@@ -887,6 +893,8 @@ def _train_and_record(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: 
     probe_figures: list[Path] = []
     epochs = cfg.epochs if (cfg.epochs is not None or cfg.steps is not None) else 10
     try:
+        if cfg.pretrain.method is not None and ckpt_state is None:
+            _pretrain(cfg, trainer, dataset)
         trainer.fit(
             dataset,
             epochs=epochs,
@@ -911,6 +919,10 @@ def _train_and_record(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: 
         history = trainer.history
         try:
             history.to_csv(folder.metrics_path)
+            if history.pretrain:
+                history.pretrain_csv(folder.path / "pretrain.csv")
+                plot_pretrain_curves(history, folder.figures_dir / "pretrain.png",
+                                     title=f"pre-training: {folder.path.name}")
             if history.metrics:
                 plot_curves({folder.path.name: history}, folder.figures_dir / "curves.png")
         except Exception as e:  # figures must not hide the run's real outcome
@@ -948,6 +960,65 @@ def _train_and_record(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: 
     return status, result
 
 
+class _KeepPretrainRows(Callback):
+    """``Trainer.fit`` starts a fresh History: put the pre-training rows back in it before
+    the first checkpoint, so they are saved with it (and come back on a resume)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def on_fit_begin(self, trainer: Any) -> None:
+        if not trainer.history.pretrain:
+            trainer.history.pretrain = list(self.rows)
+
+
+def _pretrain(cfg: TrainConfig, trainer: Trainer, dataset: Any) -> None:
+    """Greedy layer-wise pre-training of the trainer's model (in place, on its device)
+    before fine-tuning; an interrupt stops it after the current step, and ``fit`` then
+    stops at once (status ``interrupted``, a checkpoint of the weights so far)."""
+    from trainlab.pretrain import pretrain
+
+    p = cfg.pretrain
+    hist = pretrain(
+        trainer.model, dataset, p.method, steps=p.steps,
+        batch_size=p.batch_size or cfg.batch_size, optimizer=p.optimizer, lr=p.lr,
+        tied=p.tied, loss=p.loss, corruption=p.corruption, noise=p.noise, k=p.k,
+        visible=p.visible, log_every=min(cfg.log_every, p.steps), seed=cfg.seed,
+        should_stop=lambda: trainer._interrupted, progress=trainer.progress,
+    )
+    trainer.history.pretrain = hist.pretrain
+    trainer.callbacks.insert(0, _KeepPretrainRows(hist.pretrain))
+
+
+def plot_pretrain_curves(history: History, path: str | os.PathLike, title: str = "") -> Path:
+    """Per-layer reconstruction curves of greedy pre-training (``history.pretrain``): the
+    clean reconstruction loss against each layer's own step, one line per layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = history.pretrain_curves("recon_loss")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layer, (steps, values) in curves.items():
+        ax.plot(steps, values, marker=".", label=layer)
+    method = history.pretrain[0].get("method", "") if history.pretrain else ""
+    ax.set_xlabel("pre-training step of the layer")
+    ax.set_ylabel("reconstruction loss (clean inputs)")
+    if all(v > 0 for _, vals in curves.values() for v in vals):
+        ax.set_yscale("log")
+    ax.set_title(title or f"greedy layer-wise pre-training ({method})")
+    ax.legend(title="layer")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def _store_has(store: Any, run_id: int) -> bool:
     try:
         store.get_run(run_id)
@@ -969,6 +1040,9 @@ def _execute_distributed(cfg: TrainConfig, out: str | os.PathLike, *, resume: bo
     if resume:
         raise ValueError("--resume is not supported under torchrun yet; resume the run "
                          "in one process, or start it afresh with --force.")
+    if cfg.pretrain.method is not None:  # DDP syncs the weights before pre-training ran
+        raise ValueError(f"--pretrain is not supported under torchrun yet (received "
+                         f"pretrain.method={cfg.pretrain.method!r}); run it in one process.")
     device = distributed.setup(cfg.device)
     cfg = replace(cfg, device=str(device))
     try:
