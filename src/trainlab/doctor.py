@@ -126,14 +126,22 @@ FIXES = {
     "lr": "lower the learning rate tenfold (needs steps > 0)",
     "center": "center the inputs: subtract the per-feature mean (input preprocessing)",
     "bn_train": "put BatchNorm layers in train mode while training",
+    "lsuv": "LSUV: orthonormal weights, then each layer rescaled until its output variance "
+    "on the batch is 1 (Mishkin & Matas 2016)",
+    "data_dependent": "data-dependent init: every channel's pre-activation set to mean 0, "
+    "variance 1 on the batch, layers scaled to learn at the same rate (Kraehenbuehl et al. "
+    "2016)",
+    "fixup": "Fixup for a residual network without normalization: last layer of each branch "
+    "and the head at 0, other branch layers scaled by L^(-1/(2m-2)), scalar biases and "
+    "multipliers (Zhang, Dauphin & Ma 2019)",
 }
 
 _FIXES_FOR = {
-    "vanishing_activations": ["init", "norm"],
-    "exploding_activations": ["init", "norm"],
-    "vanishing_gradients": ["init", "norm", "activation"],
-    "exploding_gradients": ["init", "norm", "lr"],
-    "saturation": ["init", "norm", "activation"],
+    "vanishing_activations": ["init", "lsuv", "data_dependent", "norm"],
+    "exploding_activations": ["init", "lsuv", "data_dependent", "norm"],
+    "vanishing_gradients": ["init", "lsuv", "norm", "activation"],
+    "exploding_gradients": ["init", "lsuv", "norm", "lr"],
+    "saturation": ["init", "lsuv", "norm", "activation"],
     "dead_units": ["init", "activation", "lr"],
     "symmetric_units": ["init"],
     "inputs_not_centred": ["center"],
@@ -863,6 +871,16 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
             + (" (all inputs >= 0: every weight gradient of a unit in the first layer has "
                "the same sign)" if d.input_stats["min"] >= 0 else ""))
 
+    branches = _residual_branches(model)
+    if branches and not _has_norm(model):
+        # Zhang et al. 2019: a residual net without normalization whose signal vanishes or
+        # explodes is what Fixup is for; it goes first in those findings' fixes.
+        for f in out:
+            if f.kind in _FIXUP_KINDS and "fixup" not in f.fixes:
+                f.fixes.insert(0, "fixup")
+                f.evidence += (f" (a residual network without normalization: "
+                               f"{len(branches)} residual blocks)")
+
     bns = [(n, m) for n, m in model.named_modules() if isinstance(m, _BN)]
     if model.training:
         frozen = [n for n, m in bns if not m.training]
@@ -880,9 +898,43 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
     return out
 
 
+_FIXUP_KINDS = ("vanishing_activations", "exploding_activations", "vanishing_gradients",
+                "exploding_gradients", "non_finite")
+#: class names of residual blocks (trainlab's, torchvision's, timm's and common spellings)
+_RESIDUAL_NAMES = ("PreActBlock", "BasicBlock", "Bottleneck", "PreActBottleneck", "ResBlock",
+                   "ResidualBlock", "ResNetBlock")
+
+
+def _residual_branches(model: nn.Module) -> list[str]:
+    """Names of the modules that look like residual blocks (outermost only)."""
+    found = [n for n, m in model.named_modules() if n and type(m).__name__ in _RESIDUAL_NAMES]
+    return [n for n in found if not any(n.startswith(o + ".") for o in found)]
+
+
+def _has_norm(model: nn.Module) -> bool:
+    from trainlab.init.apply import _is_norm
+
+    return any(_is_norm(m) for m in model.modules() if not isinstance(m, nn.Identity))
+
+
 # --------------------------------------------------------------------------------------------
 # fixes
 # --------------------------------------------------------------------------------------------
+def _init_fix(model: nn.Module, scheme: str, what: str, **kw: Any
+              ) -> tuple[nn.Module, str] | str:
+    from trainlab.init import init_model
+
+    m = copy.deepcopy(model)
+    with warnings.catch_warnings(record=True) as caught:  # said in the fix's note
+        warnings.simplefilter("always")
+        try:
+            init_model(m, scheme, **kw)
+        except ValueError as e:
+            return f"{scheme} does not apply: {e}"
+    said = "".join(f" ({w.message})" for w in caught if issubclass(w.category, UserWarning))
+    return m, what + said
+
+
 _BUILDER_NAMES = {"MLP": "mlp", "ConvNet": "convnet", "PreActResNet": "preact_resnet"}
 
 
@@ -967,6 +1019,22 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
                     "them means nothing")
         return (copy.deepcopy(model), x - x.mean(dim=batch_dim, keepdim=True), lr,
                 "inputs centred (batch mean subtracted)")
+    if fix in ("lsuv", "data_dependent"):
+        if x.shape[0] < 2:
+            return f"{fix} needs at least 2 examples to estimate variances"
+        got = _init_fix(model, fix, f"re-initialized with {fix!r} on the batch", data=x,
+                        generator=seed)
+        return got if isinstance(got, str) else (got[0], x, lr, got[1])
+    if fix == "fixup":
+        branches = _residual_branches(model)
+        if not branches:
+            return ("Fixup is for residual networks; found no residual block "
+                    f"({', '.join(_RESIDUAL_NAMES)})")
+        if _has_norm(model):
+            return "Fixup replaces normalization; this model has normalization layers"
+        got = _init_fix(model, "fixup", f"Fixup over {len(branches)} residual branches",
+                        branches=branches, generator=seed)
+        return got if isinstance(got, str) else (got[0], x, lr, got[1])
     if fix == "bn_train":
         m = copy.deepcopy(model)
         for mod in m.modules():

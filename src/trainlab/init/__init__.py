@@ -6,9 +6,12 @@
 - :mod:`trainlab.init.apply`: :func:`init_model`, which applies a scheme to every Linear,
   Conv and maxout layer of any ``nn.Module``, with per-layer overrides.
 
-Data-dependent initializations (LSUV, Kraehenbuehl et al.), which need a batch of data, will
-live apart in their own module here and register into :data:`INITS` with
-``meta["data_dependent"] = True``.
+- :mod:`trainlab.init.data_dependent`: the model-level schemes, applied by
+  ``init_model(model, name, ...)``: ``"lsuv"`` (Mishkin & Matas 2016) and
+  ``"data_dependent"`` (Kraehenbuehl et al. 2016), which need ``data=`` a batch of inputs
+  (``meta["data_dependent"] = True``), and ``"fixup"`` (Zhang et al. 2019, residual nets);
+  plus the per-tensor ``"random_walk"`` (Sussillo & Abbott 2014). :func:`lsuv_`,
+  :func:`data_dependent_` and :func:`fixup_` return an :class:`InitReport`.
 
 Example::
 
@@ -22,8 +25,19 @@ from trainlab.init.apply import (
     WEIGHT_LAYER_TYPES,
     ResolvedInit,
     init_model,
+    model_level_entry,
     resolve_init,
     weight_layers,
+)
+from trainlab.init.data_dependent import (
+    MIN_EXAMPLES,
+    InitReport,
+    data_dependent_,
+    fixup_,
+    fixup_scale,
+    lsuv_,
+    random_walk_,
+    random_walk_gain,
 )
 from trainlab.init.schemes import (
     DISTRIBUTIONS,
@@ -51,20 +65,29 @@ __all__ = [
     "DISTRIBUTIONS",
     "FAN_MODES",
     "INITS",
+    "InitReport",
+    "MIN_EXAMPLES",
     "TRUNCATED_NORMAL_STD_FACTOR",
     "TRUNCATION",
     "WEIGHT_LAYER_TYPES",
     "ResolvedInit",
     "compute_fans",
     "constant_",
+    "data_dependent_",
+    "fixup_",
+    "fixup_scale",
     "glorot_standard_",
     "he_normal_",
     "he_uniform_",
     "init_model",
     "lecun_normal_",
     "lecun_uniform_",
+    "lsuv_",
+    "model_level_entry",
     "normal_",
     "orthogonal_",
+    "random_walk_",
+    "random_walk_gain",
     "resolve_init",
     "uniform_",
     "variance_scaling_",

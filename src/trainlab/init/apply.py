@@ -48,8 +48,11 @@ A scheme (for the whole model, an override or the bias) is given as
 - a callable ``fn(weight, generator=None)`` filling ``weight`` in place (``generator`` is
   passed when the callable takes it, e.g. ``torch.nn.init.kaiming_normal_``).
 
-Data-dependent initializations (LSUV, Kraehenbuehl et al.) need a batch of data and are not
-applied through :func:`init_model`.
+Model-level schemes (:mod:`trainlab.init.data_dependent`) take the whole model instead of
+one tensor: ``init_model(model, "lsuv", data=x)`` (LSUV), ``"data_dependent"`` (Kraehenbuehl
+et al.), both of which need a batch of inputs ``data=``, and ``"fixup"`` (residual networks;
+``branches=`` names them). Their keyword arguments are the scheme's; ``overrides=`` and
+``activation=`` do not apply to them.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ from torch.nn.utils import parametrize
 
 from trainlab.init.schemes import INITS
 
-__all__ = ["WEIGHT_LAYER_TYPES", "ResolvedInit", "init_model", "resolve_init", "weight_layers"]
+__all__ = ["WEIGHT_LAYER_TYPES", "ResolvedInit", "init_model", "model_level_entry", "resolve_init",
+           "weight_layers"]
 
 #: Layers whose ``weight`` :func:`init_model` initializes (lazy variants are subclasses).
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
@@ -181,10 +185,13 @@ def resolve_init(spec: Any, **kwargs: Any) -> ResolvedInit:
 
     if isinstance(spec, str):
         entry = INITS.get(spec)
-        if entry.meta.get("data_dependent", False):
+        if entry.meta.get("data_dependent", False) or entry.meta.get("applies_to") == "model":
+            need = " and a batch of data (data=x)" if entry.meta.get("data_dependent") else ""
             raise ValueError(
-                f"init {entry.name!r} is data-dependent: it needs a batch of data and is "
-                f"applied by its own function, not by init_model. Received: {spec!r}."
+                f"init {entry.name!r} is data-dependent or applies to a whole model: it needs "
+                f"the model{need}, so it cannot initialize one tensor (an override, a bias). "
+                f"Use init_model(model, {entry.name!r}{', data=x' if need else ''}). "
+                f"Received: {spec!r}."
             )
         kw = {**entry.defaults, **kw}
         fn, name, needs_fans = entry.factory, entry.name, bool(entry.meta.get("needs_fans"))
@@ -431,6 +438,50 @@ _LEFT_HOW = (
 )
 
 
+def model_level_entry(spec: Any) -> tuple[Any, dict[str, Any]] | None:
+    """``(entry, kwargs)`` when ``spec`` names a model-level scheme (``lsuv``,
+    ``data_dependent``, ``fixup``: ``meta["applies_to"] == "model"``), else ``None``."""
+    if isinstance(spec, type) or (callable(spec) and not isinstance(spec, str)):
+        return None
+    try:
+        resolved = INITS.resolve(spec)
+    except (ValueError, TypeError):
+        return None
+    if resolved is None:
+        return None
+    entry, kw = resolved
+    if entry.meta.get("applies_to") != "model" and not entry.meta.get("data_dependent"):
+        return None
+    return entry, dict(kw)
+
+
+def _init_model_level(model: nn.Module, entry: Any, spec_kwargs: dict[str, Any], bias: Any,
+                      overrides: Any, activation: Any, data: Any, generator: Any,
+                      kwargs: dict[str, Any]) -> nn.Module:
+    from trainlab.registry import check_keywords
+
+    name = entry.name
+    if entry.meta.get("data_dependent") and data is None:
+        raise ValueError(
+            f"init {name!r} is data-dependent: it needs a batch of inputs. Pass data=x (a "
+            f"tensor of inputs, or an (x, y) pair): init_model(model, {name!r}, data=x). "
+            "Received: data=None."
+        )
+    if overrides:
+        raise ValueError(f"init {name!r} initializes the whole model; overrides= does not "
+                         f"apply to it. Received: overrides={dict(overrides)!r}.")
+    if activation is not None:
+        raise ValueError(f"init {name!r} takes no activation= (it sets its own scales). "
+                         f"Received: activation={activation!r}.")
+    if not (isinstance(bias, numbers.Real) and not isinstance(bias, bool) and bias == 0):
+        raise ValueError(f"init {name!r} sets the biases itself; bias= is not supported. "
+                         f"Received: bias={bias!r}.")
+    kw = {**entry.defaults, **spec_kwargs, **kwargs}
+    check_keywords(f"init {name!r}", kw, entry.factory, skip=("model", "data", "generator"))
+    entry.factory(model, data, generator=_as_generator(generator), **kw)
+    return model
+
+
 def init_model(
     model: nn.Module,
     scheme: Any,
@@ -439,6 +490,7 @@ def init_model(
     overrides: Mapping[str, Any] | None = None,
     activation: str | None = None,
     generator: torch.Generator | int | None = None,
+    data: Any = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Initialize every Linear, Conv, recurrent, attention and maxout weight of ``model``.
@@ -466,7 +518,13 @@ def init_model(
         generator: a ``torch.Generator`` or an integer seed; tensors are drawn in
             ``named_modules()`` order, so one seed fixes the whole model (the same weights on
             CPU and GPU when the generator is a CPU one).
-        **kwargs: keyword arguments for ``scheme`` (e.g. ``std=0.05``, ``mode="fan_out"``).
+        data: a batch of inputs (or ``(x, y)``) for the data-dependent schemes (``"lsuv"``,
+            ``"data_dependent"``); a model-level scheme gets the model and ``data`` and does
+            the rest (see :mod:`trainlab.init.data_dependent`; its report comes from calling
+            :func:`~trainlab.init.lsuv_` etc. directly). Ignored, with a warning, by the
+            per-tensor schemes.
+        **kwargs: keyword arguments for ``scheme`` (e.g. ``std=0.05``, ``mode="fan_out"``;
+            ``tol=0.05`` for LSUV, ``branches="layer*.*"`` for Fixup).
 
     Returns:
         ``model``, initialized in place.
@@ -486,6 +544,14 @@ def init_model(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"init_model needs an nn.Module. Received: {type(model).__name__}.")
+    level = model_level_entry(scheme)
+    if level is not None:
+        return _init_model_level(model, level[0], level[1], bias, overrides, activation, data,
+                                 generator, kwargs)
+    if data is not None:
+        warnings.warn(
+            f"init_model: data= is used only by data-dependent schemes (lsuv, "
+            f"data_dependent); {scheme!r} ignores it.", UserWarning, stacklevel=2)
     targets, _quiet = _targets(model)
     if not any(t.kind == "weight" for t in targets):
         raise ValueError(

@@ -6,6 +6,8 @@
 - :class:`GradientStats` — gradients w.r.t. layer outputs and weights (Glorot figs. 7–9);
 - :class:`WeightStats`, :class:`UpdateRatio` — weights and ``‖ΔW‖/‖W‖`` per step;
 - :class:`JacobianSpectrum` — singular values of layer and input–output Jacobians;
+- :class:`LossLandscape` — loss range, gradient change and effective β-smoothness along
+  the gradient direction (Santurkar et al. 2018 fig. 4);
 - :class:`ProbeLog`, :func:`collect`, :func:`save_records`, :func:`load_records` — records;
 - :func:`set_fused` — the optional ``torch.compile`` path for the statistics (off by
   default; ``TRAINLAB_PROBE_COMPILE=1`` turns it on).
@@ -32,6 +34,7 @@ from trainlab.probes.base import (
 )
 from trainlab.probes.gradients import GradientStats
 from trainlab.probes.jacobian import JacobianSpectrum, jacobian_singular_values
+from trainlab.probes.landscape import LossLandscape
 from trainlab.probes.records import ProbeLog, collect, load_records, save_records
 from trainlab.probes.weights import UpdateRatio, WeightStats
 
@@ -39,6 +42,7 @@ __all__ = [
     "ActivationStats",
     "GradientStats",
     "JacobianSpectrum",
+    "LossLandscape",
     "Probe",
     "ProbeLog",
     "Schedule",

@@ -510,8 +510,15 @@ def _try_schedule(name: str, opts: dict[str, Any]) -> None:
 def _try_init(name: str, opts: dict[str, Any]) -> None:
     import torch
 
-    from trainlab.init import resolve_init
+    from trainlab.init import model_level_entry, resolve_init
 
+    level = model_level_entry((name, opts))
+    if level is not None:  # lsuv, data_dependent, fixup: applied to the built model
+        from trainlab.registry import check_keywords
+
+        check_keywords(f"init {level[0].name!r}", opts, level[0].factory,
+                       skip=("model", "data", "generator"))
+        return
     resolve_init((name, opts))(torch.empty(4, 4))
 
 

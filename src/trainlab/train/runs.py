@@ -324,6 +324,11 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
     init: Any = None
     if m.init is not None:
         init = {"name": m.init, **m.init_options} if m.init_options else m.init
+    from trainlab.init import model_level_entry
+
+    level = model_level_entry(init) if init is not None else None
+    if level is not None:  # lsuv, data_dependent, fixup: after building, on training data
+        init = None
     activation: Any = (m.activation, dict(m.activation_options)) if m.activation_options \
         else m.activation
     norm: Any = (m.norm, dict(m.norm_options)) if m.norm_options else m.norm
@@ -364,7 +369,14 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             spec["in_channels"] = shape[0]
     spec.update(m.options)
     _check_memory(cfg, spec, shape)
-    return build_model(spec)
+    model = build_model(spec)
+    if level is not None:
+        from trainlab.init import init_model
+
+        # the data-dependent schemes see one training batch (at most 256 examples)
+        data = dataset.x_train[: max(2, min(cfg.batch_size, 256))]
+        init_model(model, level[0].name, data=data, generator=cfg.seed, **level[1])
+    return model
 
 
 def _check_memory(cfg: TrainConfig, spec: dict[str, Any], shape: tuple[int, ...]) -> None:

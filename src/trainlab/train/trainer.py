@@ -220,10 +220,11 @@ class Trainer:
         probes: probe names as on the command line (``"activations"``, ``"all"``) or
             objects following the probe protocol (``attach``, ``step_begin``,
             ``after_backward``, ``step_end``, ``records``, ``detach``; optionally
-            ``histograms``, ``spectra`` and ``clear``). Their records are moved into the
-            History (``probe_records``, ``histograms``, ``spectra``) at every checkpoint and
-            at the end of ``fit``; a probe with ``clear()`` is cleared then, so each record
-            reaches the History once.
+            ``histograms``, ``spectra``, ``clear``, and ``see_batch(x, y, loss_fn)``, called
+            with each training batch and the loss before ``step_begin``). Their records are
+            moved into the History (``probe_records``, ``histograms``, ``spectra``) at every
+            checkpoint and at the end of ``fit``; a probe with ``clear()`` is cleared then, so
+            each record reaches the History once.
         callbacks: see :mod:`trainlab.train.callbacks`.
         schedule: a name in :data:`trainlab.optim.SCHEDULES`, a ``(name, kwargs)`` pair, a
             built ``LRScheduler`` or a callable ``(optimizer, total_steps) -> LRScheduler``;
@@ -571,6 +572,8 @@ class Trainer:
     def _step(self, xb: torch.Tensor, yb: torch.Tensor, step: int, probes: bool) -> torch.Tensor:
         if probes:
             for p in self.probes:
+                if hasattr(p, "see_batch"):  # probes that re-evaluate the loss (landscape)
+                    p.see_batch(xb, yb, self.loss_fn)
                 p.step_begin(step)
         kind = getattr(self.optimizer, "closure_kind", None)
         if kind is not None:
