@@ -71,6 +71,38 @@ def train_mlp(ctx: StudyContext, data: Any, label: str, sizes: Sequence[int], ac
                      log_every=log_every, eval_every=eval_every or steps, **kw)
 
 
+def act_outputs(model: torch.nn.Module, x: torch.Tensor, *, suffix: str = ".act",
+                inputs: bool = False) -> list[torch.Tensor]:
+    """The outputs (or, with ``inputs``, the inputs) of every module whose name ends with
+    ``suffix``, for one no-grad forward pass of ``x`` in the model's current mode — without
+    changing training: BN running statistics and batch counts are left as they are (momentum
+    0 during the pass, the count put back) and the global RNG is restored (dropout draws)."""
+    got: list[torch.Tensor] = []
+
+    def hook(mod, inp, out) -> None:
+        got.append((inp[0] if inputs else out).detach())
+
+    hooks = [m.register_forward_hook(hook) for n, m in model.named_modules()
+             if n.endswith(suffix)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None
+              else m.num_batches_tracked.clone()) for m in bns]
+    try:
+        for m in bns:
+            m.momentum = 0.0
+        device = next((p.device for p in model.parameters()), x.device)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(x.to(device))
+    finally:
+        for m, (mom, count) in zip(bns, saved):
+            m.momentum = mom
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+        for h in hooks:
+            h.remove()
+    return got
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value); NaN-free inputs expected."""
     v = [float(x) for x in values]

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies._training import build_mlp, classification_data, mean_std, plot_curves
+from trainlab.studies._training import (
+    act_outputs,
+    build_mlp,
+    classification_data,
+    mean_std,
+    plot_curves,
+)
 from trainlab.studies.base import Claim, StudyContext, study
 
 PCTS = (15.0, 50.0, 85.0)
@@ -44,19 +50,7 @@ class SigmoidInputPercentiles:
         self.values: list[torch.Tensor] = []  # (3, units) per logging point
 
     def _record(self, trainer, step: int) -> None:
-        model = trainer.model
-        act = dict(model.named_modules())[self.layer]
-        got = []
-        h = act.register_forward_hook(lambda m, i, o: got.append(i[0].detach()))
-        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        saved = [m.momentum for m in bns]
-        for m in bns:
-            m.momentum = 0.0
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            model(self.x.to(trainer.device))
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-        h.remove()
+        got = act_outputs(trainer.model, self.x, suffix=self.layer, inputs=True)
         q = torch.tensor([p / 100 for p in PCTS], dtype=got[0].dtype, device=got[0].device)
         self.steps.append(step)
         self.values.append(torch.quantile(got[0], q, dim=0).cpu())

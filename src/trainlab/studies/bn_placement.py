@@ -19,6 +19,7 @@ import torch
 
 from trainlab.studies._training import (
     LN10,
+    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -51,20 +52,7 @@ class ActStats:
         self.saturated: list[float] = []
 
     def _record(self, trainer, step: int) -> None:
-        model = trainer.model
-        outs = []
-        hooks = [m.register_forward_hook(lambda mod, i, o: outs.append(o.detach()))
-                 for n, m in model.named_modules() if n.endswith(".act")]
-        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        saved = [m.momentum for m in bns]
-        for m in bns:
-            m.momentum = 0.0
-        with torch.no_grad():
-            model(self.x.to(trainer.device))
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-        for h in hooks:
-            h.remove()
+        outs = act_outputs(trainer.model, self.x)
         h = torch.cat([o.flatten() for o in outs])
         self.steps.append(step)
         self.active.append(float((h > 0).float().mean()))

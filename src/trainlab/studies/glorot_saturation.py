@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies._training import build_mlp, flatten, mean_std
+from trainlab.studies._training import act_outputs, build_mlp, flatten, mean_std
 from trainlab.studies.base import Claim, StudyContext, study
 
 
@@ -44,13 +44,7 @@ class LayerMoments:
         self.sat: list[list[float]] = []
 
     def _record(self, trainer, step: int) -> None:
-        outs: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda mod, i, o: outs.append(o.detach()))
-                 for n, m in trainer.model.named_modules() if n.endswith(".act")]
-        with torch.no_grad():
-            trainer.model(self.x.to(trainer.device))
-        for h in hooks:
-            h.remove()
+        outs = act_outputs(trainer.model, self.x)
         self.steps.append(step)
         self.mean.append([float(o.mean()) for o in outs])
         self.std.append([float(o.std()) for o in outs])

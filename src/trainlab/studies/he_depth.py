@@ -19,6 +19,7 @@ import torch
 
 from trainlab.studies._training import (
     LN10,
+    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -46,14 +47,7 @@ class Config:
 
 def layer_stds(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
     """Std of every block's output (after its ReLU), one forward pass without grad."""
-    stds = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: stds.append(float(o.std())))
-             for n, m in model.named_modules() if n.endswith(".act")]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return stds
+    return [float(o.std()) for o in act_outputs(model, x)]
 
 
 def slope_per_layer(stds: list[float]) -> float:

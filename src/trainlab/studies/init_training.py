@@ -17,6 +17,7 @@ import torch
 
 from trainlab.studies._training import (
     LN10,
+    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -98,13 +99,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     # saturation at init (N(0,1)), one forward pass on 512 examples
     model = build_mlp(sizes, "tanh", CASES["N(0,1)"][1], seed=ctx.seed)
-    acts = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: acts.append(o.detach()))
-             for n, m in model.named_modules() if n.endswith(".act")]
-    with torch.no_grad():
-        model(data.x_train[:512])
-    for h in hooks:
-        h.remove()
+    acts = act_outputs(model, data.x_train[:512])
     sat = float(torch.cat([(a.abs() > SATURATED).float().mean(0) for a in acts]).mean())
     ctx.check("unit-saturates", sat)
 
