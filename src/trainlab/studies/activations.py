@@ -48,10 +48,9 @@ def _model(act: str, sizes, seed: int) -> torch.nn.Module:
     gain = info.gain if info is not None else 1.0
     init_model(model, ("normal", {"std": 1.0}), generator=seed)  # shapes; rescaled below
     with torch.no_grad():
-        for m in model.modules():
-            w = getattr(m, "weight", None)
-            if isinstance(w, torch.Tensor) and w.dim() == 2:
-                w.mul_(gain / math.sqrt(w.shape[1]))  # std = gain / √fan_in
+        for m in model.modules():  # nn.Linear only: maxout's `weight` is a view of its own
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(gain / math.sqrt(m.in_features))  # std = gain / √fan_in
     return model
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from trainlab.studies._training import LN10, build_mlp, classification_data
 from trainlab.studies.base import Claim, StudyContext, study
 
@@ -76,9 +78,8 @@ def run(ctx: StudyContext, cfg: Config) -> None:
             a, lr = cfg.scales[i], cfg.lrs[j]
             model = build_mlp(sizes, "relu", ("he_normal", {}), norm=norm, seed=ctx.seed)
             for m in model.modules():  # scale every weight matrix by a (He std × a)
-                w = getattr(m, "weight", None)
-                if w is not None and w.dim() == 2:
-                    w.data.mul_(a)
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.data.mul_(a)
             h = ctx.train(model, data, label=f"{norm}-scale{a:g}-lr{lr:g}", steps=cfg.steps,
                           batch_size=128, optimizer="sgd", lr=lr,
                           log_every=max(1, cfg.steps // 10), eval_every=cfg.steps,
