@@ -441,28 +441,39 @@ class PackOptimizer:
     def _grads(self) -> list[tuple[Tensor, Tensor, dict[str, Tensor]]]:
         return [(p, p.grad, s) for p, s in zip(self.params, self.state) if p.grad is not None]
 
+    def _any(self, name: str) -> bool:
+        """Whether any member's ``name`` is non-zero (read from the groups: no device sync)."""
+        return any(float(g.get(name, 0) or 0) != 0 for g in self.groups)
+
     def _l2(self, p: Tensor, g: Tensor) -> Tensor:
-        if bool((self.hyper["weight_decay"] != 0).any()):
-            return g + self._h("weight_decay", p) * p
+        if self._any("weight_decay"):
+            return torch.addcmul(g, self._h("weight_decay", p), p)
         return g
 
     def _sgd(self) -> None:
         # torch.optim.SGD: d = g + λw; b = d (first step), else b = μ b + (1 - τ) d;
         # d = d + μ b (Nesterov) or b; w -= lr d.
-        use_mom = bool((self.hyper["momentum"] != 0).any())
+        use_mom, damp = self._any("momentum"), self._any("dampening")
+        nest = self._any("nesterov")
+        all_nest = nest and all(bool(g.get("nesterov")) for g in self.groups)
         for p, g, s in self._grads():
             d = self._l2(p, g)
             if use_mom:
                 mu = self._h("momentum", p)
                 if "momentum_buffer" not in s:
                     s["momentum_buffer"] = d.clone()
+                elif damp:
+                    s["momentum_buffer"].mul_(mu).addcmul_(1 - self._h("dampening", p), d)
                 else:
-                    b = s["momentum_buffer"]
-                    b.mul_(mu).add_((1 - self._h("dampening", p)) * d)
+                    s["momentum_buffer"].mul_(mu).add_(d)
                 b = s["momentum_buffer"]
-                nest = self._h("nesterov", p)
-                d = torch.where(nest > 0, d + mu * b, b)
-            p.sub_(self._h("lr", p) * d)
+                if all_nest:
+                    d = torch.addcmul(d, mu, b)
+                elif nest:
+                    d = torch.where(self._h("nesterov", p) > 0, torch.addcmul(d, mu, b), b)
+                else:
+                    d = b
+            p.addcmul_(self._h("lr", p), d, value=-1)
 
     def _adam(self) -> None:
         # torch.optim.Adam / AdamW (non-amsgrad): coupled λw or decoupled w *= 1 - lr λ;
