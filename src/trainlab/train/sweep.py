@@ -460,10 +460,12 @@ def run_sweep(
     pack: bool = True,
     progress: bool | None = None,
     device: str | None = None,
+    report: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
     """Expand, pack and train ``grid`` into the sweep folder ``out``; record every run in the
-    store ``db``; write the report. Resumable (see the module docstring)."""
+    store ``db``; write the report (unless ``report`` is false). Resumable (see the module
+    docstring)."""
     from trainlab.store import RunStore
 
     runs = expand_grid(grid)
@@ -516,7 +518,7 @@ def run_sweep(
     finally:
         if bar is not None:
             bar.close()
-    files = write_report(plan, out, results, store)
+    files = write_report(plan, out, results, store) if report else []
     return SweepResult(plan, out, results, sorted(trained), skipped, files)
 
 
@@ -820,8 +822,10 @@ def _best_curves(plan: SweepPlan, results: dict[int, dict[str, Any]], a: str, me
     return path
 
 
-def sweep_run_ids(out: str | os.PathLike) -> tuple[Path | None, list[int]]:
-    """The store and the run ids of the sweep in ``out`` (for ``runs compare --sweep``)."""
+def sweep_run_ids(out: str | os.PathLike,
+                  db: str | os.PathLike | None = None) -> tuple[Path | None, list[int]]:
+    """The store (``db``, or the one the sweep recorded) and the run ids of the sweep in
+    ``out``, in grid order (for ``trainlab runs compare --sweep``)."""
     from trainlab.store import RunStore
 
     out = Path(out)
@@ -829,7 +833,7 @@ def sweep_run_ids(out: str | os.PathLike) -> tuple[Path | None, list[int]]:
     if not path.is_file():
         raise ValueError(f"{str(out)!r} holds no sweep (no sweep.json).")
     man = json.loads(path.read_text())
-    db = Path(man["db"]) if man.get("db") else None
+    db = Path(db) if db is not None else Path(man["db"]) if man.get("db") else None
     if db is None or not db.is_file():
         raise ValueError(f"the sweep in {str(out)!r} recorded no results store.")
     store = RunStore(db, readonly=True)
