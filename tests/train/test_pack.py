@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trainlab.nn import build_model
+from trainlab.nn.norms import NORMS
 from trainlab.optim import build_optimizer
 from trainlab.train import Pack, PackOptimizer, PackTrainer, Trainer, train_pack
 from trainlab.train.pack import build_members, structure_key
@@ -117,6 +118,27 @@ def test_convnet_vmap_path_with_batchnorm_equals_trainer():
     for i, mem in enumerate(members):
         ref, _ = _sequential(spec, mem, (x, y), 8, optimizer="momentum", log_every=4)
         assert _max_diff(ref, tr.unstack()[i]) < 2e-5
+
+
+@pytest.mark.parametrize("norm", [e.name for e in NORMS])
+def test_every_norm_of_the_registry_per_member(norm):
+    """Each registered norm in a convnet (vmap path) and, where it takes (N, C), an MLP."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(64, 2, 8, generator=g)
+    y = (x.mean((1, 2)) > 0).long()
+    specs = [{"name": "convnet", "in_channels": 2, "channels": [4], "out_features": 2,
+              "dims": 1, "norm": norm}]
+    if NORMS.get(norm).meta.get("min_rank", 2) <= 2:
+        specs.append({"name": "mlp", "in_features": 16, "widths": [32], "out_features": 2,
+                      "norm": norm})
+    members = [{"seed": 0, "lr": 0.05}, {"seed": 1, "lr": 0.1}]
+    for spec in specs:
+        pack = Pack(build_members(spec, members))
+        tr = PackTrainer(pack, optimizer="momentum", lr=[0.05, 0.1], seeds=[0, 1], log_every=3)
+        tr.fit((x, y), steps=3, batch_size=32)
+        for i, mem in enumerate(members):
+            ref, _ = _sequential(spec, mem, (x, y), 3, optimizer="momentum", log_every=3)
+            assert _max_diff(ref, tr.unstack()[i]) < 2e-5
 
 
 # -- optimizers, step by step against torch.optim on the member alone ----------------------

@@ -10,23 +10,30 @@ kernel per parameter tensor, each member with its own learning rate, momentum, w
 (``(M, 1, ..., 1)`` tensors), and :class:`PackTrainer` draws each member's batches from its
 own generator, in the order ``Trainer(model, seed=s)`` would.
 
-**Kernels: ``torch.func.functional_call`` under ``torch.func.vmap``.** The forward pass is
-``vmap(functional_call(template, stacked_params), randomness="different")``: vmap's batching
-rules turn a ``Linear`` into one batched matmul over the members and a convolution into one
-grouped convolution (the rule folds the member dimension into the channels, ``groups = M``),
-and they run every module of the registries (every norm, activation, maxout, pooling,
-``preact_resnet`` blocks) without a hand-written copy of each. Measured on the 2-core CPU
-this was written on (5 x 100 ReLU MLP, 32 members, batch 128, forward + backward + SGD, one
-thread, ``/tmp`` micro-benchmark of the three choices): vmap 82 ms per pack step,
-hand-written ``torch.baddbmm`` 80 ms, the 32 models one after another 165 ms; ``baddbmm``,
-``matmul``, ``einsum`` and a loop of 32 ``mm`` were within the noise of one another
-(15-25 ms for one 100 x 100 layer forward + backward) and a grouped ``conv1d`` standing in
-for the linear layers was 3x slower. At this size the step is bound by the matmuls, which
-every form runs at the same speed, so the general form (vmap) wins: it costs nothing measurable
-and covers every model. What the pack saves is the per-model overhead: one Python step, one
-optimizer kernel per tensor and one host sync per window for all ``M`` members. A pack of one
-member skips vmap altogether (plain ``functional_call`` on views of the stacked tensors), so
-it costs what the plain Trainer costs.
+**Kernels: batched matmuls for MLPs, ``torch.func.vmap`` for the rest.** Two forms run
+the members at once:
+
+- *the fast path* (sequential models made of ``Linear``, ``Flatten``, dropout, batch and
+  layer norm over features and elementwise activations: every ``mlp`` of the builders except
+  with ``gn`` or maxout): activations are ``(M, B, F)`` tensors, each ``Linear`` is one
+  ``torch.baddbmm`` over the members, and batch norm is one ``F.batch_norm`` over ``M * C``
+  channels (the members' statistics and running buffers side by side);
+- *vmap* (every other model: convnets, where vmap's rule turns a convolution into one
+  grouped convolution over ``M`` groups, ``preact_resnet``, group norm, maxout ...):
+  ``vmap(functional_call(template, stacked), randomness="different")``.
+
+Measured on the shared 2-core CPU this was written on (one thread, so noisy; the benchmark
+``benchmarks/sweep_speed.py`` gives the numbers to quote): one ``Linear(100, 100)`` on
+``(M, 128, 100)`` ran 1.1 ms (``baddbmm``) against 3.3 ms (``vmap(F.linear)``) at ``M = 3``
+and 11.6 ms against 24 ms at ``M = 32`` (forward), so the fast path is the MLP default; a
+grouped ``conv1d`` standing in for the linear layers was 3x slower than ``baddbmm``, and
+``matmul``, ``einsum`` and a loop of ``mm`` were within the noise of it. A whole training step
+of 32 members of the 5 x 100 MLP, where the matmuls dominate, was 287 ms (fast path) against
+302 ms (vmap). What a pack saves over ``M`` Trainers is the per-model overhead: one Python
+step, one optimizer kernel per tensor and one host sync per window for all members. A pack of
+one member uses neither form: plain ``functional_call`` on views of the stacked tensors, the
+model's own kernels, so it costs what the plain Trainer costs. ``pack.use_plan = False``
+forces vmap (both forms are tested against the Trainer).
 
 **BatchNorm and the other norms.** Buffers are stacked too; under vmap each member's
 ``running_mean``/``running_var``/``num_batches_tracked`` are its own slice, updated in place
