@@ -183,7 +183,7 @@ def test_killed_sweep_resumes_without_losing_or_repeating(tmp_path, monkeypatch)
     monkeypatch.setattr(PackTrainer, "fit", real)
     store = RunStore(db)
     assert [r["status"] for r in store.list_runs()].count("done") == 4
-    assert [r["status"] for r in store.list_runs()].count("running") == 2  # killed mid-pack
+    assert [r["status"] for r in store.list_runs()].count("interrupted") == 2  # mid-pack
     res = S.run_sweep(grid, tmp_path / "sw", db=db, progress=False, max_pack=2, report=False)
     assert len(res.skipped) == 4 and res.trained == [4, 5]
     rows = store.list_runs()

@@ -609,10 +609,21 @@ def _train_pack(runs: list[SweepRun], out: Path, store: Any, grid: SweepGrid,
         progress=False,
     )
     epochs = cfg0.epochs if (cfg0.epochs is not None or cfg0.steps is not None) else 10
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        histories = trainer.fit(dataset, epochs=epochs, steps=cfg0.steps,
-                                batch_size=cfg0.batch_size, eval_every=cfg0.eval_every)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            histories = trainer.fit(dataset, epochs=epochs, steps=cfg0.steps,
+                                    batch_size=cfg0.batch_size, eval_every=cfg0.eval_every)
+    except BaseException as e:
+        # the members are not finished: say so in their folders and rows (a restart trains
+        # them again under the same rows); a kill -9 leaves them "running", to the same effect
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        message = f"the pack stopped: {type(e).__name__}: {e}"
+        for folder, run_id in zip(folders, ids):
+            if store is not None and run_id is not None:
+                store.finish(run_id, status, message=message)
+            folder.set_status(status, message=message, finished=time.time())
+        raise
     for w in caught:
         if not issubclass(w.category, RuntimeWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
