@@ -786,6 +786,10 @@ class PackTrainer:
                 f"batch_size={batch_size} is larger than the {len(x)} training examples: every "
                 "step uses the whole training set (full-batch gradient descent).",
                 UserWarning, stacklevel=2)
+        # as Trainer.fit: a fresh History, step count and batch order for each fit (the
+        # weights and the optimizer state go on)
+        self.histories = [History() for _ in range(self.pack.num_members)]
+        self.divergences, self.frozen, self.step = [], {}, 0
         self.batcher = _PackBatcher(x, y, batch_size, self.seeds, self.device)
         per_epoch = len(self.batcher)
         total = steps if steps is not None else epochs * per_epoch  # type: ignore[operator]
@@ -892,16 +896,16 @@ class PackTrainer:
         metrics; log a row per healthy member, replay and freeze the diverged ones."""
         m = self.pack.num_members
         params = [p.detach() for p in self.pack.stacked]
-        parts = [torch.stack(losses).float().reshape(-1)]  # (W * M,)
+        parts = [torch.stack(losses).double().reshape(-1)]  # (W * M,)
         if params:
             parts.append(torch.stack([p.abs().flatten(1).amax(1) if p.numel() else
-                                      p.new_zeros(m) for p in params]).float().reshape(-1))
+                                      p.new_zeros(m) for p in params]).double().reshape(-1))
         ev = self._evaluate() if evaluate and self._test is not None else None
         if ev is not None:
-            parts.append(ev.float().reshape(-1))  # (2 * M,): losses then accuracies
+            parts.append(ev.double().reshape(-1))  # (2 * M,): losses then accuracies
         stats = self._probe_stats() if self.probes else None
         if stats is not None:
-            parts.append(stats[1].float().reshape(-1))
+            parts.append(stats[1].double().reshape(-1))
         values = torch.cat([t.to(self.device) for t in parts]).tolist()  # the one sync
         w = len(losses)
         win = [values[i * m:(i + 1) * m] for i in range(w)]
