@@ -13,7 +13,8 @@ Measured, each in this process and this run:
    a 2-core CPU);
 2. ``pack / vmap``: the same pack against a plain ``torch.func`` ensemble
    (``stack_module_state`` + ``vmap(functional_call)`` + one ``torch.optim.SGD`` over the
-   stacked tensors, per-member batches by indexing): the common recipe from torch's docs;
+   stacked tensors, per-member batches by indexing, the test split evaluated once per epoch
+   and at the end as the pack and the Trainer do): the common recipe from torch's docs;
 3. scaling: pack time per member-step for ``M`` = 1, 4, 16, 64, 256;
 4. ``pack of 1 / Trainer``: the overhead of the pack machinery on one model (target
    <= 1.1x);
@@ -107,14 +108,26 @@ def time_vmap(ds, m: int, steps: int, widths: list[int], device: str) -> float:
     def f(p, b, xb):
         return functional_call(base, (p, b), (xb,))
 
+    xt, yt = ds.x_test.to(device), ds.y_test.to(device)
+    per_epoch = -(-x.shape[0] // 128)
+
+    def evaluate() -> list[float]:  # as the Trainer and the pack: test loss and accuracy
+        with torch.no_grad():
+            out = vmap(f, in_dims=(0, 0, None))(params, buffers, xt)
+            acc = (out.argmax(-1) == yt).double().mean(1)
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), yt.repeat(m))
+            return torch.cat([acc, loss.reshape(1).double()]).tolist()
+
     t = time.perf_counter()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         idx = torch.randint(0, x.shape[0], (m, 128), generator=g, device=device)
         out = vmap(f, randomness="different")(params, buffers, x[idx])
         loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].reshape(-1)) * m
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if step % per_epoch == 0 or step == steps:
+            evaluate()
     _sync(device)
     return time.perf_counter() - t
 

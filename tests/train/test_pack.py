@@ -55,8 +55,7 @@ def test_members_equal_sequential_trainer(norm, plan):
     members = [{"seed": 0, "lr": 0.05, "momentum": 0.9},
                {"seed": 1, "lr": 0.02, "momentum": 0.5, "weight_decay": 1e-3},
                {"seed": 2, "lr": 0.1, "momentum": 0.0, "init": "he_normal"}]
-    models = build_members(spec, members)
-    pack = Pack(models)
+    pack = Pack.from_specs(spec, members)
     pack.use_plan = plan
     assert (pack._plan is not None) is True  # an MLP has the fast path; plan=False forces vmap
     kw = [{k: m[k] for k in ("momentum", "weight_decay") if k in m} for m in members]

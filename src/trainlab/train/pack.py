@@ -173,6 +173,13 @@ class Pack(nn.Module):
         #: False forces vmap (kept to measure and test one against the other)
         self.use_plan = True
 
+    @classmethod
+    def from_specs(cls, model_spec: Any, members: Sequence[Mapping[str, Any]]) -> Pack:
+        """A pack of one model per member, each built as ``seed_everything(seed);
+        build_model(spec)`` with the member's ``seed`` and its ``init`` / ``model``
+        overrides (see :func:`build_members`)."""
+        return cls(build_members(model_spec, members))
+
     # -- tensors ----------------------------------------------------------------------------
     @property
     def buffers_stacked(self) -> list[Tensor]:
