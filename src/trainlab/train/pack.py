@@ -730,6 +730,7 @@ class PackTrainer:
         self.device = resolve_device(device)
         self.pack = pack.to(self.device)
         self.loss_fn = Trainer._build_loss(loss)
+        self._ce = self._plain_cross_entropy()
         self._opt_specs = _per_member(optimizer, m, "optimizer")
         self._lrs = _per_member(lr, m, "lr")
         kw = optimizer_kwargs if optimizer_kwargs is not None else {}
@@ -823,9 +824,22 @@ class PackTrainer:
         self._lr_values = lrs
         return lrs
 
+    def _plain_cross_entropy(self) -> bool:
+        f = self.loss_fn
+        return (isinstance(f, nn.CrossEntropyLoss) and f.weight is None
+                and f.label_smoothing == 0 and f.reduction == "mean")
+
     def _losses(self, out: Tensor, y: Tensor) -> Tensor:
-        if self.pack.num_members == 1:
+        """``(M,)``: each member's mean loss on its batch."""
+        m = self.pack.num_members
+        if m == 1:
             return self.loss_fn(out[0], y[0]).reshape(1)
+        if self._ce and out.dim() == 3 and y.dim() == 2 and not y.is_floating_point():
+            # one kernel for all members, then the mean over each member's batch (the module's
+            # own mean; class-index targets never equal its ignore_index)
+            per = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
+                                              reduction="none")
+            return per.view(m, -1).mean(1)
         return vmap(self.loss_fn)(out, y)
 
     def _train_step(self, xb: Tensor, yb: Tensor) -> Tensor:
