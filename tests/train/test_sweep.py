@@ -159,6 +159,8 @@ def test_sweep_records_every_run_resumes_and_reports(tmp_path, capsys):
         S.run_sweep(other, out, db=db, progress=False)
     forced = S.run_sweep(other, out, db=db, progress=False, force=True)
     assert len(forced.trained) == 1
+    statuses = [r["status"] for r in store.list_runs()]
+    assert statuses.count("overwritten") == 4 and statuses.count("done") == 1
     assert json.loads((out / "sweep.json").read_text())["grid"]["axes"] == {"seed": [3]}
 
 

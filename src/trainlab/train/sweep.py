@@ -399,7 +399,8 @@ def _manifest(plan: SweepPlan, db: Path | None) -> dict[str, Any]:
             "db": str(db.resolve()) if db is not None else None}
 
 
-def _open_folder(out: Path, plan: SweepPlan, db: Path | None, force: bool) -> None:
+def _open_folder(out: Path, plan: SweepPlan, db: Path | None, force: bool,
+                 store: Any = None) -> None:
     from trainlab.utils import atomic_write_text
 
     path = out / "sweep.json"
@@ -416,7 +417,11 @@ def _open_folder(out: Path, plan: SweepPlan, db: Path | None, force: bool) -> No
                 f"the sweep folder {str(out)!r} holds another grid "
                 f"({old.get('grid', {}).get('name', '?')!r}, {len(old.get('runs', []))} runs); "
                 "give another --out, or --force to replace it.")
-        if not same:  # --force: the old sweep's folder goes
+        if not same:  # --force: the old sweep's folder goes, its rows say so
+            if store is not None:
+                for r in old.get("runs", []):
+                    store.mark_overwritten(out / "runs" / str(r.get("folder")),
+                                           message="its sweep folder was replaced (--force)")
             for child in out.iterdir():
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
@@ -476,7 +481,7 @@ def run_sweep(
     out = Path(out)
     dbp = Path(db) if db is not None else None
     store = RunStore(dbp) if dbp is not None else None  # checked before the folder
-    _open_folder(out, plan, dbp, force)
+    _open_folder(out, plan, dbp, force, store)
     for n in plan.notes:
         say(f"note: {n}")
     by_index = {r.index: r for r in runs}
