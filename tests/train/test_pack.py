@@ -283,3 +283,7 @@ def test_bad_input_errors():
         PackTrainer(Pack([a, build_model(_spec())]), lr=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="member must be in"):
         Pack([a]).unstack([3])
+    x, y, _, _ = _data()
+    with pytest.raises(ValueError, match=r"the data does not fit the model: examples of shape "
+                                         r"\(7,\)"):
+        PackTrainer(Pack([a, build_model(_spec())])).fit((x[:, :7], y), steps=1)

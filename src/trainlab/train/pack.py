@@ -778,7 +778,7 @@ class PackTrainer:
             batch_size: int = 128, eval_every: int | None = None) -> list[History]:
         """Train for ``epochs`` or ``steps`` (exactly one), as :meth:`Trainer.fit`; returns
         one :class:`History` per member (also ``self.histories``)."""
-        from trainlab.train.trainer import _check_count, _split_data
+        from trainlab.train.trainer import Trainer, _check_count, _split_data
 
         if (epochs is None) == (steps is None):
             raise ValueError(
@@ -794,6 +794,10 @@ class PackTrainer:
                 f"batch_size={batch_size} is larger than the {len(x)} training examples: every "
                 "step uses the whole training set (full-batch gradient descent).",
                 UserWarning, stacklevel=2)
+        # the Trainer's own check on member 0: a model that does not fit the data (or targets
+        # beyond its outputs) is one clear error naming both shapes, not a bmm error
+        Trainer(self.pack.unstack([0])[0], optimizer="sgd", loss=self.loss_fn,
+                device=self.device)._check_data_fits(x, y)
         # as Trainer.fit: a fresh History, step count and batch order for each fit (the
         # weights and the optimizer state go on)
         self.histories = [History() for _ in range(self.pack.num_members)]
