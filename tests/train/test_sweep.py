@@ -112,6 +112,32 @@ def _finals(store: RunStore) -> dict[str, dict]:
     return {Path(r["folder"]).name: r["final_metrics"] for r in store.list_runs()}
 
 
+def test_sweep_rows_resume_compare_and_refuse_another_grid(tmp_path, capsys):
+    db = tmp_path / "db.sqlite"
+    out = tmp_path / "sw"
+    grid = S.load_grid(_grid(axes={"optim.lr": [0.1, 0.03]}, name="fast"))
+    res = S.run_sweep(grid, out, db=db, progress=False, report=False)
+    assert res.trained == [0, 1] and res.plan.packs == [[0, 1]]
+    store = RunStore(db)
+    rows = store.list_runs()
+    assert [r["config"]["optim"]["lr"] for r in rows] == [0.1, 0.03]  # each its own config
+    assert all([m["step"] for m in store.metrics(r["id"])] == [3, 6] for r in rows)
+    assert rows[0]["final_metrics"]["train_loss"] != rows[1]["final_metrics"]["train_loss"]
+    again = S.run_sweep(grid, out, db=db, progress=False, report=False)
+    assert again.trained == [] and again.skipped == [0, 1] and len(store.list_runs()) == 2
+    capsys.readouterr()
+    assert main(["runs", "compare", "--sweep", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "run 1" in text and "run 2" in text and "optim.lr" in text
+    other = S.load_grid(_grid(axes={"seed": [3]}))
+    with pytest.raises(ValueError, match="holds another grid .*--force"):
+        S.run_sweep(other, out, db=db, progress=False, report=False)
+    assert len(store.list_runs()) == 2  # refused before anything was changed
+    S.run_sweep(other, out, db=db, progress=False, report=False, force=True)
+    assert [r["status"] for r in store.list_runs()] == ["overwritten", "overwritten", "done"]
+
+
+@pytest.mark.slow
 def test_sweep_records_every_run_resumes_and_reports(tmp_path, capsys):
     db = tmp_path / "db.sqlite"
     out = tmp_path / "sw"
