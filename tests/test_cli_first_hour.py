@@ -251,7 +251,7 @@ def test_the_fit_check_leaves_the_run_unchanged():
 @pytest.mark.parametrize("argv", [
     ["train"], ["diagnose"], ["demo"], ["list"], ["data"], ["data", "list"], ["data", "show"],
     ["data", "prepare"], ["runs"], ["runs", "list"], ["runs", "show"], ["runs", "compare"],
-    ["runs", "export"], ["runs", "check"],
+    ["runs", "export"], ["runs", "check"], ["sweep"],
 ])
 def test_every_help_has_examples(argv, capsys):
     assert _rc([*argv, "--help"]) == 0

@@ -50,9 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        **examples(
                            "trainlab runs compare 3 4 5",
                            "trainlab runs compare 3 4 --all      # settings that agree too",
+                           "trainlab runs compare --sweep runs/sweep1   # every run of a sweep",
                        ))
     _db(p)
-    p.add_argument("ids", type=int, nargs="+")
+    p.add_argument("ids", type=int, nargs="*")
+    p.add_argument("--sweep", metavar="DIR", default=None,
+                   help="compare the runs of the sweep in DIR (its store unless --db)")
     p.add_argument("--all", action="store_true", help="show settings that agree too")
     p = sub.add_parser("export", help="every run as CSV",
                        **examples(
@@ -103,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.cli import CliError
     from trainlab.train.runs import format_table
 
+    if args.action == "compare" and getattr(args, "sweep", None):
+        from trainlab.train.sweep import sweep_run_ids
+
+        db, ids = sweep_run_ids(args.sweep, args.db)
+        args.db = args.db or str(db)
+        args.ids = [*args.ids, *ids]
     store = _store(args)
     if args.action == "check":
         store.check(full=True)

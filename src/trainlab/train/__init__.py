@@ -2,7 +2,8 @@
 
 ``Trainer(model, optimizer="sgd", lr=None, loss="cross_entropy", ...).fit(data, steps=...)``
 (``lr=None``: the optimizer's own default learning rate) returns a :class:`History`; see
-:mod:`trainlab.train.trainer` for the design.
+:mod:`trainlab.train.trainer` for the design. ``train_pack`` / :class:`PackTrainer` train many
+models of one structure as one vectorized pack (:mod:`trainlab.train.pack`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,14 @@ from __future__ import annotations
 from trainlab.train.callbacks import Callback, EarlyStopping, LambdaCallback, MetricsCSV
 from trainlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainlab.train.history import Divergence, History
+from trainlab.train.pack import (
+    Pack,
+    PackDivergence,
+    PackOptimizer,
+    PackResult,
+    PackTrainer,
+    train_pack,
+)
 from trainlab.train.trainer import DivergenceError, Trainer
 
 __all__ = [
@@ -21,7 +30,13 @@ __all__ = [
     "History",
     "LambdaCallback",
     "MetricsCSV",
+    "Pack",
+    "PackDivergence",
+    "PackOptimizer",
+    "PackResult",
+    "PackTrainer",
     "Trainer",
     "load_checkpoint",
     "save_checkpoint",
+    "train_pack",
 ]
