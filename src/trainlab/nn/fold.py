@@ -51,7 +51,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
 from trainlab.nn.renorm import MeanOnlyBatchNorm
-from trainlab.nn.weight_norm import _from_rows, is_weight_normalized, remove_weight_norm_, weight_rows
+from trainlab.nn.weight_norm import (
+    _from_rows,
+    is_weight_normalized,
+    remove_weight_norm_,
+    weight_rows,
+)
 
 __all__ = ["FoldError", "check_fold", "fold_bn", "fold_bn_into_", "fold_norms", "foldable_pairs"]
 
@@ -222,7 +227,9 @@ def check_fold(
             m.train(t)
     got = folded(probe)
     if not isinstance(want, Tensor) or not isinstance(got, Tensor):
-        raise TypeError(f"{what} checks models that return a tensor. Received: {type(want).__name__}.")
+        raise TypeError(
+            f"{what} checks models that return a tensor. Received: {type(want).__name__}."
+        )
     r, a = _tolerances(want.dtype, rtol, atol)
     scale = float(want.abs().max()) if want.numel() else 0.0
     diff = float((got.to(want.dtype) - want).abs().max()) if want.numel() else 0.0

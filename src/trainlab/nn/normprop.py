@@ -93,9 +93,8 @@ def normprop_(layer: nn.Module) -> nn.Module:
 def _normprop(layer: nn.Module, **kwargs: Any) -> nn.Module:
     """NormProp's layer half: ``gamma W / ||W||`` per output unit, ``gamma = 1``, ``beta = 0``."""
     if kwargs:
-        raise ValueError(
-            f"normprop takes no options. Received: {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}."
-        )
+        got = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ValueError(f"normprop takes no options. Received: {got}.")
     return normprop_(layer)
 
 

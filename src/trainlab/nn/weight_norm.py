@@ -84,7 +84,7 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 MODES = ("wn", "cwn", "normprop")
 
 
-# -- rows: the weights of one output unit ------------------------------------------------------
+# -- rows: the weights of one output unit ----------------------------------------------------------
 def weight_rows(weight: Tensor, transposed: bool = False, groups: int = 1) -> Tensor:
     """The ``(C_out, fan_in)`` matrix whose row ``i`` holds output unit ``i``'s weights.
 
@@ -135,7 +135,7 @@ def cwn_weight(v: Tensor, g: Tensor, transposed: bool = False, groups: int = 1) 
     return wn_weight(v, g, transposed, groups, centered=True)
 
 
-# -- the layers ---------------------------------------------------------------------------------
+# -- the layers ------------------------------------------------------------------------------------
 class _WeightNormMixin:
     """Shared by the weight-normalized layer classes: ``weight`` computed from
     ``weight_g`` and ``weight_v``. Not built directly: see :func:`weight_norm_`."""
@@ -306,6 +306,12 @@ def weight_norm_(layer: nn.Module, centered: bool = False, *, mode: str | None =
             f"layer is already weight-normalized (mode={layer.wn_mode!r}). "
             f"Received: {layer!r}."
         )
+    if nn.utils.parametrize.is_parametrized(layer, "weight"):
+        raise ValueError(
+            "weight_norm_ needs a layer whose weight is a plain Parameter; this one is "
+            "parametrized (torch's weight_norm?). Load its state_dict into a trainlab "
+            f"weight-normalized layer instead (the layouts are converted). Received: {layer!r}."
+        )
     cls = _CLASSES.get(type(layer))
     if cls is None:
         allowed = ", ".join(f"nn.{c.__name__}" for c in _CLASSES)
@@ -395,7 +401,7 @@ def _torch_wn_weight(g: Tensor, v: Tensor) -> Tensor:
             "a torch weight_norm g must have v's rank with size 1 or v's size in every "
             f"dimension. Received: g of shape {tuple(g.shape)}, v of shape {tuple(v.shape)}."
         )
-    norm = v.norm(dim=dims, keepdim=True) if dims else v.abs()
+    norm = torch.linalg.vector_norm(v, dim=dims, keepdim=True) if dims else v.abs()
     return g * v / norm
 
 
@@ -417,7 +423,7 @@ def to_torch_weight_norm_state_dict(model: nn.Module) -> dict[str, Tensor]:
         keep = (-1,) + (1,) * (v.dim() - 1)
         if m._transposed:  # torch's dim=0 is the input channel: give it the weight itself
             v = m.weight.detach().clone()
-            g = v.norm(dim=list(range(1, v.dim())), keepdim=True)
+            g = torch.linalg.vector_norm(v, dim=list(range(1, v.dim())), keepdim=True)
         elif m.wn_mode == "cwn":
             rows = weight_rows(v)
             v = (rows - rows.mean(dim=1, keepdim=True)).reshape(v.shape)
@@ -447,7 +453,9 @@ def weight_norm_init_(
     """
     if not isinstance(init_scale, (int, float)) or isinstance(init_scale, bool) \
             or not init_scale > 0:  # fmt: skip
-        raise ValueError(f"init_scale must be a positive number. Received: init_scale={init_scale!r}.")
+        raise ValueError(
+            f"init_scale must be a positive number. Received: init_scale={init_scale!r}."
+        )
     layers = [(n, m) for n, m in model.named_modules()
               if is_weight_normalized(m) and m.wn_mode != "normprop"]
     if not layers:
@@ -499,7 +507,7 @@ def weight_norm_init_(
     return stats
 
 
-# -- registry ---------------------------------------------------------------------------------------
+# -- registry --------------------------------------------------------------------------------------
 def _wn(layer: nn.Module) -> nn.Module:
     """Weight normalization of ``layer`` (in place): ``w = g v / ||v||``."""
     return weight_norm_(layer, mode="wn")
