@@ -15,6 +15,8 @@ EPILOG = """examples:
   trainlab train --out runs/bn --force           # overwrite it
   trainlab train --dataset spirals --activation tanh --probe activations,gradients
   trainlab train --dataset mnist1d --probe all --probe-every 20 --out runs/probed
+  trainlab train --dataset mnist1d --probe activations --tensorboard runs/tb
+  torchrun --nproc-per-node 2 -m trainlab train --dataset mnist1d --batch-size 128 --out runs/ddp
 
 Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
 or wrong value is reported at once, before training starts. Ctrl-C (or SIGTERM) saves a
@@ -36,6 +38,10 @@ model.init_options.value, loss_options.margin, ...). Example run.yaml:
 Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
 lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
+
+Under torchrun the model trains with DistributedDataParallel (gloo on CPU, nccl on GPU): each
+process takes an equal slice of every global batch of --batch-size examples; rank 0 writes the
+run folder and the store.
 """
 
 # flag -> dotted config key (argparse dest is the flag with '-' -> '_')
@@ -95,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-db", action="store_true", help="do not record the run in the store")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar or table: one line with the folder and status")
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also write scalars and probe histograms as TensorBoard event "
+                        "files to DIR (needs trainlab[tensorboard])")
     parser.add_argument("--print-config", action="store_true",
                         help="print the full resolved config as YAML (ready to edit and pass "
                         "to --config) and exit without training")
@@ -137,6 +146,11 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = out  # for the message of an interrupt
     db = None if args.no_db else (args.db or DEFAULT_DB)
+    sinks = []
+    if args.tensorboard:
+        from trainlab.train.tensorboard import TensorBoardSink
+
+        sinks.append(TensorBoardSink(args.tensorboard))
     result = execute_run(
         cfg,
         out,
@@ -145,7 +159,14 @@ def _train(args: argparse.Namespace) -> int:
         db=db,
         progress=False if args.quiet else None,
         warn=lambda msg: print(f"trainlab: warning: {msg}", file=sys.stderr),
+        extra_callbacks=sinks,
     )
+    for sink in sinks:
+        sink.close()
+    from trainlab.train.distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 reports
+        return 1 if result.status == "diverged" else 0
     if not args.quiet:
         rows = summary_rows(result.history)
         rows.append(("folder", str(result.folder)))

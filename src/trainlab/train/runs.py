@@ -55,7 +55,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,9 +377,11 @@ def _check_memory(cfg: TrainConfig, spec: dict[str, Any], shape: tuple[int, ...]
                f"batch_size={cfg.batch_size}")
 
 
-def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Trainer:
+def build_trainer(cfg: TrainConfig, model: torch.nn.Module, *,
+                  trainer_class: type[Trainer] | None = None, **kwargs: Any) -> Trainer:
     """A :class:`Trainer` for ``cfg`` (optimizer, schedule, loss, device, seed ...)."""
     o = cfg.optim
+    kwargs.setdefault("device", cfg.device)
     schedule = None
     if o.schedule is not None:
         schedule = (o.schedule, dict(o.schedule_options)) if o.schedule_options else o.schedule
@@ -388,12 +390,11 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, **kwargs: Any) -> Tr
                                              last_step=cfg.steps - 1 if cfg.steps else None))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(cfg.early_stopping, patience=cfg.patience))
-    return Trainer(
+    return (trainer_class or Trainer)(
         model,
         optimizer=(o.name, dict(o.options)),
         lr=o.lr,
         loss=(cfg.loss, dict(cfg.loss_options)) if cfg.loss_options else cfg.loss,
-        device=cfg.device,
         seed=cfg.seed,
         schedule=schedule,
         clip_norm=o.clip_norm,
@@ -752,6 +753,8 @@ def execute_run(
     progress: bool | None = None,
     name: str | None = None,
     warn: Callable[[str], None] | None = None,
+    extra_callbacks: Sequence[Any] = (),
+    trainer_class: type[Trainer] | None = None,
 ) -> RunResult:
     """Train ``cfg`` into the run folder ``out`` and record it in the store ``db``.
 
@@ -766,6 +769,22 @@ def execute_run(
     order of the steps and the signal policy.
     """
     warn = warn or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
+    from trainlab.train import distributed
+
+    if distributed.is_distributed():
+        return _execute_distributed(cfg, out, resume=resume, force=force, db=db,
+                                    progress=progress, name=name, warn=warn,
+                                    extra_callbacks=extra_callbacks)
+    return _execute_single(cfg, out, resume=resume, force=force, db=db, progress=progress,
+                           name=name, warn=warn, extra_callbacks=extra_callbacks,
+                           trainer_class=trainer_class)
+
+
+def _execute_single(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool, force: bool,
+                    db: str | os.PathLike | None, progress: bool | None, name: str | None,
+                    warn: Callable[[str], None], extra_callbacks: Sequence[Any] = (),
+                    trainer_class: type[Trainer] | None = None) -> RunResult:
+    """``execute_run`` in this process (rank 0 of a torchrun job too)."""
     folder = RunFolder(out, resume=resume, force=force, create=False)
     config = cfg.to_dict()
     ckpt_state = None
@@ -787,8 +806,16 @@ def execute_run(
         model,
         checkpoint=folder.checkpoint_path,
         progress=progress,
-        callbacks=[MetricsCSV(folder.metrics_path)],
+        callbacks=[MetricsCSV(folder.metrics_path), *extra_callbacks],
+        trainer_class=trainer_class,
     )
+    return _run_in_folder(cfg, folder, store, trainer, dataset, ckpt_state, name, warn)
+
+
+def _run_in_folder(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: Trainer,
+                   dataset: Any, ckpt_state: dict[str, Any] | None, name: str | None,
+                   warn: Callable[[str], None]) -> RunResult:
+    """Start the run in its folder, train, record; with the signal policy of the module."""
     defer = _DeferSignals(trainer)
     trainer.callbacks.append(_StopIfSignalled(defer))
     defer.install()
@@ -915,3 +942,41 @@ def _store_has(store: Any, run_id: int) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _execute_distributed(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool, force: bool,
+                         db: str | os.PathLike | None, progress: bool | None,
+                         name: str | None, warn: Callable[[str], None],
+                         extra_callbacks: Sequence[Any] = ()) -> RunResult:
+    """``execute_run`` under torchrun: every process trains (DDP); rank 0 alone writes the
+    folder, the checkpoints and the store row. See :mod:`trainlab.train.distributed`."""
+    from dataclasses import replace
+
+    from trainlab.train import distributed
+
+    if resume:
+        raise ValueError("--resume is not supported under torchrun yet; resume the run "
+                         "in one process, or start it afresh with --force.")
+    device = distributed.setup(cfg.device)
+    cfg = replace(cfg, device=str(device))
+    try:
+        if distributed.is_main():
+            return _execute_single(cfg, out, resume=False, force=force, db=db,
+                                   progress=progress, name=name, warn=warn,
+                                   extra_callbacks=extra_callbacks,
+                                   trainer_class=distributed.DistributedTrainer)
+        seed_everything(cfg.seed)
+        dataset = load_data_from_config(cfg)
+        model = build_model_from_config(cfg, dataset)
+        trainer = build_trainer(cfg, model, progress=False,
+                                trainer_class=distributed.DistributedTrainer)
+        epochs = cfg.epochs if (cfg.epochs is not None or cfg.steps is not None) else 10
+        status, message = "done", None
+        try:
+            trainer.fit(dataset, epochs=epochs, steps=cfg.steps, batch_size=cfg.batch_size,
+                        eval_every=cfg.eval_every)
+        except DivergenceError as e:
+            status, message = "diverged", str(e)
+        return RunResult(status, Path(out), trainer.history, None, message)
+    finally:
+        distributed.cleanup()

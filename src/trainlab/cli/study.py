@@ -1,0 +1,144 @@
+"""`trainlab study`: list, show and run the studies (the lectures' experiments).
+
+Exit status of ``run``: 0 when every claim holds, 1 when a claim fails (or a study stops
+with an error), 2 for bad input (unknown study or scale, an existing output folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "study"
+HELP = "reproduce the lectures' experiments: figures, tables and checked claims"
+EPILOG = """examples:
+  trainlab study list
+  trainlab study show activation-stats
+  trainlab study run activation-stats                  # quick scale, ./trainlab-studies/...
+  trainlab study run activation-stats --scale paper --out /tmp/as
+  trainlab study run --all --scale quick --out studies
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import examples
+    from trainlab.studies.base import SCALES
+
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    sub.required = True
+    sub.add_parser("list", help="name, source, number of claims and quick-scale time",
+                   **examples("trainlab study list"))
+    p = sub.add_parser("show", help="what a study reproduces, its setups and its claims",
+                       **examples("trainlab study show glorot-init-diagnostics"))
+    p.add_argument("name")
+    p = sub.add_parser(
+        "run", help="run one study (or --all) and check its claims",
+        **examples(
+            "trainlab study run activation-stats",
+            "trainlab study run dynamical-isometry --scale paper --seed 1 --out /tmp/di",
+            "trainlab study run --all --scale quick --out studies",
+            "trainlab study run --all --scale quick --markdown docs/reproductions.md",
+        ))
+    p.add_argument("name", nargs="?", help="the study (or --all)")
+    p.add_argument("--all", action="store_true", help="run every study")
+    p.add_argument("--scale", default="quick",
+                   help=f"one of {', '.join(SCALES)} (default quick)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None,
+                   help="output folder (default trainlab-studies/NAME, or trainlab-studies "
+                        "with --all)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
+    p.add_argument("--no-db", action="store_true", help="do not record the training runs")
+    p.add_argument("--markdown", default=None,
+                   help="with --all: where to write the Markdown claim table "
+                        "(default OUT/reproductions.md)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainlab.cli import CliError
+
+    if args.action == "list":
+        return _list()
+    if args.action == "show":
+        from trainlab.studies import get_study
+
+        print(get_study(args.name).describe())
+        return 0
+    if args.all and args.name:
+        raise CliError("give a study name or --all, not both.")
+    if not args.all and not args.name:
+        raise CliError("name the study to run (see `trainlab study list`), or pass --all.")
+    if args.markdown and not args.all:
+        raise CliError("--markdown goes with --all.")
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0. Received: {args.seed}.")
+    from trainlab.store import DEFAULT_DB
+
+    db = None if args.no_db else (args.db or DEFAULT_DB)
+    progress = False if args.quiet else None
+    if args.all:
+        return _run_all(args, db, progress)
+    from trainlab.studies import get_study, run_study
+
+    spec = get_study(args.name)
+    result = run_study(spec, scale=args.scale, seed=args.seed, out=args.out, force=args.force,
+                       db=db, device=args.device, progress=progress)
+    _print_claims([result])
+    if result.error:
+        print(f"trainlab: study {result.name} stopped with an error: {result.error}")
+    return 0 if result.passed else 1
+
+
+def _list() -> int:
+    from trainlab.studies import STUDIES, study_names
+
+    names = study_names()
+    rows = []
+    for n in names:
+        s = STUDIES.get(n).factory
+        rows.append((s.name, s.source, str(len(s.claims)), f"~{s.quick_seconds:.0f} s"))
+    header = ("study", "source", "claims", "quick")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    widths[1] = min(widths[1], 70)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        src = r[1] if len(r[1]) <= 70 else r[1][:67] + "..."
+        print("  ".join(c.ljust(w) for c, w in zip((r[0], src, r[2], r[3]), widths)))
+    print(f"\n{len(rows)} studies; `trainlab study show NAME` for the setup and claims.")
+    return 0
+
+
+def _run_all(args: argparse.Namespace, db, progress) -> int:
+    import shlex
+
+    from trainlab.studies import run_all
+
+    out = args.out or "trainlab-studies"
+    cmd = ["trainlab", "study", "run", "--all", "--scale", args.scale, "--seed",
+           str(args.seed), "--out", out]
+    results, page = run_all(scale=args.scale, seed=args.seed, out=out, force=args.force, db=db,
+                            device=args.device, progress=progress, markdown=args.markdown,
+                            command=shlex.join(cmd))
+    _print_claims(results)
+    print(f"summary page: {page}")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _print_claims(results) -> None:
+    from trainlab.train.runs import format_table
+
+    rows = []
+    for r in results:
+        if r.error:
+            rows.append([r.name, "(stopped with an error)", "", r.error[:60], "ERROR"])
+        for c in r.claims:
+            rows.append([r.name, c.id, c.expected, c.measured_text, c.status])
+    print()
+    print(format_table(rows, ["study", "claim", "expected", "measured", "verdict"]))
+    total = sum(len(r.claims) for r in results)
+    passed = sum(r.n_passed for r in results)
+    secs = sum(r.seconds for r in results)
+    print(f"\n{passed}/{total} claims hold; {secs:.1f} s")

@@ -1,0 +1,675 @@
+"""The study framework: a study is one experiment of the lectures as one command.
+
+A study module declares, with the :func:`study` decorator, what it reproduces (the lecture
+slide and the paper), its configuration at each scale (a frozen dataclass per scale:
+``test`` runs in seconds for the test suite, ``quick`` on a 2-core CPU, ``paper`` follows
+the original setup and is meant for a GPU) and its :class:`Claim` s. Its function receives
+a :class:`StudyContext` and the configuration of the chosen scale; it trains or probes what
+it needs and reports through the context::
+
+    ctx.figure("histograms", fig, "What to see in one sentence.")   # PNG
+    ctx.table("layer_stds", rows, "Caption.")                       # CSV + HTML
+    ctx.check("small-init-vanishes", value, spread=std, seeds=[0, 1, 2])
+    ctx.note("MNIST not found: used the embedded MNIST-1D.")
+    history = ctx.train(model, data, label="tanh-xavier", steps=500, lr=0.1)
+
+:func:`run_study` runs one study into a folder (refused when it exists and is not empty,
+unless ``force``) and writes there, besides the figures and tables, ``result.json`` (every
+claim with its statement, measured value, threshold, PASS/FAIL and the seeds and spread it
+was measured on, the configuration, the time taken and the command that reproduces it)
+and ``index.html``. Every training run made through :meth:`StudyContext.train` is a run in
+the results store, tagged with the study, scale and label.
+
+Claims. A claim is a measured quantity compared with a threshold by ``op`` (``<``, ``<=``,
+``>``, ``>=`` or ``in`` a closed interval). When the study gives the ``spread`` of the value
+(the standard deviation over seeds), the claim passes only when, besides the comparison, the
+margin between value and threshold exceeds the spread: a difference smaller than the noise
+it was measured with is not a result. A declared claim the run never checks is reported
+``NOT MEASURED``, which counts as a failure; so is a study that raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainlab.registry import Registry
+from trainlab.utils import atomic_write_text, resolve_device
+
+__all__ = [
+    "SCALES",
+    "STUDIES",
+    "Claim",
+    "ClaimResult",
+    "Study",
+    "StudyContext",
+    "StudyResult",
+    "format_value",
+    "get_study",
+    "run_study",
+    "study",
+]
+
+SCALES = ("test", "quick", "paper")
+_OPS = ("<", "<=", ">", ">=", "in")
+
+STUDIES = Registry("study")
+
+
+def format_value(value: Any) -> str:
+    """A measured number as a person reads it: 4 significant digits, scientific when tiny."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        if float(v).is_integer() and abs(v) < 1e5:
+            return str(int(v))
+        return f"{v:.4g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a study: ``quantity op threshold``, with the reason for the threshold.
+
+    Attributes:
+        id: short identifier, unique within the study (``"he-flat"``).
+        statement: the lecture's or paper's claim in one sentence.
+        quantity: what is measured, precisely (``"std(layer 6) / std(layer 1)"``).
+        op: ``"<"``, ``"<="``, ``">"``, ``">="`` or ``"in"`` (``threshold = (lo, hi)``).
+        threshold: the number (or interval) the quantity is compared with.
+        why: why this threshold (what the theory predicts, what the paper measured).
+    """
+
+    id: str
+    statement: str
+    quantity: str
+    op: str
+    threshold: float | tuple[float, float]
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"Claim op must be one of {_OPS}. Received: op={self.op!r} "
+                             f"(claim {self.id!r}).")
+        if self.op == "in":
+            t = self.threshold
+            if not (isinstance(t, (tuple, list)) and len(t) == 2 and t[0] <= t[1]):
+                raise ValueError(f"Claim {self.id!r}: op 'in' needs threshold=(lo, hi) with "
+                                 f"lo <= hi. Received: threshold={t!r}.")
+        elif not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool):
+            raise ValueError(f"Claim {self.id!r}: threshold must be a number for op "
+                             f"{self.op!r}. Received: threshold={self.threshold!r}.")
+
+    @property
+    def expected(self) -> str:
+        """The threshold as text: ``"< 0.001"``, ``"in [0.5, 2]"``."""
+        if self.op == "in":
+            lo, hi = self.threshold  # type: ignore[misc]
+            return f"in [{format_value(lo)}, {format_value(hi)}]"
+        return f"{self.op} {format_value(self.threshold)}"
+
+    def holds(self, value: float, spread: float | None = None) -> bool:
+        """Whether ``value`` satisfies the claim; with ``spread``, by more than the spread."""
+        if value is None or not math.isfinite(value):
+            return False
+        s = 0.0 if spread is None or not math.isfinite(spread) else abs(float(spread))
+        t = self.threshold
+        if self.op == "in":
+            lo, hi = t  # type: ignore[misc]
+            return lo + s <= value <= hi - s if s else lo <= value <= hi
+        margin = value - t  # type: ignore[operator]
+        if self.op in (">", ">="):
+            ok = margin > 0 if self.op == ">" else margin >= 0
+        else:
+            ok = margin < 0 if self.op == "<" else margin <= 0
+        return ok and (s == 0 or abs(margin) > s)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim with its measured value and verdict (``PASS``, ``FAIL``, ``NOT MEASURED``)."""
+
+    id: str
+    statement: str
+    quantity: str
+    expected: str
+    measured: float | None
+    status: str
+    spread: float | None = None
+    seeds: tuple[int, ...] | None = None
+    detail: str = ""
+    why: str = ""
+    op: str = ""
+    threshold: Any = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    @property
+    def measured_text(self) -> str:
+        """``"0.123 ± 0.004 (3 seeds)"`` or ``"0.123"`` or ``"—"``."""
+        if self.measured is None:
+            return "—"
+        text = format_value(self.measured)
+        if self.spread is not None:
+            text += f" ± {format_value(self.spread)}"
+        if self.seeds:
+            text += f" ({len(self.seeds)} seed{'s' if len(self.seeds) != 1 else ''})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["seeds"] = list(self.seeds) if self.seeds is not None else None
+        d["threshold"] = list(self.threshold) if isinstance(self.threshold, tuple) else \
+            self.threshold
+        return d
+
+
+@dataclass(frozen=True)
+class Study:
+    """A registered study (see the module docstring); built by :func:`study`."""
+
+    name: str
+    title: str
+    source: str
+    summary: str
+    scales: Mapping[str, Any]
+    claims: tuple[Claim, ...]
+    fn: Callable[[StudyContext, Any], None]
+    quick_seconds: float = 60.0
+    data_note: str = ""
+
+    def config(self, scale: str) -> Any:
+        """The frozen configuration of ``scale``; unknown scales list the choices."""
+        if scale not in self.scales:
+            import difflib
+
+            close = difflib.get_close_matches(str(scale), list(self.scales), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"scale must be one of {tuple(self.scales)}.{hint} "
+                             f"Received: scale={scale!r}.")
+        return self.scales[scale]
+
+    def claim(self, claim_id: str) -> Claim:
+        for c in self.claims:
+            if c.id == claim_id:
+                return c
+        ids = ", ".join(c.id for c in self.claims)
+        raise ValueError(f"study {self.name!r} declares no claim {claim_id!r}. "
+                         f"Its claims: {ids}.")
+
+    def describe(self) -> str:
+        """What `trainlab study show` prints: summary, setups per scale, claims."""
+        lines = [f"{self.name} — {self.title}", f"source: {self.source}", "", self.summary, ""]
+        if self.data_note:
+            lines += [f"data: {self.data_note}", ""]
+        lines.append(f"setup per scale (quick ≈ {format_value(self.quick_seconds)} s on a "
+                     "2-core CPU):")
+        for scale, cfg in self.scales.items():
+            fields = ", ".join(f"{k}={v!r}" for k, v in _config_dict(cfg).items())
+            lines.append(f"  {scale:<6} {fields}")
+        lines += ["", f"claims ({len(self.claims)}):"]
+        for c in self.claims:
+            lines.append(f"  [{c.id}] {c.statement}")
+            lines.append(f"      measured: {c.quantity}  expected: {c.expected}")
+            if c.why:
+                lines.append(f"      why: {c.why}")
+        return "\n".join(lines)
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+def study(
+    name: str,
+    *,
+    title: str,
+    source: str,
+    summary: str,
+    scales: Mapping[str, Any],
+    claims: Sequence[Claim],
+    quick_seconds: float = 60.0,
+    data_note: str = "",
+) -> Callable[[Callable[[StudyContext, Any], None]], Callable[[StudyContext, Any], None]]:
+    """Register the decorated ``run(ctx, cfg)`` function as the study ``name``.
+
+    ``scales`` maps each of ``"test"``, ``"quick"`` and ``"paper"`` to a frozen dataclass
+    instance; ``claims`` are :class:`Claim` s with unique ids.
+    """
+    missing = [s for s in SCALES if s not in scales]
+    if missing:
+        raise ValueError(f"study {name!r} must define the scales {SCALES}; missing {missing}.")
+    for s, cfg in scales.items():
+        if not (dataclasses.is_dataclass(cfg) and type(cfg).__dataclass_params__.frozen):
+            raise TypeError(f"study {name!r}: the {s!r} configuration must be a frozen "
+                            f"dataclass instance. Received: {type(cfg).__name__}.")
+    ids = [c.id for c in claims]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"study {name!r}: claim ids must be unique; repeated: {dup}.")
+
+    def deco(fn: Callable[[StudyContext, Any], None]) -> Callable[[StudyContext, Any], None]:
+        spec = Study(name, title, source, summary, dict(scales), tuple(claims), fn,
+                     float(quick_seconds), data_note)
+        STUDIES.add(name, spec, description=title, reference=source,
+                    meta={"claims": len(claims), "quick_seconds": float(quick_seconds)})
+        fn.study = spec  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def get_study(name: str | Study) -> Study:
+    """The :class:`Study` of ``name`` (all study modules are imported first)."""
+    if isinstance(name, Study):
+        return name
+    from trainlab.studies import load_studies
+
+    load_studies()
+    return STUDIES.get(name).factory
+
+
+# -- the context a study runs in ---------------------------------------------------------------
+class StudyContext:
+    """What a study function reports through; see the module docstring.
+
+    Attributes:
+        study: the :class:`Study` being run.
+        scale: ``"test"``, ``"quick"`` or ``"paper"``.
+        seed: the base seed (``--seed``); derive others with :meth:`generator` / ``seed + k``.
+        out: the study's output folder.
+        device: the torch device for the study's tensors (CUDA when present, by default).
+    """
+
+    def __init__(self, spec: Study, scale: str, seed: int, out: Path, device: torch.device,
+                 store: Any = None, progress: bool | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.study = spec
+        self.scale = scale
+        self.seed = seed
+        self.out = out
+        self.device = device
+        self.store = store
+        self.show_progress = progress
+        self._log = log or (lambda msg: None)
+        self.figures: list[dict[str, str]] = []
+        self.tables: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.results: dict[str, ClaimResult] = {}
+        self.runs: list[dict[str, Any]] = []
+
+    # -- reporting ----------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """A line of progress for the console (silent with ``--quiet``)."""
+        self._log(message)
+
+    def note(self, text: str) -> None:
+        """A remark shown in the console and on the page (data substitutes, caveats)."""
+        self.notes.append(text)
+        self._log(f"note: {text}")
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded from the study's seed and ``offset``."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + int(offset))
+
+    def figure(self, name: str, fig: Any, caption: str) -> Path:
+        """Save the matplotlib ``fig`` as ``NAME.png`` (atomically) and close it."""
+        if not caption.strip():
+            raise ValueError(f"figure {name!r} needs a caption saying what to see.")
+        import matplotlib.pyplot as plt
+
+        path = self.out / f"{_file_name(name)}.png"
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        os.replace(tmp, path)
+        self.figures.append({"file": path.name, "caption": caption})
+        return path
+
+    def table(self, name: str, rows: Sequence[Mapping[str, Any]], caption: str = "",
+              columns: Sequence[str] | None = None, show: bool = True) -> Path:
+        """Write ``rows`` (dicts) as ``NAME.csv``; the page shows them (``show``) as a table."""
+        import csv
+        import io
+
+        rows = [dict(r) for r in rows]
+        cols = list(columns) if columns is not None else _columns(rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _csv_cell(r.get(k)) for k in cols})
+        path = self.out / f"{_file_name(name)}.csv"
+        atomic_write_text(path, buf.getvalue())
+        self.tables.append({"file": path.name, "caption": caption, "columns": cols,
+                            "rows": rows, "show": show})
+        return path
+
+    def check(self, claim_id: str, value: Any, *, spread: Any = None,
+              seeds: Sequence[int] | None = None, detail: str = "") -> ClaimResult:
+        """Evaluate the declared claim ``claim_id`` on the measured ``value``.
+
+        ``spread``: the standard deviation of ``value`` over ``seeds`` (the claim then needs
+        a margin larger than the spread). ``detail``: what else a reader should know.
+        """
+        claim = self.study.claim(claim_id)
+        v = _as_float(value, f"the value of claim {claim_id!r}")
+        s = None if spread is None else _as_float(spread, f"the spread of claim {claim_id!r}")
+        status = "PASS" if claim.holds(v, s) else "FAIL"
+        res = ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, v, status,
+                          s, tuple(int(x) for x in seeds) if seeds is not None else None,
+                          detail, claim.why, claim.op, claim.threshold)
+        self.results[claim.id] = res
+        self._log(f"  {status:<4}  {claim.id}: {claim.quantity} = {res.measured_text} "
+                  f"(expected {claim.expected})")
+        return res
+
+    def progress(self, items: Iterable[Any], desc: str = "", total: int | None = None) -> Any:
+        """``items`` with a progress bar on a terminal (none in tests or with ``--quiet``)."""
+        show = self.show_progress
+        if show is None:
+            show = sys.stderr.isatty()
+        if not show:
+            return items
+        from tqdm.auto import tqdm
+
+        return tqdm(items, desc=f"{self.study.name}: {desc}" if desc else self.study.name,
+                    total=total, leave=False, dynamic_ncols=True)
+
+    # -- data and training --------------------------------------------------------------------
+    def dataset(self, name: str, *, fallback: str | None = None,
+                fallback_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Load the dataset ``name``; when its files are missing, the embedded ``fallback``.
+
+        Without a fallback a missing dataset raises ``FileNotFoundError`` saying which data
+        and how to get them. With one, the substitution is said in a note (console, page).
+        ``fallback_kwargs`` (default: ``kwargs``) are passed to the fallback's loader.
+        """
+        from trainlab.data import load_dataset
+
+        try:
+            return load_dataset(name, **kwargs)
+        except FileNotFoundError as e:
+            if fallback is None:
+                raise FileNotFoundError(f"study {self.study.name!r} needs {name}: {e}") from e
+            self.note(f"{name} not found, so this run uses the embedded {fallback} instead "
+                      f"({e})")
+            return load_dataset(fallback, **dict(kwargs if fallback_kwargs is None
+                                                 else fallback_kwargs))
+
+    def train(self, model: torch.nn.Module, data: Any, *, label: str,
+              config: Mapping[str, Any] | None = None, steps: int | None = None,
+              epochs: int | None = None, batch_size: int = 128, eval_every: int | None = None,
+              seed: int | None = None, **trainer_kwargs: Any) -> Any:
+        """Train ``model`` on ``data`` with the :class:`~trainlab.train.Trainer`; a store run.
+
+        The run is recorded in the results store (config: the study, scale, ``label`` and
+        ``config``; its metrics series), and its ``metrics.csv`` goes to ``runs/LABEL/``.
+        Divergence does not stop the study: the History comes back with ``status
+        "diverged"`` (``on_divergence="stop"``) for the study to report. ``seed`` defaults to
+        the study's seed. Returns the History.
+        """
+        from trainlab.train.runs import collect_env
+        from trainlab.train.trainer import Trainer
+
+        seed = self.seed if seed is None else seed
+        trainer_kwargs.setdefault("device", self.device)
+        trainer_kwargs.setdefault("on_divergence", "stop")
+        trainer_kwargs.setdefault("progress", False)
+        trainer = Trainer(model, seed=seed, **trainer_kwargs)
+        folder = self.out / "runs" / _file_name(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = {"study": self.study.name, "scale": self.scale, "label": label,
+               "steps": steps, "epochs": epochs, "batch_size": batch_size,
+               **{k: v for k, v in trainer_kwargs.items() if _plain(v)}, **dict(config or {})}
+        run_id = None
+        if self.store is not None:
+            run_id = self.store.create_run(cfg, seed=seed, env=collect_env(trainer.device, seed),
+                                           folder=folder, name=f"{self.study.name}/{label}")
+        status, message = "failed", None
+        history = trainer.history
+        try:
+            history = trainer.fit(data, epochs=epochs, steps=steps, batch_size=batch_size,
+                                  eval_every=eval_every)
+            status = getattr(history, "status", "done") or "done"
+            if status not in ("done", "diverged"):
+                status = "done"
+            if status == "diverged":
+                div = getattr(history, "divergence", None)
+                message = div.message() if div is not None else "diverged"
+        except BaseException as e:
+            message = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            history = trainer.history
+            try:
+                history.to_csv(folder / "metrics.csv")
+            except Exception:  # the run's outcome matters more than its CSV
+                pass
+            if self.store is not None and run_id is not None:
+                self.store.finish(run_id, status, final_metrics=history.final(),
+                                  series=history.metrics, message=message)
+            self.runs.append({"label": label, "run_id": run_id, "status": status,
+                              "folder": str(folder.relative_to(self.out))})
+        return history
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None))) or (
+        isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v))
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{what} must be one number. Received a tensor of shape "
+                             f"{tuple(value.shape)}.")
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number. Received: {value!r}.") from None
+
+
+def _file_name(name: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    if not cleaned:
+        raise ValueError(f"a file name needs letters or digits. Received: {name!r}.")
+    return cleaned
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return repr(float(v))
+    return v
+
+
+# -- running a study ---------------------------------------------------------------------------
+@dataclass
+class StudyResult:
+    """The outcome of one study run (what ``result.json`` holds)."""
+
+    name: str
+    title: str
+    source: str
+    scale: str
+    seed: int
+    out: Path
+    seconds: float
+    claims: list[ClaimResult]
+    config: dict[str, Any]
+    command: str
+    figures: list[dict[str, str]] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    device: str = "cpu"
+    summary: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the study ran and every claim passed."""
+        return self.error is None and all(c.passed for c in self.claims)
+
+    @property
+    def n_passed(self) -> int:
+        return sum(c.passed for c in self.claims)
+
+    def to_dict(self) -> dict[str, Any]:
+        from trainlab import __version__
+
+        return {
+            "study": self.name, "title": self.title, "source": self.source,
+            "summary": self.summary, "scale": self.scale, "seed": self.seed,
+            "config": self.config, "command": self.command, "seconds": round(self.seconds, 3),
+            "device": self.device, "torch": torch.__version__, "trainlab": __version__,
+            "passed": self.passed, "error": self.error,
+            "claims": [c.to_dict() for c in self.claims],
+            "figures": self.figures,
+            "tables": [{k: t[k] for k in ("file", "caption", "columns")} for t in self.tables],
+            "notes": self.notes, "runs": self.runs,
+        }
+
+
+def study_command(name: str, scale: str, seed: int, out: str | os.PathLike | None) -> str:
+    """The command line that reproduces a study run."""
+    parts = ["trainlab", "study", "run", name, "--scale", scale, "--seed", str(seed)]
+    if out is not None:
+        parts += ["--out", str(out)]
+    return shlex.join(parts)
+
+
+def prepare_folder(out: Path, force: bool) -> None:
+    """Create ``out``; an existing non-empty folder is refused unless ``force`` (then the
+    old one is set aside atomically and deleted once the new one exists)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} exists and is not a folder.")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ValueError(f"output folder {str(out)!r} already exists and is not empty; "
+                             "pass --force to overwrite it, or choose another --out.")
+        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(out, aside)
+        out.mkdir(parents=True)
+        shutil.rmtree(aside, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_study(
+    name: str | Study,
+    *,
+    scale: str = "quick",
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    db: str | os.PathLike | None = None,
+    device: str | torch.device | None = "auto",
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = print,
+) -> StudyResult:
+    """Run the study ``name`` at ``scale`` into ``out`` and return its :class:`StudyResult`.
+
+    ``out`` defaults to ``trainlab-studies/NAME``. ``db``: the results store file (``None``:
+    no store). ``log``: where console lines go (``None``: silent). Bad input (unknown study
+    or scale, an existing folder without ``force``, a negative seed) raises ``ValueError``
+    before anything is written; an error inside the study is caught, written to
+    ``error.txt`` and ``result.json`` (every claim then fails) and returned in
+    ``result.error``, so that a batch of studies goes on.
+    """
+    spec = get_study(name)
+    cfg = spec.config(scale)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
+    out_path = Path(out) if out is not None else Path("trainlab-studies") / spec.name
+    store = None
+    if db is not None:
+        from trainlab.store import RunStore
+
+        store = RunStore(db)
+    dev = resolve_device(device)
+    prepare_folder(out_path, force)
+    say = log or (lambda msg: None)
+    say(f"{spec.name} ({scale}, seed {seed}): {spec.title}")
+    ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        spec.fn(ctx, cfg)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+        atomic_write_text(out_path / "error.txt", traceback.format_exc())
+        say(f"  ERROR {error} (traceback in {out_path / 'error.txt'})")
+    seconds = time.perf_counter() - t0
+    claims = []
+    for c in spec.claims:
+        if c.id in ctx.results:
+            claims.append(ctx.results[c.id])
+        else:
+            claims.append(ClaimResult(c.id, c.statement, c.quantity, c.expected, None,
+                                      "NOT MEASURED", why=c.why, op=c.op,
+                                      threshold=c.threshold))
+            say(f"  NOT MEASURED  {c.id}: {c.quantity}")
+    result = StudyResult(
+        spec.name, spec.title, spec.source, scale, seed, out_path, seconds, claims,
+        _config_dict(cfg), study_command(spec.name, scale, seed, out), ctx.figures,
+        ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary,
+    )
+    atomic_write_text(out_path / "result.json",
+                      json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
+    from trainlab.studies.page import write_study_page
+
+    write_study_page(result, spec)
+    say(f"  {result.n_passed}/{len(claims)} claims passed in {seconds:.1f} s -> "
+        f"{out_path / 'index.html'}")
+    return result
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)

@@ -1,0 +1,173 @@
+"""The pages of the studies: one ``index.html`` per study, a summary page and a Markdown table.
+
+A study page says, in this order: what the study reproduces and where it comes from, the
+claims with their measured values and verdicts, the figures (each with the sentence that
+says what to see), the tables (the first rows; the CSV beside the page holds all), notes
+(data substitutes, caveats), the setup of the scale that ran, the time taken and the exact
+command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trainlab.report.html import HtmlPage
+from trainlab.utils import atomic_write_text
+
+__all__ = ["claims_markdown", "write_study_page", "write_summary"]
+
+_MAX_ROWS = 40
+_STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT MEASURED": "fail"}
+
+
+def _claim_rows(result: Any) -> str:
+    out = ["<table><tr><th>claim</th><th>measured quantity</th><th>expected</th>"
+           "<th>measured</th><th>verdict</th></tr>"]
+    for c in result.claims:
+        why = f"<br><small>why this threshold: {html.escape(c.why)}</small>" if c.why else ""
+        detail = f"<br><small>{html.escape(c.detail)}</small>" if c.detail else ""
+        cls = _STATUS_CLASS.get(c.status, "")
+        out.append(
+            f"<tr><td><b>{html.escape(c.id)}</b>: {html.escape(c.statement)}{why}</td>"
+            f"<td>{html.escape(c.quantity)}</td><td>{html.escape(c.expected)}</td>"
+            f"<td class=\"num\">{html.escape(c.measured_text)}{detail}</td>"
+            f"<td class=\"{cls}\">{html.escape(c.status)}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def write_study_page(result: Any, spec: Any) -> Path:
+    """Write ``index.html`` of one study run into ``result.out``."""
+    from trainlab.studies.base import format_value
+
+    page = HtmlPage(f"{result.name}: {result.title}")
+    verdict = ("all claims hold" if result.passed
+               else f"{result.n_passed} of {len(result.claims)} claims hold")
+    page.paragraph(
+        f"<b>Reproduces:</b> {html.escape(result.source)}<br>"
+        f"<b>Scale:</b> {html.escape(result.scale)} · <b>seed</b> {result.seed} · "
+        f"<b>device</b> {html.escape(result.device)} · <b>time</b> {result.seconds:.1f} s · "
+        f"<b>verdict:</b> <span class=\"{'pass' if result.passed else 'fail'}\">"
+        f"{html.escape(verdict)}</span>", raw=True)
+    page.paragraph(spec.summary)
+    if result.error:
+        page.paragraph(f"The study stopped with an error: {result.error} (traceback in "
+                       "error.txt); claims it did not reach are NOT MEASURED.", cls="note")
+    page.heading("Claims")
+    page.raw(_claim_rows(result))
+    page.paragraph(
+        "A claim passes when its measured quantity meets the threshold; when a spread over "
+        "seeds is given (± one standard deviation), the margin must also exceed the spread.")
+    if result.figures:
+        page.heading("Figures")
+        for f in result.figures:
+            page.figure(f["file"], f["caption"])
+    shown = [t for t in result.tables if t.get("show", True)]
+    if shown:
+        page.heading("Tables")
+        for t in shown:
+            if t["caption"]:
+                page.paragraph(t["caption"])
+            rows = t["rows"][:_MAX_ROWS]
+            page.table([[r.get(c, "") for c in t["columns"]] for r in rows], t["columns"])
+            more = (f" ({len(t['rows']) - _MAX_ROWS} more rows in the file)"
+                    if len(t["rows"]) > _MAX_ROWS else "")
+            page.paragraph(f'All rows: <a href="{html.escape(t["file"])}">'
+                           f'{html.escape(t["file"])}</a>{more}', raw=True)
+    if result.notes:
+        page.heading("Notes")
+        for n in result.notes:
+            page.paragraph(n, cls="note")
+    page.heading("Setup")
+    page.table([[k, format_value(v) if isinstance(v, (int, float)) else str(v)]
+                for k, v in result.config.items()], ["setting", result.scale])
+    other = {s: c for s, c in spec.scales.items() if s != result.scale}
+    if other:
+        page.paragraph("Other scales: " + "; ".join(
+            f"{s}: " + ", ".join(f"{k}={v!r}" for k, v in _fields(c).items())
+            for s, c in other.items()))
+    if result.runs:
+        page.paragraph(f"{len(result.runs)} training runs, each recorded in the results store "
+                       "(`trainlab runs list`) and with its metrics in runs/LABEL/metrics.csv.")
+    page.heading("Reproduce")
+    page.code(result.command)
+    page.paragraph('Machine-readable results: <a href="result.json">result.json</a>.', raw=True)
+    return page.write(Path(result.out) / "index.html")
+
+
+def _fields(cfg: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def claims_markdown(results: Sequence[Any], links: bool = False,
+                    base: str | os.PathLike | None = None) -> str:
+    """The table study · claim · expected · measured · verdict, as Markdown."""
+    lines = ["| study | claim | expected | measured | verdict |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        name = r.name
+        if links and base is not None:
+            rel = os.path.relpath(Path(r.out) / "index.html", base)
+            name = f"[{r.name}]({rel})"
+        if r.error:
+            lines.append(f"| {name} | (the study stopped: {_md(r.error)}) | | | ERROR |")
+        for c in r.claims:
+            lines.append(f"| {name} | {_md(c.id)}: {_md(c.statement)} ({_md(c.quantity)}) | "
+                         f"{_md(c.expected)} | {_md(c.measured_text)} | {c.status} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary(results: Sequence[Any], out: str | os.PathLike, *, scale: str,
+                  seconds: float, command: str, markdown: str | os.PathLike | None = None
+                  ) -> tuple[Path, Path]:
+    """Write ``OUT/index.html`` linking every study page and the Markdown claim table
+    (``markdown``, default ``OUT/reproductions.md``). Returns both paths."""
+    out = Path(out)
+    n_claims = sum(len(r.claims) for r in results)
+    n_pass = sum(r.n_passed for r in results)
+    page = HtmlPage(f"trainlab studies ({scale} scale)")
+    page.paragraph(
+        f"{len(results)} studies, {n_pass} of {n_claims} claims hold, "
+        f"{seconds:.0f} s in all. Each study reproduces one experiment of the lectures; "
+        "its page shows the figures, tables and the measured value of each claim.")
+    rows = []
+    for r in results:
+        rel = os.path.relpath(Path(r.out) / "index.html", out)
+        state = "ERROR" if r.error else ("PASS" if r.passed else "FAIL")
+        rows.append(f"<tr><td><a href=\"{html.escape(rel)}\">{html.escape(r.name)}</a></td>"
+                    f"<td>{html.escape(r.title)}</td><td class=\"num\">{r.n_passed}/"
+                    f"{len(r.claims)}</td><td class=\"num\">{r.seconds:.1f} s</td>"
+                    f"<td class=\"{_STATUS_CLASS.get(state, 'fail')}\">{state}</td></tr>")
+    page.raw("<table><tr><th>study</th><th>what it reproduces</th><th>claims holding</th>"
+             "<th>time</th><th>verdict</th></tr>" + "\n".join(rows) + "</table>")
+    page.heading("Every claim")
+    for r in results:
+        page.heading(f"{r.name} — {r.source}", level=3)
+        page.raw(_claim_rows(r))
+    page.heading("Reproduce")
+    page.code(command)
+    md_path = Path(markdown) if markdown is not None else out / "reproductions.md"
+    body = (f"# Reproductions ({scale} scale)\n\n"
+            f"Generated by `{command}`: {len(results)} studies, {n_pass} of {n_claims} claims "
+            f"hold, {seconds:.0f} s on this machine. A claim with a spread (± one standard "
+            "deviation over seeds) passes only when its margin exceeds the spread.\n\n"
+            "| study | time (s) | claims holding |\n|---|---|---|\n"
+            + "".join(f"| {r.name} | {r.seconds:.1f} | {r.n_passed}/{len(r.claims)} |\n"
+                      for r in results)
+            + "\n" + claims_markdown(results))
+    atomic_write_text(md_path, body)
+    rel = html.escape(os.path.relpath(md_path, out))
+    page.paragraph(f'The same table in Markdown: <a href="{rel}">{html.escape(md_path.name)}</a>.',
+                   raw=True)
+    return page.write(out / "index.html"), md_path

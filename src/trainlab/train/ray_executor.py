@@ -1,0 +1,84 @@
+"""Past one machine: runs as Ray tasks (``trainlab sweep --executor ray``).
+
+Ray (the optional extra ``trainlab[ray]``) schedules; trainlab only says what one unit of work
+is — :func:`trainlab.train.objective.train_objective`, ``config -> metrics`` — so there is no
+home-made scheduler here. :func:`run_with_ray` submits one Ray task per run (each task trains
+into its own run folder and writes its row into the results store, as ``trainlab train``
+does) and gathers the metrics in submission order. A task asks Ray for ``num_cpus`` CPUs
+(default 1) and ``num_gpus`` GPUs, so Ray runs as many at once as the cluster holds.
+
+On a cluster the run folders and the SQLite store must be on a file system every node sees
+(SQLite over NFS is only as safe as NFS's locks); or run without ``db`` and record from the
+driver. ``address``: ``None`` starts (or joins) a local Ray; ``"auto"`` joins the running
+cluster (``ray start --head`` first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["require_ray", "run_with_ray"]
+
+
+def require_ray() -> Any:
+    """Import ray, or say which extra to install."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--executor ray needs Ray: pip install 'trainlab[ray]' "
+                          "(or pip install 'ray[tune]').") from None
+    return ray
+
+
+def _task(config: Mapping[str, Any], out: str | None, db: str | None) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    from trainlab.train.objective import train_objective
+
+    return train_objective(config, out=out, db=db, force=False)
+
+
+def run_with_ray(
+    configs: Sequence[Mapping[str, Any]],
+    outs: Sequence[str | os.PathLike | None] | None = None,
+    *,
+    db: str | os.PathLike | None = None,
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    init_kwargs: Mapping[str, Any] | None = None,
+    on_result: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train every config as a Ray task; return the metrics in the order of ``configs``.
+
+    ``outs``: a run folder per config (``None`` entries train in memory). ``on_result(i,
+    metrics)`` is called as each task finishes (for a progress bar). Ray is initialized
+    here when it is not already (``address``, ``init_kwargs``) and left running for the
+    caller's next call.
+    """
+    ray = require_ray()
+    if outs is not None and len(outs) != len(configs):
+        raise ValueError(f"outs must give one folder per config: {len(configs)} configs, "
+                         f"{len(outs)} folders.")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **dict(init_kwargs or {}))
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_task)
+    folders = [None if o is None else str(os.path.abspath(o)) for o in (outs or
+                                                                         [None] * len(configs))]
+    dbs = None if db is None else str(os.path.abspath(db))
+    refs = [remote.remote(dict(c), f, dbs) for c, f in zip(configs, folders)]
+    index = {r: i for i, r in enumerate(refs)}
+    results: list[dict[str, float] | None] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for r in done:
+            i = index[r]
+            results[i] = ray.get(r)
+            if on_result is not None:
+                on_result(i, results[i])
+    return [r for r in results if r is not None]

@@ -1,0 +1,61 @@
+"""The TensorBoard sink writes the History's scalars and the probes' own histogram bins."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+import torch
+
+from trainlab.nn import mlp
+from trainlab.train import Trainer
+
+
+def test_missing_extra_names_it(monkeypatch):
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    from trainlab.train.tensorboard import TensorBoardSink
+
+    with pytest.raises(ImportError, match=r"trainlab\[tensorboard\]"):
+        TensorBoardSink("x")
+
+
+def test_scalars_and_precomputed_histograms(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainlab.probes import ActivationStats
+    from trainlab.train.tensorboard import TensorBoardSink
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
+    model = mlp([4, 8, 8, 3], activation="tanh")
+    probe = ActivationStats(every=5, hist_every=5)
+    sink = TensorBoardSink(tmp_path / "tb")
+    trainer = Trainer(model, lr=0.1, probes=[probe], callbacks=[sink], log_every=5,
+                      progress=False)
+    hist = trainer.fit((x, y, x, y), steps=10, batch_size=16, eval_every=5)
+    sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    losses = [e.value for e in acc.Scalars("metrics/train_loss")]
+    assert losses == pytest.approx([r["train_loss"] for r in hist.metrics], rel=1e-6)
+    assert [e.step for e in acc.Scalars("metrics/test_acc")] == [5, 10]
+    assert hist.histograms, "the probe recorded histograms"
+    h = hist.histograms[0]
+    tag = f"{h['quantity']}/{h['layer']}"
+    assert tag in tags["histograms"]
+    ev = next(e for e in acc.Histograms(tag) if e.step == h["step"])
+    counts = [float(c) for c in h["counts"]]
+    assert list(ev.histogram_value.bucket) == pytest.approx(counts)  # not re-binned
+    assert list(ev.histogram_value.bucket_limit) == pytest.approx(
+        [float(e) for e in h["edges"][1:]])
+    assert ev.histogram_value.num == pytest.approx(sum(counts))
+    assert any(t.startswith("probes/") for t in tags["scalars"])
