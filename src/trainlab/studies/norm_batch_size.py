@@ -160,7 +160,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, n in enumerate(NORMS):
-        ax.plot(cfg.batch_sizes, [100 * e[(n, b)] for b in cfg.batch_sizes], "o-",
+        ax.plot(cfg.batch_sizes, [100 * e[(n, b)] for b in cfg.batch_sizes], marker="o",
                 label=LABELS[n], lw=2 if n in ("bn", "gn") else 1.3,
                 ls="--" if n == "brn" else "-", color=f"C{i}")
     ax.set_xscale("log", base=2)
