@@ -219,7 +219,7 @@ class _WeightNormMixin:
         w = torch.empty_like(self.weight_v)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5))
         self.set_weight_(w)
-        fan_in = weight_rows(w, self._transposed, self._groups).shape[1]
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)  # as torch's layers do
         if self.bias is not None:
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             nn.init.uniform_(self.bias, -bound, bound)
