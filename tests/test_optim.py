@@ -286,9 +286,7 @@ def test_state_dict_round_trip_by_name():
         opt1 = build_optimizer(name, m1)
 
         def step(m, opt):
-            opt.zero_grad()
-            ((m(x) - y) ** 2).mean().backward()
-            opt.step()
+            take_step(opt, lambda: ((m(x) - y) ** 2).reshape(-1))
 
         for _ in range(3):
             step(m1, opt1)
@@ -350,6 +348,32 @@ def test_momentum_at_least_one_warns():
 
 
 # ---- contract over every registered optimizer -----------------------------------------------
+def take_step(opt, per_example) -> float:
+    """One step of any registered optimizer on the mean of ``per_example()``; the loss at the
+    point the step started from. L-BFGS, Newton and the natural gradient take a closure of
+    their ``closure_kind`` (see trainlab.second_order)."""
+    kind = getattr(opt, "closure_kind", None)
+    if kind == "loss":
+        return float(opt.step(lambda: per_example().mean()))
+    if kind == "per_example":
+        return float(opt.step(per_example))
+    first = []
+
+    def backward():
+        opt.zero_grad()
+        loss = per_example().mean()
+        loss.backward()
+        first.append(loss.item())
+        return loss
+
+    if kind == "backward":
+        opt.step(backward)
+    else:
+        backward()
+        opt.step()
+    return first[0]
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_contract(name):
     entry = OPTIMIZERS.get(name)
@@ -363,13 +387,10 @@ def test_contract(name):
         y = x.sum(1, keepdim=True).sin()
         opt = build_optimizer(name, m)
         assert isinstance(opt, entry.meta["torch_class"])
-        losses = []
-        for _ in range(40):
-            opt.zero_grad()
-            loss = ((m(x) - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        def per_example(m=m, x=x, y=y):
+            return ((m(x) - y) ** 2).reshape(-1)
+
+        losses = [take_step(opt, per_example) for _ in range(40)]
         assert all(math.isfinite(v) for v in losses)
         assert losses[-1] < losses[0], (name, dtype, losses[0], losses[-1])
         assert all(p.dtype == dtype for p in m.parameters())

@@ -874,3 +874,9 @@ class GradientNoise:
 
     def __repr__(self) -> str:
         return f"GradientNoise(eta={self.eta}, gamma={self.gamma})"
+
+
+# L-BFGS, Newton and the natural gradient live in trainlab.second_order; their names are here.
+from trainlab.second_order import _register as _register_second_order  # noqa: E402
+
+_register_second_order()

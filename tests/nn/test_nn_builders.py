@@ -344,7 +344,7 @@ def test_50_layer_mlp_builds_runs_and_trains(activation, norm, init):
 
 # -- registry and build_model -------------------------------------------------------------------
 def test_models_registry():
-    assert MODELS.names() == ["mlp", "convnet", "preact_resnet"]
+    assert MODELS.names() == ["mlp", "convnet", "preact_resnet", "seq_classifier"]
     for e in MODELS:
         assert e.description and e.reference
 
@@ -372,7 +372,7 @@ def test_build_model_errors():
     with pytest.raises(
         ValueError,
         match=r"A model spec needs a 'name' key \(one of mlp, "
-        r"convnet, preact_resnet\)\. Received keys: \['widths'\]",
+        r"convnet, preact_resnet, seq_classifier\)\. Received keys: \['widths'\]",
     ):
         build_model({"widths": [3]})
     with pytest.raises(ValueError, match=r"Unknown model 'convnett'\. Did you mean 'convnet'"):

@@ -14,8 +14,13 @@
 - :mod:`trainlab.nn.renorm` — batch renormalization (``brn``) and mean-only BN (``mobn``).
 - :mod:`trainlab.nn.normprop` — normalization propagation (``normprop``).
 - :mod:`trainlab.nn.fold` — :func:`fold_bn` (BN, BRN, mean-only BN folded into the preceding
-  Linear/Conv) and :func:`fold_norms` (also bakes WN/CWN/NormProp into plain weights), each checked
-  on a probe batch.
+  Linear/Conv) and :func:`fold_norms` (also bakes WN/CWN/NormProp into plain weights), each
+  checked on a probe batch.
+- :mod:`trainlab.nn.recurrent` — the ``recurrent_norm`` registry :data:`RECURRENT_NORMS`
+  (``none``, ``bn_frame``, ``bn_seq``, ``ln``), :class:`LSTM`, :class:`RNN` and their cells
+  (the ``seq_classifier`` builder uses them).
+- :mod:`trainlab.nn.natural` — natural neural networks: :class:`WhitenedLinear`,
+  :func:`to_natural`, :func:`reestimate_whitening`, :class:`WhiteningCallback`.
 
 Example::
 
@@ -26,12 +31,14 @@ Example::
 """
 
 from trainlab.nn import norms, renorm, weight_norm, normprop  # noqa: I001  (registry order)
-from trainlab.nn import activations, builders, fold, functional
+from trainlab.nn import activations, builders, fold, functional, natural, recurrent
 from trainlab.nn.activations import *  # noqa: F403
 from trainlab.nn.builders import *  # noqa: F403
 from trainlab.nn.fold import *  # noqa: F403
+from trainlab.nn.natural import *  # noqa: F403
 from trainlab.nn.norms import *  # noqa: F403
 from trainlab.nn.normprop import *  # noqa: F403
+from trainlab.nn.recurrent import *  # noqa: F403
 from trainlab.nn.renorm import *  # noqa: F403
 from trainlab.nn.weight_norm import *  # noqa: F403
 
@@ -43,12 +50,16 @@ __all__ = [
     *renorm.__all__,
     *weight_norm.__all__,
     *normprop.__all__,
+    *recurrent.__all__,
+    *natural.__all__,
     "activations",
     "builders",
     "fold",
     "functional",
+    "natural",
     "normprop",
     "norms",
+    "recurrent",
     "renorm",
     "weight_norm",
 ]

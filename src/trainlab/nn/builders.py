@@ -1,4 +1,4 @@
-"""Model builders (family ``model``): ``mlp``, ``convnet``, ``preact_resnet``.
+"""Model builders (family ``model``): ``mlp``, ``convnet``, ``preact_resnet``, ``seq_classifier``.
 
 Each builder takes a small spec — widths or channels, activation, norm, norm placement,
 dropout, init — and returns a plain ``nn.Module`` whose submodules have stable, readable
@@ -19,6 +19,9 @@ Names (``i`` counts from 1, in forward order):
 - ``preact_resnet``: ``stem`` (a conv), ``block{i}`` = ``norm1``, ``act1``, ``conv1``,
   ``norm2``, ``act2``, (``drop``), ``conv2``, ``shortcut``, then ``norm``, ``act``, ``gap``,
   ``flatten``, ``head``.
+- ``seq_classifier``: ``to_seq`` (reshapes a flat input into time steps), ``rnn{i}`` (an
+  :class:`~trainlab.nn.recurrent.LSTM` or :class:`~trainlab.nn.recurrent.RNN` layer, its
+  cell at ``rnn{i}.cell``), ``head`` (a ``Linear`` on the last hidden state).
 
 Every block keeps its ``norm`` and ``act`` slots: ``norm="none"`` puts ``nn.Identity`` there,
 so a layer has the same name in every variant of a sweep. Blocks are ``nn.Sequential``
@@ -46,6 +49,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,10 +69,13 @@ __all__ = [
     "MLP",
     "PreActBlock",
     "PreActResNet",
+    "SeqClassifier",
+    "ToSequence",
     "build_model",
     "convnet",
     "mlp",
     "preact_resnet",
+    "seq_classifier",
 ]
 
 MODELS = Registry("model")
@@ -263,7 +270,7 @@ class MLP(nn.Sequential):
 
 
 _SIZE_ARGS = ("in_features", "widths", "out_features", "channels", "in_channels", "depth",
-              "width", "k")
+              "width", "k", "input_size", "hidden_size", "num_classes", "layers")
 
 
 def _memory_checked(builder):
@@ -647,6 +654,142 @@ def preact_resnet(
     return _apply_init(model, init)
 
 
+# -- sequence classifier -------------------------------------------------------------------
+class ToSequence(nn.Module):
+    """Read each example as a batch-first sequence ``(B, T, input_size)``.
+
+    A ``(B, T, input_size)`` input passes unchanged. Any other ``(B, ...)`` input is
+    flattened from dim 1 (row-major: an ``(N, 1, 28, 28)`` image becomes its 28 rows) and
+    cut into ``D // input_size`` steps; ``D`` must be a multiple of ``input_size`` (and equal
+    ``steps * input_size`` when ``steps`` is given). A rank-3 input whose last dimension is
+    not ``input_size`` is rejected unless its dim 1 is a single channel ``(B, 1, L)``.
+    """
+
+    def __init__(self, input_size: int, steps: int | None = None) -> None:
+        super().__init__()
+        self.input_size = _check_int("input_size", input_size)
+        self.steps = None if steps is None else _check_int("steps", steps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        F = self.input_size
+        if x.dim() == 3 and x.shape[2] == F and (self.steps is None or x.shape[1] == self.steps):
+            return x
+        want = f"(B, T, {F})" if self.steps is None else f"(B, {self.steps}, {F})"
+        if x.dim() < 2 or (x.dim() == 3 and x.shape[2] != F and x.shape[1] != 1):
+            raise ValueError(
+                f"seq_classifier expects {want} sequences or flat (B, D) examples with D a "
+                f"multiple of input_size={F}. Received: input of shape {tuple(x.shape)}."
+            )
+        D = math.prod(x.shape[1:])
+        T = self.steps if self.steps is not None else D // F
+        if D != T * F or T < 1:
+            raise ValueError(
+                f"seq_classifier reads each example as {want}: the {D} values of an input of "
+                f"shape {tuple(x.shape)} do not make {'whole' if self.steps is None else T} "
+                f"steps of input_size={F}"
+                + ("." if self.steps is None else f" (shape (B, {T * F}) expected).")
+            )
+        return x.reshape(x.shape[0], T, F)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}" + (
+            f", steps={self.steps}" if self.steps is not None else "")
+
+
+class SeqClassifier(nn.Module):
+    """A recurrent sequence classifier built by :func:`seq_classifier`; ``spec`` holds its
+    arguments."""
+
+    def __init__(self, to_seq: ToSequence, layers: list[nn.Module], head: nn.Linear) -> None:
+        super().__init__()
+        self.to_seq = to_seq
+        for i, layer in enumerate(layers, start=1):
+            self.add_module(f"rnn{i}", layer)
+        self.num_layers = len(layers)
+        self.head = head
+        self.spec: dict[str, Any] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.to_seq(x)
+        for i in range(1, self.num_layers + 1):
+            h, _ = getattr(self, f"rnn{i}")(h)
+        return self.head(h[:, -1])
+
+
+#: Recurrent cells of ``seq_classifier``.
+CELLS = ("lstm", "rnn")
+
+
+@_memory_checked
+def seq_classifier(
+    input_size: int,
+    hidden_size: int = 64,
+    num_classes: int = 10,
+    *,
+    cell: str = "lstm",
+    norm: Any = "none",
+    layers: int = 1,
+    steps: int | None = None,
+    T_max: int | None = None,
+    forget_bias: float | None = None,
+    bias: bool = True,
+) -> SeqClassifier:
+    """A recurrent classifier: ``to_seq``, ``rnn1..rnnL``, ``head`` on the last hidden state.
+
+    Each example is read as a sequence of ``input_size`` features per step (see
+    :class:`ToSequence`): MNIST rows are ``seq_classifier(28, ...)`` on ``(N, 1, 28, 28)``
+    images (28 steps of 28 pixels); MNIST-1D as a sequence is ``seq_classifier(1, ...)``
+    (40 steps of 1) or ``seq_classifier(4, ...)`` (10 steps of 4). ``layers`` recurrent layers
+    of ``hidden_size`` units are stacked; the head maps ``h_T`` of the last one to
+    ``num_classes`` logits.
+
+    Args:
+        input_size: features per time step.
+        hidden_size: units of each recurrent layer.
+        num_classes: outputs of the head.
+        cell: ``"lstm"`` or ``"rnn"`` (Elman, tanh).
+        norm: a ``recurrent_norm`` name or ``(name, {options})``: ``"none"`` (plain),
+            ``"bn_frame"`` (Cooijmans et al. 2017), ``"bn_seq"`` (Laurent et al. 2016),
+            ``"ln"`` (Ba et al. 2016); see :mod:`trainlab.nn.recurrent`.
+        layers: stacked recurrent layers.
+        steps: the number of time steps, when fixed (checked on every input).
+        T_max: steps with their own statistics for ``bn_frame``; default ``steps``, else 100.
+        forget_bias: initial forget-gate bias of LSTM cells (``None``: torch's init).
+        bias: biases in the recurrent cells (the head always has one).
+    """
+    from trainlab.nn.recurrent import LSTM, RNN
+
+    spec = {
+        "input_size": input_size, "hidden_size": hidden_size, "num_classes": num_classes,
+        "cell": cell, "norm": norm, "layers": layers, "steps": steps, "T_max": T_max,
+        "forget_bias": forget_bias, "bias": bias,
+    }
+    _check_int("input_size", input_size)
+    _check_int("hidden_size", hidden_size)
+    _check_int("num_classes", num_classes)
+    _check_int("layers", layers)
+    cell = _check_choice("cell", cell, CELLS)
+    if steps is not None:
+        _check_int("steps", steps)
+    T_max = _check_int("T_max", T_max) if T_max is not None else (steps or 100)
+    if forget_bias is not None and cell != "lstm":
+        raise ValueError(
+            f"forget_bias is an LSTM option. Received: forget_bias={forget_bias!r}, cell={cell!r}."
+        )
+    rnns: list[nn.Module] = []
+    prev = input_size
+    for _ in range(layers):
+        if cell == "lstm":
+            rnns.append(LSTM(prev, hidden_size, norm, T_max=T_max, bias=bias,
+                             forget_bias=forget_bias))
+        else:
+            rnns.append(RNN(prev, hidden_size, norm, T_max=T_max, bias=bias))
+        prev = hidden_size
+    model = SeqClassifier(ToSequence(input_size, steps), rnns, nn.Linear(prev, num_classes))
+    model.spec = spec
+    return model
+
+
 # -- registry and config entry point -------------------------------------------------------
 MODELS.add(
     "mlp",
@@ -670,6 +813,16 @@ MODELS.add(
     reference="He, Zhang, Ren & Sun 2016 (Identity Mappings in Deep Residual Networks)",
     aliases=("resnet",),
     meta={"input": "(N, C, H, W), e.g. 32x32"},
+)
+MODELS.add(
+    "seq_classifier",
+    seq_classifier,
+    description="recurrent sequence classifier: LSTM or Elman RNN with a recurrent norm "
+    "(none, bn_frame, bn_seq, ln), linear head on the last hidden state",
+    reference="Hochreiter & Schmidhuber 1997; Cooijmans et al. 2017; Laurent et al. 2016; "
+    "Ba et al. 2016",
+    aliases=("rnn_classifier", "lstm_classifier"),
+    meta={"input": "(N, T, input_size) or flat (N, T * input_size), e.g. MNIST rows"},
 )
 
 

@@ -376,9 +376,12 @@ class StudyContext:
         """Evaluate the declared claim ``claim_id`` on the measured ``value``.
 
         ``spread``: the standard deviation of ``value`` over ``seeds`` (the claim then needs
-        a margin larger than the spread). ``detail``: what else a reader should know.
+        a margin larger than the spread; ignored when ``seeds`` holds fewer than two).
+        ``detail``: what else a reader should know.
         """
         claim = self.study.claim(claim_id)
+        if seeds is not None and len(seeds) < 2:
+            spread = None  # one seed has no spread (a std of 0 would claim certainty)
         v = _as_float(value, f"the value of claim {claim_id!r}")
         s = None if spread is None else _as_float(spread, f"the spread of claim {claim_id!r}")
         status = "PASS" if claim.holds(v, s) else "FAIL"

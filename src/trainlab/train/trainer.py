@@ -286,6 +286,13 @@ class Trainer:
         self.seed = seed
         self.lr = lr
         self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs or {})
+        kind = getattr(self.optimizer, "closure_kind", None)
+        if kind is not None and (clip_norm is not None or grad_noise is not None):
+            raise ValueError(
+                f"clip_norm and grad_noise act between backward and step, which "
+                f"{type(self.optimizer).__name__} does inside its own step(closure); use them "
+                f"with a first-order optimizer. Received: clip_norm={clip_norm!r}, "
+                f"grad_noise={grad_noise!r}.")
         self.loss_fn = self._build_loss(loss)
         self._class_targets = _takes_class_indices(loss, self.loss_fn)
         self._schedule_spec = schedule
@@ -565,12 +572,67 @@ class Trainer:
         if probes:
             for p in self.probes:
                 p.step_begin(step)
-        loss = self._forward(xb, yb)
-        self._update(loss, step, probes)
+        kind = getattr(self.optimizer, "closure_kind", None)
+        if kind is not None:
+            loss = self._closure_step(xb, yb, step, probes, kind)
+        else:
+            loss = self._forward(xb, yb)
+            self._update(loss, step, probes)
         if probes:
             for p in self.probes:
                 p.step_end(step)
         return loss
+
+    def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, step: int, probes: bool,
+                      kind: str) -> torch.Tensor:
+        """One step of an optimizer that evaluates the loss itself (``closure_kind``, see
+        :mod:`trainlab.second_order`): L-BFGS (``"backward"``), Newton (``"loss"``), the
+        natural gradient (``"per_example"``). The probes' ``after_backward`` sees the
+        gradient of the first evaluation (L-BFGS) or of the point the step started from."""
+        first = [True]
+
+        def backward_closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._forward(xb, yb)
+            loss.backward()
+            if probes and first[0]:
+                for p in self.probes:
+                    p.after_backward(step)
+            first[0] = False
+            return loss
+
+        def loss_closure() -> torch.Tensor:
+            return self._forward(xb, yb)
+
+        def per_example_closure() -> torch.Tensor:
+            out = self.model(xb)
+            return torch.stack([self.loss_fn(out[i:i + 1], yb[i:i + 1])
+                                for i in range(out.shape[0])])
+
+        closures = {"backward": backward_closure, "loss": loss_closure,
+                    "per_example": per_example_closure}
+        if kind not in closures:
+            raise ValueError(f"optimizer closure_kind must be one of {tuple(closures)}. "
+                             f"Received: closure_kind={kind!r}.")
+        if kind == "backward":
+            first_loss: list[torch.Tensor] = []
+
+            def recording() -> torch.Tensor:
+                loss = backward_closure()
+                if not first_loss:
+                    first_loss.append(loss.detach())
+                return loss
+
+            self.optimizer.step(recording)
+            loss = first_loss[0]  # the loss at the point the step started from, as SGD's
+        else:
+            loss = self.optimizer.step(closures[kind])
+            if probes:
+                for p in self.probes:
+                    p.after_backward(step)
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss.detach()
 
     # -- sync points --------------------------------------------------------------------------
     def _sync(

@@ -1,0 +1,176 @@
+"""bn-mnist: Ioffe & Szegedy 2015, figure 1 — BN trains faster and keeps the inputs stable.
+
+The paper's MNIST experiment: 3 fully connected hidden layers of 100 sigmoid units, batch 60,
+trained with and without batch normalization (before each sigmoid). Figure 1(a) shows the
+test accuracy over training steps (BN higher, sooner); 1(b, c) the 15th, 50th and 85th
+percentiles of the input to one typical sigmoid of the last hidden layer over training —
+without BN they drift (internal covariate shift), with BN they stay put. Here the
+percentiles are recorded on a fixed batch at every logging point, for every unit of the last
+hidden layer, and their drift is summarized over units; several seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from trainlab.studies._training import build_mlp, classification_data, mean_std, plot_curves
+from trainlab.studies.base import Claim, StudyContext, study
+
+PCTS = (15.0, 50.0, 85.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    width: int = 100
+    steps: int = 2000
+    lr: float = 0.5
+    batch: int = 60
+    n_train: int = 20000
+    log_every: int = 50
+    seeds: int = 3
+
+
+class SigmoidInputPercentiles:
+    """Callback: at each logging point, the 15/50/85th percentiles of every unit's input to
+    the last hidden sigmoid (``block{L}.act``) on a fixed batch, without changing training
+    (BN's running statistics are left untouched: momentum 0 during the probe pass)."""
+
+    def __init__(self, x: torch.Tensor, layer: str) -> None:
+        self.x, self.layer = x, layer
+        self.steps: list[int] = []
+        self.values: list[torch.Tensor] = []  # (3, units) per logging point
+
+    def _record(self, trainer, step: int) -> None:
+        model = trainer.model
+        act = dict(model.named_modules())[self.layer]
+        got = []
+        h = act.register_forward_hook(lambda m, i, o: got.append(i[0].detach()))
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 0.0
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(self.x.to(trainer.device))
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        h.remove()
+        q = torch.tensor([p / 100 for p in PCTS], dtype=got[0].dtype, device=got[0].device)
+        self.steps.append(step)
+        self.values.append(torch.quantile(got[0], q, dim=0).cpu())
+
+    def on_fit_begin(self, trainer) -> None:
+        self._record(trainer, 0)
+
+    def on_log(self, trainer, row) -> None:
+        self._record(trainer, int(row["step"]))
+
+    def drift(self, start_index: int = 1) -> float:
+        """Mean over units of |median(end) − median(early)| / (p85 − p15)(early): how far the
+        distribution's centre moved, in units of its early width."""
+        early, end = self.values[start_index], self.values[-1]
+        width = (early[2] - early[0]).clamp_min(1e-6)
+        return float(((end[1] - early[1]).abs() / width).mean())
+
+
+@study(
+    "bn-mnist",
+    title="Batch normalization on MNIST: faster training and stable sigmoid inputs",
+    source="Ioffe & Szegedy 2015, 'Batch Normalization', §4.1 and figure 1 (3 × 100 sigmoid, "
+           "batch 60); lectures 001/004, 'Batch normalization'",
+    summary="The paper's MNIST network is trained with and without BN before each sigmoid, "
+            "several seeds. With BN the test accuracy is higher early and at the end; the "
+            "percentiles of a last-layer sigmoid's input stay in place with BN and drift "
+            "without it.",
+    scales={
+        "test": Config(width=16, steps=40, n_train=1000, log_every=10, seeds=1),
+        "quick": Config(),
+        "paper": Config(steps=50000, n_train=60000, log_every=500, seeds=5),
+    },
+    claims=(
+        Claim("bn-sooner", "BN reaches a higher test accuracy sooner",
+              "test accuracy with BN − without, at 10% of the steps (mean over seeds, beyond "
+              "the spread)", ">", 0.05,
+              why="figure 1(a): the BN curve is well above the other early in training"),
+        Claim("bn-higher", "and stays higher", "final test accuracy with BN − without (mean, "
+              "beyond the spread)", ">", 0.0, why="figure 1(a) at the end of training"),
+        Claim("bn-stable", "Without BN the sigmoid inputs drift; with BN they stay stable",
+              "drift without BN / drift with BN (median moved, in early widths, mean over "
+              "units and seeds)", ">", 2.0,
+              why="figure 1(b, c): the no-BN percentiles move by about their spread, the BN "
+                  "ones hardly; a factor 2 leaves room for the scale the BN γ, β learn"),
+    ),
+    quick_seconds=60,
+    data_note="MNIST when its files are found (as in the paper), else the embedded MNIST-1D.",
+)
+def run(ctx: StudyContext, cfg: Config) -> None:
+    import matplotlib.pyplot as plt
+
+    data = classification_data(ctx, "mnist", n_train=cfg.n_train, n_test=2000)
+    sizes = (data.x_train.shape[1], cfg.width, cfg.width, cfg.width, 10)
+    seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    probe_x = data.x_test[:500]
+    early_step = max(cfg.log_every, cfg.steps // 10)
+    hists = {"without BN": [], "with BN": []}
+    probes = {"without BN": [], "with BN": []}
+    for label, norm in ctx.progress([("without BN", "none"), ("with BN", "bn")], "variants"):
+        for s in seeds:
+            model = build_mlp(sizes, "sigmoid", "xavier_normal", norm=norm, seed=s)
+            probe = SigmoidInputPercentiles(probe_x, f"block{len(sizes) - 2}.act")
+            h = ctx.train(model, data, label=f"{norm}-seed{s}", steps=cfg.steps,
+                          batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
+                          log_every=cfg.log_every, eval_every=cfg.log_every,
+                          callbacks=[probe],
+                          config={"sizes": list(sizes), "norm": norm, "activation": "sigmoid"})
+            hists[label].append(h)
+            probes[label].append(probe)
+
+    def acc_at(h, step: int) -> float:
+        rows = [r for r in h.metrics if "test_acc" in r and r["step"] >= step]
+        return rows[0]["test_acc"] if rows else math.nan
+
+    early = [acc_at(b, early_step) - acc_at(a, early_step)
+             for a, b in zip(hists["without BN"], hists["with BN"])]
+    final = [b.metrics[-1]["test_acc"] - a.metrics[-1]["test_acc"]
+             for a, b in zip(hists["without BN"], hists["with BN"])]
+    m, s = mean_std(early)
+    ctx.check("bn-sooner", m, spread=s, seeds=seeds,
+              detail=f"at step {early_step}")
+    m, s = mean_std(final)
+    ctx.check("bn-higher", m, spread=s, seeds=seeds)
+    drift = {k: mean_std([p.drift() for p in v])[0] for k, v in probes.items()}
+    ctx.check("bn-stable", drift["without BN"] / max(drift["with BN"], 1e-9), seeds=seeds,
+              detail=f"drift without BN {drift['without BN']:.3f}, with BN "
+                     f"{drift['with BN']:.3f}")
+    rows = []
+    for label in hists:
+        a = [acc_at(h, early_step) for h in hists[label]]
+        f = [h.metrics[-1]["test_acc"] for h in hists[label]]
+        rows.append({"variant": label, f"test acc at step {early_step}": mean_std(a)[0],
+                     "final test acc": mean_std(f)[0], "final std": mean_std(f)[1],
+                     "percentile drift": drift[label]})
+    ctx.table("summary", rows, f"{cfg.steps} SGD steps (lr {cfg.lr}, batch {cfg.batch}), "
+              f"seeds {seeds}.")
+
+    fig = plot_curves(hists, "test_acc", ylabel="test accuracy",
+                      colors={"without BN": "tab:gray", "with BN": "tab:green"},
+                      title=f"(a) test accuracy, {data.meta.name}, 3 × {cfg.width} sigmoid")
+    ctx.figure("test_accuracy", fig, "Figure 1(a): with BN (green) the test accuracy rises "
+               "sooner and ends higher than without (grey); bands ± one std over seeds.")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
+    for ax, label in zip(axes, ("without BN", "with BN")):
+        p = probes[label][0]
+        vals = torch.stack(p.values)  # (T, 3, units)
+        unit = 0
+        for k, pct in enumerate(PCTS):
+            ax.plot(p.steps, vals[:, k, unit].numpy(), label=f"{pct:g}th percentile")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("input to the sigmoid")
+        ax.set_title(f"({'b' if label == 'without BN' else 'c'}) {label}: one last-layer unit")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ctx.figure("sigmoid_input_percentiles", fig, "Figure 1(b, c): the 15th, 50th and 85th "
+               "percentiles of one last-hidden-layer sigmoid's input over training (seed "
+               f"{seeds[0]}, unit 0): they drift without BN and stay put with BN.")

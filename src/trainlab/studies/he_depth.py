@@ -1,0 +1,189 @@
+"""he-depth: deep plain ReLU nets train under He init and stall under Xavier or N(0, 0.01²).
+
+He et al. 2015 (§2.2, fig. 3) train a 30-layer plain ReLU net: with their init
+``Var(W) = 2/n`` it converges, with Xavier's ``Var(W) = 1/n`` it does not move, and at 22
+layers both converge (Xavier more slowly). The reason is the forward recursion of lecture
+001: a ReLU layer halves the variance of its input (``E[relu(z)²] = Var(z)/2``), so with
+``Var(W) = 1/n`` each layer multiplies the activation std by ``1/√2`` — ``2^{-15}`` after 30
+layers — and the gradients shrink the same way backwards; with ``2/n`` the factor is 1.
+Here: plain ReLU MLPs (no norm, no residuals) of the quick depth and a moderate depth, three
+inits, several seeds, SGD with momentum; per-layer activation std at init and the loss curves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from trainlab.studies._training import (
+    LN10,
+    build_mlp,
+    classification_data,
+    mean_std,
+    plot_curves,
+    train_mlp,
+)
+from trainlab.studies.base import Claim, StudyContext, study
+
+INITS = {"N(0, 0.01²)": ("normal", {"std": 0.01}), "Xavier 1/n": ("lecun_normal", {}),
+         "He 2/n": ("he_normal", {})}
+COLORS = {"N(0, 0.01²)": "tab:gray", "Xavier 1/n": "tab:blue", "He 2/n": "tab:red"}
+
+
+@dataclass(frozen=True)
+class Config:
+    deep: int = 30
+    moderate: int = 8
+    width: int = 64
+    steps: int = 800
+    lr: float = 0.01
+    batch: int = 128
+    n_train: int = 4000
+    seeds: int = 2
+
+
+def layer_stds(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
+    """Std of every block's output (after its ReLU), one forward pass without grad."""
+    stds = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: stds.append(float(o.std())))
+             for n, m in model.named_modules() if n.endswith(".act")]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return stds
+
+
+def slope_per_layer(stds: list[float]) -> float:
+    """Least-squares slope of log(std) against the layer index (per-layer log factor)."""
+    ys = [math.log(max(s, 1e-300)) for s in stds]
+    xs = list(range(len(ys)))
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+
+
+@study(
+    "he-depth",
+    title="Deep plain ReLU nets: He init trains where Xavier and N(0, 0.01²) stall",
+    source="He, Zhang, Ren & Sun 2015, 'Delving deep into rectifiers', §2.2 and fig. 3; "
+           "lecture 001, 'Weight initialization' (ReLU halves the variance)",
+    summary="Plain ReLU MLPs without normalization are trained at a large depth and at a "
+            "moderate depth with three initializations. At init the activation std falls by "
+            "1/√2 per layer under Xavier's Var(W)=1/n (and by far more under N(0, 0.01²)) but "
+            "stays flat under He's 2/n; accordingly only He trains the deep net, while at "
+            "moderate depth Xavier trains too.",
+    scales={
+        "test": Config(deep=10, moderate=3, width=16, steps=40, n_train=500, seeds=1),
+        "quick": Config(),
+        "paper": Config(deep=30, moderate=22, width=256, steps=20000, n_train=60000, seeds=3),
+    },
+    claims=(
+        Claim("xavier-halves", "Under Xavier the activation std shrinks by 1/√2 per ReLU layer",
+              "per-layer factor of the std at init (exp of the log-linear slope), Xavier",
+              "in", (0.64, 0.78),
+              why="E[relu(z)²] = Var(z)/2 with Var(W) = 1/n: factor 1/√2 ≈ 0.707; the band "
+                  "allows ±10% for the finite width and batch"),
+        Claim("he-flat", "Under He the std stays flat with depth",
+              "per-layer factor of the std at init, He", "in", (0.93, 1.07),
+              why="Var(W) = 2/n exactly compensates ReLU's halving: factor 1"),
+        Claim("he-trains-deep", "He trains the deep net",
+              "final train loss / ln 10 at the large depth, He (mean over seeds)", "<", 0.8,
+              why="ln 10 is the loss of a uniform guess; below 80% of it the net learns"),
+        Claim("xavier-stalls-deep", "Xavier stalls at that depth",
+              "final train loss / ln 10 at the large depth, Xavier (mean over seeds)", ">",
+              0.95, why="with the signal at 2^{-depth/2} of its input the gradients vanish and "
+                        "the loss stays at the uniform guess"),
+        Claim("small-stalls-deep", "N(0, 0.01²) stalls at that depth",
+              "final train loss / ln 10 at the large depth, N(0, 0.01²)", ">", 0.95,
+              why="a factor 0.01·√(n/2) ≈ 0.06 per layer: nothing reaches the output"),
+        Claim("both-train-moderate", "At moderate depth both He and Xavier train",
+              "max over He, Xavier of final train loss / ln 10 at the moderate depth", "<", 0.8,
+              why="He et al.: at 22 layers both converge; here the moderate depth is smaller "
+                  "still"),
+    ),
+    quick_seconds=60,
+    data_note="MNIST when its files are found, else the embedded MNIST-1D.",
+)
+def run(ctx: StudyContext, cfg: Config) -> None:
+    import matplotlib.pyplot as plt
+
+    data = classification_data(ctx, "mnist", n_train=cfg.n_train, n_test=1000)
+    d_in = data.x_train.shape[1]
+    seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    x0 = data.x_train[:512].to(ctx.device)
+    x0 = (x0 - x0.mean(0)) / x0.std(0).clamp_min(1e-6)  # unit-variance input for the picture
+
+    # per-layer std at init, deep net
+    std_rows, slopes, std_curves = [], {}, {}
+    for label, (scheme, kw) in INITS.items():
+        sizes = (d_in, *[cfg.width] * cfg.deep, 10)
+        model = build_mlp(sizes, "relu", (scheme, kw), seed=ctx.seed).to(ctx.device)
+        stds = layer_stds(model, x0)
+        std_curves[label] = stds
+        slopes[label] = math.exp(slope_per_layer(stds[1:]))  # from layer 2 (input not ReLU'd)
+        for i, s in enumerate(stds, 1):
+            std_rows.append({"init": label, "layer": i, "std": s})
+    ctx.table("layer_std_at_init", std_rows, f"Std of each block's output at init, depth "
+              f"{cfg.deep}, width {cfg.width}, {len(x0)} standardized inputs.", show=False)
+    ctx.check("xavier-halves", slopes["Xavier 1/n"])
+    ctx.check("he-flat", slopes["He 2/n"])
+
+    results: dict[tuple[int, str], list] = {}
+    for depth in (cfg.deep, cfg.moderate):
+        sizes = (d_in, *[cfg.width] * depth, 10)
+        for label, (scheme, kw) in ctx.progress(list(INITS.items()), f"depth {depth}"):
+            for s in seeds:
+                h = train_mlp(ctx, data, f"d{depth}-{scheme}-seed{s}", sizes, "relu",
+                              (scheme, kw), seed=s, steps=cfg.steps, batch_size=cfg.batch,
+                              optimizer="momentum", lr=cfg.lr,
+                              log_every=max(1, cfg.steps // 40),
+                              config={"depth": depth, "init_label": label})
+                results.setdefault((depth, label), []).append(h)
+
+    def final_ratio(depth: int, label: str) -> tuple[float, float]:
+        vals = []
+        for h in results[depth, label]:
+            v = h.metrics[-1]["train_loss"] if h.metrics else math.nan
+            vals.append(v / LN10 if math.isfinite(v) else math.inf)
+        return mean_std(vals)
+
+    table = []
+    for (depth, label), hs in results.items():
+        m, s = final_ratio(depth, label)
+        accs = [h.metrics[-1].get("test_acc", math.nan) for h in hs if h.metrics]
+        table.append({"depth": depth, "init": label, "final_loss/ln10": m, "std": s,
+                      "test_acc": mean_std(accs)[0] if accs else math.nan,
+                      "status": ",".join(h.status for h in hs)})
+    ctx.table("final", table, f"Final training loss (over ln 10) and test accuracy after "
+              f"{cfg.steps} steps of momentum SGD (lr {cfg.lr}), seeds {seeds}.")
+    for cid, depth, label in (("he-trains-deep", cfg.deep, "He 2/n"),
+                              ("xavier-stalls-deep", cfg.deep, "Xavier 1/n"),
+                              ("small-stalls-deep", cfg.deep, "N(0, 0.01²)")):
+        m, s = final_ratio(depth, label)
+        ctx.check(cid, m, spread=s if len(seeds) > 1 else None, seeds=seeds)
+    worst = max(final_ratio(cfg.moderate, lab)[0] for lab in ("He 2/n", "Xavier 1/n"))
+    ctx.check("both-train-moderate", worst, seeds=seeds)
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    ax = axes[0]
+    for label, stds in std_curves.items():
+        ax.semilogy(range(1, len(stds) + 1), stds, "o-", ms=3, color=COLORS[label], label=label)
+    ks = range(1, len(std_curves["Xavier 1/n"]) + 1)
+    ref = std_curves["Xavier 1/n"][0]
+    ax.semilogy(ks, [ref * 2 ** (-(k - 1) / 2) for k in ks], "k:", lw=1,
+                label="(1/√2)^layer")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("activation std at init (log)")
+    ax.set_title(f"{cfg.deep} ReLU layers at init")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    for ax, depth in zip(axes[1:], (cfg.deep, cfg.moderate)):
+        plot_curves({lab: results[depth, lab] for lab in INITS}, "train_loss", ax=ax,
+                    colors=COLORS, title=f"{depth} layers × {cfg.width}: training loss",
+                    hline=LN10, hline_label="ln 10 (uniform guess)")
+    ctx.figure("he_depth", fig, "Left: at init the activation std falls by 1/√2 per layer "
+               "under Xavier (dotted line), collapses under N(0, 0.01²) and stays flat under "
+               "He. Middle: at the large depth only He's net leaves the ln 10 plateau. Right: "
+               "at moderate depth Xavier trains as well.")
