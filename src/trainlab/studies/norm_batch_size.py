@@ -170,6 +170,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
            title="Test error vs batch size (cf. Wu & He 2018, fig. 1)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
     ctx.figure("error_vs_batch", fig,
                "Test error against batch size, large batches on the left as in Wu & He: BN's "
                "curve rises at tiny batches while GN and LN stay flat.")

@@ -169,6 +169,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     axes[2].set(xlabel="step (one example each)", ylabel="training loss (window mean)",
                 title=f"NormProp at batch size 1: test acc {acc:.3f}")
     axes[2].legend(fontsize=8)
+    fig.tight_layout()
     ctx.figure("normprop", fig,
                "Left and middle: NormProp's layers stay at mean 0 and std 1 at init while the "
                "plain nets' scale drifts; right: NormProp learns one example at a time.")

@@ -187,6 +187,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     axes[-1].legend(fontsize=8)
     fig.suptitle(f"{len(cfg.widths)} x {cfg.widths[0]} ReLU MLP, batch {cfg.batch_size} "
                  f"(seed {seeds[0]})")
+    fig.tight_layout()
     ctx.figure("training_curves", fig,
                "Training loss per step for each variant; lower is faster training. A curve "
                "that stops early diverged.")
