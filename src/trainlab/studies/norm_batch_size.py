@@ -106,7 +106,7 @@ def _norm_spec(norm: str, steps: int):
               why="Ioffe 2017 (fig. 3, batch 4): Batch Renorm closes most of the gap to BN "
                   "at a normal batch size"),
     ),
-    quick_seconds=150,
+    quick_seconds=170,
     data_note="MNIST average-pooled to 14 x 14 when present, else MNIST-1D as 1-D signals; "
               "Wu & He use ImageNet with ResNet-50.",
 )

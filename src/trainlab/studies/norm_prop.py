@@ -97,7 +97,7 @@ def _layer_stats(model: torch.nn.Module, x: torch.Tensor, depth: int) -> list[tu
               op=">=", threshold=1.0,
               why="one value per channel has no batch variance (Ioffe & Szegedy 2015)"),
     ),
-    quick_seconds=60,
+    quick_seconds=40,
     data_note="MNIST (flattened, PCA-whitened to 100 components: zero mean and identity "
               "covariance, as NormProp's derivation assumes) when present, else MNIST-1D.",
 )
