@@ -72,7 +72,7 @@ def _needs(factory, skip):
 
 @pytest.mark.parametrize("key, module, attr, skip", [
     ("model.init", "trainlab.init", "INITS", ("tensor", "generator", "model", "data")),
-    ("model.norm", "trainlab.nn", "NORMS", ("num_features",)),
+    ("model.norm", "trainlab.nn", "NORMS", ("num_features", "layer")),  # weight kinds wrap a layer
     ("model.activation", "trainlab.nn", "ACTIVATIONS", ("in_features", "out_features")),
     ("optim.name", "trainlab.optim", "OPTIMIZERS", ("params",)),
     ("optim.schedule", "trainlab.optim", "SCHEDULES", ("optimizer",)),

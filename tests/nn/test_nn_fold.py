@@ -101,7 +101,7 @@ def test_torch_sequential_conv_without_bias_and_torch_bn():
         nn.Conv2d(6, 4, 3), nn.BatchNorm2d(4, affine=False),
     )  # fmt: skip
     _train_a_little(model, torch.randn(8, 3, 9, 9))
-    folded = fold_bn(model)
+    folded = fold_bn(model, torch.randn(2, 3, 9, 9))
     assert foldable_pairs(model) == [("0", "1"), ("3", "4")]
     assert isinstance(folded[1], nn.Identity) and folded[0].bias is not None
     model.eval()
@@ -112,7 +112,7 @@ def test_torch_sequential_conv_without_bias_and_torch_bn():
 def test_bn_without_running_stats_is_not_folded():
     model = nn.Sequential(nn.Linear(4, 4), BatchNorm(4, track_running_stats=False))
     assert foldable_pairs(model) == []
-    assert isinstance(fold_bn(model)[1], BatchNorm)
+    assert isinstance(fold_bn(model, torch.randn(3, 4))[1], BatchNorm)
 
 
 def test_weight_normalized_layer_folds():
@@ -120,7 +120,7 @@ def test_weight_normalized_layer_folds():
     lin = nn.utils.parametrizations.weight_norm(nn.Linear(5, 6))
     model = nn.Sequential(lin, BatchNorm(6), nn.Tanh())
     _train_a_little(model, torch.randn(32, 5))
-    folded = fold_bn(model)
+    folded = fold_bn(model, torch.randn(4, 5))
     assert nn.utils.parametrize.is_parametrized(folded[0], "weight")  # set via right_inverse
     model.eval()  # the original still works (its class is shared with the copy's)
     x = torch.randn(8, 5)
@@ -147,7 +147,7 @@ def test_fold_formula_on_one_pair_float64():
 def test_fold_errors():
     with pytest.raises(
         TypeError,
-        match=r"folds into nn\.Linear or nn\.Conv1d/2d/3d\. "
+        match=r"folds into nn\.Linear, nn\.Conv1d/2d/3d or nn\.ConvTranspose1d/2d/3d\. "
         r"Received: layer of type ReLU",
     ):
         fold_bn_into_(nn.ReLU(), BatchNorm(3))

@@ -140,7 +140,8 @@ def test_bn_state_dict_is_interchangeable_with_torch():
 
 def test_bn_single_value_per_channel_in_training_says_so():
     bn = BatchNorm(5)
-    msg = r"one value per channel \(batch size 1\).*model\.eval\(\).*'gn' or 'ln'"
+    msg = (r"one value per channel \(batch size 1\).*model\.eval\(\).*does not need batch "
+           r"statistics: 'ln', 'gn', 'wn', 'cwn' or 'normprop'")
     with pytest.raises(ValueError, match=r"input of shape \(1, 5\) has only " + msg):
         bn(torch.randn(1, 5))
     with pytest.raises(ValueError, match=msg):
@@ -339,7 +340,7 @@ def test_norm_layer_lookup_and_specs():
     with pytest.raises(
         ValueError,
         match=r"Unknown norm 'bnn'\. Did you mean 'bn'.*Available: "
-        r"bn, gn, in, ln, none",
+        r"bn, brn, cwn, gn, in, ln, mobn, none, normprop, wn, wn_mobn",
     ):
         norm_layer("bnn", 3)
 
@@ -349,7 +350,8 @@ def test_registry_meta():
         assert entry.description and entry.meta["kind"] in ("activation", "weight")
         assert isinstance(entry.meta["needs_batch_stats"], bool)
         assert entry.meta["min_rank"] in (2, 3)
-    assert [e.name for e in NORMS if e.meta["needs_batch_stats"]] == ["bn"]
+    assert [e.name for e in NORMS if e.meta["needs_batch_stats"]] == ["bn", "brn", "mobn",
+                                                                        "wn_mobn"]
     assert NORMS.get("in").meta["min_rank"] == 3
     assert norm_kind("gn") == "activation" and norm_kind(None) == "activation"
 

@@ -323,6 +323,10 @@ def _targets(model: nn.Module) -> tuple[list[_Target], list[tuple[str, str]]]:
             if getattr(m, "bias", None) is not None:
                 out.append(_Target(mname, m, "bias", "bias", owner=mname))
             done |= {"weight", "bias"}
+            # weight-normalized layers (trainlab.nn.weight_norm): weight is set through them
+            sources = tuple(getattr(m, "weight_sources", ()))
+            quiet += [(prefix + n, "weight normalization (set through weight)") for n in sources]
+            done |= set(sources)
         elif isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
             gates = _GATES.get(getattr(m, "mode", ""), None) or next(
                 (g for t, g in _CELL_GATES.items() if isinstance(m, t)), ("h",))
@@ -374,7 +378,9 @@ def _check_settable(module: nn.Module, pname: str, layer: str) -> None:
             f"layer {layer!r} ({type(module).__name__}) has uninitialized lazy "
             "parameters; run one forward pass before init_model."
         )
-    if not parametrize.is_parametrized(module, pname) and pname not in module._parameters:
+    derived_ok = pname == "weight" and getattr(module, "settable_weight", False)
+    if not parametrize.is_parametrized(module, pname) and pname not in module._parameters \
+            and not derived_ok:  # fmt: skip
         # e.g. the deprecated hook-based nn.utils.weight_norm, which recomputes `weight` from
         # weight_g and weight_v before every forward: writing into it would be undone.
         raise ValueError(
@@ -395,7 +401,8 @@ def _init_parameter(
 ) -> None:
     full = getattr(module, pname)
     tensor = full if block is None else full[block[0]:block[1]]
-    is_param = parametrize.is_parametrized(module, pname)
+    derived = pname == "weight" and getattr(module, "settable_weight", False)
+    is_param = parametrize.is_parametrized(module, pname) or derived
     if is_param and block is not None:
         raise ValueError(
             f"{layer!r}: {pname} is parametrized, so init_model cannot set one gate block of "
@@ -421,6 +428,9 @@ def _init_parameter(
         buf = buf.to(device=tensor.device, dtype=tensor.dtype)
         if not is_param:
             tensor.copy_(buf)
+            return
+        if derived:  # weight-normalized layer: it decides what the init sets (v, g)
+            module.init_weight_(buf)
             return
         try:
             setattr(module, pname, buf)  # goes through the parametrization's right_inverse

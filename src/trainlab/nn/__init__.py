@@ -8,7 +8,14 @@
   momentum convention against Keras'.
 - :mod:`trainlab.nn.builders` — the ``model`` registry :data:`MODELS` (``mlp``, ``convnet``,
   ``preact_resnet``) and :func:`build_model` for configs and the CLI.
-- :mod:`trainlab.nn.fold` — :func:`fold_bn`: BN folded into the preceding Linear/Conv.
+- :mod:`trainlab.nn.weight_norm` — weight normalization and centered weight normalization
+  (``wn``, ``cwn``, ``wn_mobn``): :func:`weight_norm_`, data-dependent
+  :func:`weight_norm_init_`, torch state-dict layouts.
+- :mod:`trainlab.nn.renorm` — batch renormalization (``brn``) and mean-only BN (``mobn``).
+- :mod:`trainlab.nn.normprop` — normalization propagation (``normprop``).
+- :mod:`trainlab.nn.fold` — :func:`fold_bn` (BN, BRN, mean-only BN folded into the preceding
+  Linear/Conv) and :func:`fold_norms` (also bakes WN/CWN/NormProp into plain weights), each
+  checked on a probe batch.
 - :mod:`trainlab.nn.recurrent` — the ``recurrent_norm`` registry :data:`RECURRENT_NORMS`
   (``none``, ``bn_frame``, ``bn_seq``, ``ln``), :class:`LSTM`, :class:`RNN` and their cells
   (the ``seq_classifier`` builder uses them).
@@ -23,19 +30,26 @@ Example::
     >>> fast = fold_bn(model)           # eval-mode copy, same outputs
 """
 
-from trainlab.nn import activations, builders, fold, functional, natural, norms, recurrent
+from trainlab.nn import norms, renorm, weight_norm, normprop  # noqa: I001  (registry order)
+from trainlab.nn import activations, builders, fold, functional, natural, recurrent
 from trainlab.nn.activations import *  # noqa: F403
 from trainlab.nn.builders import *  # noqa: F403
 from trainlab.nn.fold import *  # noqa: F403
 from trainlab.nn.natural import *  # noqa: F403
 from trainlab.nn.norms import *  # noqa: F403
+from trainlab.nn.normprop import *  # noqa: F403
 from trainlab.nn.recurrent import *  # noqa: F403
+from trainlab.nn.renorm import *  # noqa: F403
+from trainlab.nn.weight_norm import *  # noqa: F403
 
 __all__ = [
     *activations.__all__,
     *norms.__all__,
     *builders.__all__,
     *fold.__all__,
+    *renorm.__all__,
+    *weight_norm.__all__,
+    *normprop.__all__,
     *recurrent.__all__,
     *natural.__all__,
     "activations",
@@ -43,6 +57,9 @@ __all__ = [
     "fold",
     "functional",
     "natural",
+    "normprop",
     "norms",
     "recurrent",
+    "renorm",
+    "weight_norm",
 ]

@@ -34,8 +34,10 @@ Activations come from the ``activation`` registry by name (or ``(name, kwargs)``
 takes the place of ``linear``; ``act`` is then ``Identity``. In ``convnet`` such a unit is a
 convolution with ``k`` times the channels followed by a max over each group of ``k`` channels
 (:class:`ConvMaxout`). Norms come from the ``norm`` registry; a norm of kind ``"weight"``
-(weight normalization and kin, a later issue) wraps the layer instead (see
-:mod:`trainlab.nn.norms`).
+(weight normalization ``wn``, ``cwn``, ``normprop``) reparametrizes the layer instead, and
+the ``norm`` slot holds ``Identity`` or the norm its registry meta names as ``slot``
+(``wn_mobn``: mean-only BN; ``normprop``: the fixed ReLU standardization, whose meta also
+forces ``placement="after"`` and a ReLU). See :mod:`trainlab.nn.norms`.
 
 Dropout (Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014) follows torch's
 convention: ``dropout`` is the probability of *dropping* a unit (``nn.Dropout(p)``), so the
@@ -190,11 +192,46 @@ def _apply_weight_norm(norm: Any, layer: nn.Module) -> nn.Module:
     return norm(layer)
 
 
+def _norm_meta(norm: Any) -> Mapping[str, Any]:
+    """The registry meta of a norm spec (``{}`` for classes and callables)."""
+    name = "none" if norm is None else _spec_name(norm)
+    return NORMS.get(name).meta if name is not None else {}
+
+
 def _layer_and_norm(norm: Any, layer: nn.Module, channels: int) -> tuple[nn.Module, nn.Module]:
-    """The (possibly reparametrized) layer and the module for its ``norm`` slot."""
+    """The (possibly reparametrized) layer and the module for its ``norm`` slot: for a
+    ``"weight"`` norm, the norm its meta names as ``slot`` (WN + mean-only BN, NormProp's
+    standardization) or ``Identity``."""
     if norm_kind(norm) == "weight":
-        return _apply_weight_norm(norm, layer), nn.Identity()
+        slot = _norm_meta(norm).get("slot")
+        return _apply_weight_norm(norm, layer), (
+            norm_layer(slot, channels) if slot is not None else nn.Identity())
     return layer, norm_layer(norm, channels)
+
+
+def _norm_placement(norm: Any, placement: str, activation: Any, model: str) -> str:
+    """Apply what a norm's meta requires of the block: ``placement`` (NormProp's
+    standardization follows the ReLU by definition), ``activations`` and ``models``."""
+    meta = _norm_meta(norm)
+    name = _spec_name(norm)
+    models = meta.get("models")
+    if models is not None and model not in models:
+        raise ValueError(
+            f"norm {name!r} is defined for {', '.join(models)} only (see its reference: "
+            f"{NORMS.get(name).reference}). Received: norm={norm!r} in {model}."
+        )
+    acts = meta.get("activations")
+    if acts is not None:
+        act_name = _spec_name(activation)
+        info = activation_info(act_name if act_name is not None else activation, strict=False)
+        got = getattr(info, "name", act_name)
+        if got not in acts:
+            raise ValueError(
+                f"norm {name!r} uses closed-form statistics of {', '.join(acts)} only. "
+                f"Received: activation={activation!r}. Allowed with {name!r}: "
+                f"{', '.join(acts)}."
+            )
+    return meta.get("placement", placement)
 
 
 def _block(
@@ -343,6 +380,7 @@ def mlp(
     input_dropout = _check_dropout(input_dropout, "input_dropout")
 
     _check_norm_for_vectors(norm)
+    placement = _norm_placement(norm, placement, activation, "mlp")
 
     parts: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     if input_dropout > 0:
@@ -459,6 +497,7 @@ def convnet(
     dropout = _check_dropout(dropout)
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2. Received: dims={dims!r}.")
+    placement = _norm_placement(norm, placement, activation, "convnet")
 
     parts: list[tuple[str, nn.Module]] = []
     prev = in_channels
@@ -612,6 +651,7 @@ def preact_resnet(
             "applies the activation before each convolution and does not support it. Use it "
             "with mlp or convnet."
         )
+    _norm_placement(norm, "before", activation, "preact_resnet")
     if bias is None:
         name = "none" if norm is None else _spec_name(norm)
         bias = name is not None and NORMS.get(name).name == "none"

@@ -1,4 +1,6 @@
-"""Normalizations (family ``norm``): ``none``, ``bn``, ``ln``, ``in``, ``gn``.
+"""Normalizations (family ``norm``): ``none``, ``bn``, ``ln``, ``in``, ``gn`` here; ``brn``
+and ``mobn`` in :mod:`trainlab.nn.renorm`; ``wn``, ``cwn``, ``wn_mobn`` in
+:mod:`trainlab.nn.weight_norm`; ``normprop`` in :mod:`trainlab.nn.normprop`.
 
 Every layer here is a thin Module over torch's fused kernel (``F.batch_norm``,
 ``F.layer_norm``, ``F.group_norm``, ``F.instance_norm``); trainlab adds one name per technique,
@@ -52,7 +54,10 @@ IN, batch renormalization) or ``"weight"`` (a reparametrization of the preceding
 Linear/Conv such as weight normalization: its factory is called as ``factory(layer, **kw)``
 and returns the layer to use; builders then put ``Identity`` at ``norm``). ``meta`` also says
 ``needs_batch_stats`` (the output of one sample depends on the others in training),
-``running_stats`` and ``min_rank`` (smallest accepted input rank).
+``running_stats`` and ``min_rank`` (smallest accepted input rank); a ``"weight"`` entry may
+add ``slot`` (the norm the builders put in the ``norm`` slot instead of ``Identity``),
+``placement`` (a placement the technique requires), ``activations`` (the only nonlinearities
+it is defined for) and ``models`` (the builders it is defined for).
 """
 
 from __future__ import annotations
@@ -117,7 +122,8 @@ def _check_batch_stats(x: torch.Tensor, name: str = "BatchNorm ('bn')") -> None:
             f"the batch (and spatial positions), but the input of shape {_shape(x)} has only one "
             f"value per channel (batch size {x.shape[0]}), which cannot give batch statistics. "
             "Call model.eval() to use the running statistics, train with a batch size above 1, "
-            "or use a norm that does not need batch statistics ('gn' or 'ln')."
+            "or use a norm that does not need batch statistics: 'ln', 'gn', 'wn', 'cwn' or "
+            "'normprop'."
         )
 
 
