@@ -186,7 +186,15 @@ class BatchRenorm(_BatchNorm):
 
     def current_limits(self) -> tuple[float, float]:
         """``(r_max, d_max)`` for the next training step."""
-        return renorm_limits(int(self.num_batches_tracked), self.r_max, self.d_max,
+        count = self.num_batches_tracked
+        # Inside torch.func.vmap (a vectorized pack of models, trainlab.train.pack) the count
+        # is a batched tensor whose members all hold the same step: read the first one, as
+        # `int()` of a batched tensor is not allowed.
+        from torch._C import _functorch
+
+        while _functorch.is_batchedtensor(count):
+            count = _functorch.get_unwrapped(count).reshape(-1)[0]
+        return renorm_limits(int(count), self.r_max, self.d_max,
                              self.warmup_steps, self.r_max_steps, self.d_max_steps)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -75,7 +75,7 @@ def run_path(name: str, f, residuals, start: torch.Tensor, steps: int, lr: float
         kw.update(fisher="gauss_newton", damping=1e-6)
     opt = build_optimizer(name, [w], **kw)
     kind = getattr(opt, "closure_kind", None)
-    path, values, eff = [w.detach().clone()], [float(f(w))], []
+    path, values, eff = [w.detach().clone()], [float(f(w.detach()))], []
     for _ in range(steps):
         before = w.detach().clone()
         if kind == "loss":
@@ -100,7 +100,7 @@ def run_path(name: str, f, residuals, start: torch.Tensor, steps: int, lr: float
         d = (w.detach() - before).abs()
         eff.append(float((d / g.clamp_min(1e-12)).mean()))
         path.append(w.detach().clone())
-        v = float(f(w))
+        v = float(f(w.detach()))
         values.append(v if math.isfinite(v) else math.inf)
         if not math.isfinite(v) or float(w.detach().abs().max()) > 1e6:
             break
