@@ -279,7 +279,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     f_q, _, _ = problems["quadratic"]
     w = starts["quadratic"].clone().double().requires_grad_(True)
     build_optimizer("newton", [w], damping=0.0).step(lambda: f_q(w))
-    ctx.check("newton-quadratic", float(f_q(w)))
+    ctx.check("newton-quadratic", float(f_q(w.detach())))
     ctx.check("ngd-straight", path_ratio(paths["quadratic", "natural_gradient"],
                                          problems["quadratic"][2]))
     rv = {n: steps_to(values["rosenbrock", n], 1e-6) for n in ("sgd", "newton",
