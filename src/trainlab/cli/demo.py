@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     parser.add_argument("--studies", default=None, metavar="NAME[,NAME...]",
                         help="quick studies to run after the comparison (default: "
-                             "activation-stats,linear-limits)")
+                             "activation-stats,dynamical-isometry)")
     parser.add_argument("--no-studies", action="store_true",
                         help="only the comparison, no studies")
 

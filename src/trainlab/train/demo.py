@@ -39,7 +39,7 @@ from trainlab.utils import atomic_write_text, seed_everything
 __all__ = ["DEMO_STUDIES", "DemoResult", "demo_configs", "run_demo"]
 
 #: quick studies the demo runs after its comparison (each well under 30 s on 2 cores)
-DEMO_STUDIES = ("activation-stats", "linear-limits")
+DEMO_STUDIES = ("activation-stats", "dynamical-isometry")
 
 _MARKER = "demo.json"
 
