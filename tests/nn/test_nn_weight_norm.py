@@ -343,3 +343,18 @@ def test_builders_names_and_the_wn_mobn_slot():
     F.cross_entropy(m(torch.randn(8, 6)), torch.randint(0, 3, (8,))).backward()
     opt.step()
     assert not torch.equal(m.block1.linear.weight.detach(), before)
+
+
+def test_builders_meta_pass_leaves_the_init_generator_alone():
+    """The memory check builds the model on the meta device first; it must not draw from the
+    generator of the init spec (it did, so a seed gave other weights than init_model gives)."""
+    from trainlab.init import init_model
+
+    for build in (lambda g: mlp(6, [8, 8], 3, init={"name": "he_normal", "generator": g}),
+                  lambda g: convnet(3, [4], 2, init={"name": "he_normal", "generator": g})):
+        g = torch.Generator().manual_seed(3)
+        model = build(g)
+        ref = build(torch.Generator().manual_seed(3))
+        init_model(ref, "he_normal", generator=torch.Generator().manual_seed(3))
+        for a, b in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b)

@@ -292,8 +292,12 @@ def _memory_checked(builder):
         if torch.empty(()).device.type != "meta":  # not already the meta pass
             from trainlab.nn.memory import check_fits, estimate_memory
 
+            # no init in the meta pass: sizes do not depend on it, and an init's generator
+            # must not be advanced by draws on the meta device (the real pass would then get
+            # other weights than the same seed gives)
+            meta_kwargs = {**kwargs, "init": None} if "init" in kwargs else kwargs
             with torch.device("meta"):
-                meta = builder(*args, **kwargs)
+                meta = builder(*args, **meta_kwargs)
             bound = inspect.signature(builder).bind(*args, **kwargs).arguments
             sizes = ", ".join(f"{k}={v!r}" for k, v in bound.items() if k in _SIZE_ARGS)
             check_fits(estimate_memory(meta, optimizer=None), "cpu",
