@@ -144,3 +144,19 @@ def test_trainer_lbfgs_equals_torch_lbfgs_with_the_same_closure():
 def test_clip_norm_refused_with_closure_optimizers():
     with pytest.raises(ValueError, match="clip_norm and grad_noise act between backward"):
         Trainer(torch.nn.Linear(2, 2), optimizer="lbfgs", clip_norm=1.0)
+
+
+def test_trainer_natural_gradient_step_uses_per_example_losses():
+    """One Trainer step of NGD equals the step from the per-example cross-entropies."""
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
+    torch.manual_seed(1)
+    a = torch.nn.Linear(3, 2)
+    b = torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    Trainer(a, optimizer="natural_gradient", progress=False, log_every=1).fit(
+        (x, y), steps=1, batch_size=16)
+    NaturalGradient(b.parameters(), lr=0.1, damping=1e-2).step(
+        lambda: torch.nn.functional.cross_entropy(b(x), y, reduction="none"))
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)

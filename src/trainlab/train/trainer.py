@@ -608,9 +608,9 @@ class Trainer:
             return self._forward(xb, yb)
 
         def per_example_closure() -> torch.Tensor:
+            # the loss of each example as a batch of one, vectorized (no loop over examples)
             out = self.model(xb)
-            return torch.stack([self.loss_fn(out[i:i + 1], yb[i:i + 1])
-                                for i in range(out.shape[0])])
+            return torch.func.vmap(lambda o, t: self.loss_fn(o[None], t[None]))(out, yb)
 
         closures = {"backward": backward_closure, "loss": loss_closure,
                     "per_example": per_example_closure}
