@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from trainlab.studies import Claim, Study, run_all, run_study
+from trainlab.studies import SAME, Claim, On, Study, run_all, run_study
 from trainlab.studies.base import StudyContext, format_value, study
 
 
@@ -168,27 +168,109 @@ def test_study_crash_is_reported_and_batch_goes_on(tmp_path):
     html = page.read_text()
     assert 'href="boom/index.html"' in html and 'href="toy/index.html"' in html
     md = (tmp_path / "all" / "reproductions.md").read_text()
-    assert "| toy | small: it is small (value) | < 1 | 0.5 | PASS |" in md
+    assert "| toy | generated | small: it is small (value) | < 1 | 0.5 | PASS |" in md
     assert "ERROR" in md
 
 
-def test_dataset_fallback_is_noted(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAINLAB_DATA", str(tmp_path / "nowhere"))
-    seen = {}
+def _data_study(name="td", datasets=("mnist", "mnist1d"), seen=None):
+    """A study on MNIST with MNIST-1D declared as its alternative (and its own thresholds)."""
+    seen = {} if seen is None else seen
 
     def fn(ctx, cfg):
-        ds = ctx.dataset("mnist", fallback="mnist1d", n_train=50, n_test=20, root=tmp_path,
-                         fallback_kwargs={"n_train": 50, "n_test": 20})
-        seen["name"] = ds.meta.name
-        with pytest.raises(FileNotFoundError, match="study 't3' needs mnist"):
-            ctx.dataset("mnist", root=tmp_path)
+        ds = ctx.dataset("mnist", fallback="mnist1d", n_train=50, n_test=20,
+                         fallback_kwargs={"n_train": 30, "n_test": 10})
+        seen["name"], seen["n"] = ds.meta.name, len(ds.x_train)
+        ctx.check("acc", 0.5)
+        ctx.check("ratio", 0.5)
 
-    s = Study("t3", "t", "s", "", TOY.scales, (), fn, 1.0)
+    claims = (
+        Claim("acc", "it learns", "accuracy", ">", 0.9, why="the paper's MNIST number",
+              on={"mnist1d": On(0.4, "Greydanus 2020's MLP baseline on MNIST-1D")}),
+        Claim("ratio", "a ratio", "r", "<", 1.0, why="a derivation",
+              on={"mnist1d": On(SAME, "a ratio of two setups on the same data")}),
+        Claim("mnist-only", "only on MNIST", "q", ">", 0.0, why="digits",
+              on={"mnist1d": On(None, "MNIST-1D has no such property")}),
+    )
+    return Study(name, "t", "s", "", TOY.scales, claims, fn, 1.0, datasets=datasets), seen
+
+
+def test_missing_primary_runs_on_declared_alternative_and_says_so(tmp_path, capsys):
+    s, seen = _data_study()
+    res = run_study(s, scale="test", out=tmp_path / "td")
+    out = capsys.readouterr().out
+    assert seen == {"name": "mnist1d", "n": 30}  # the alternative's own arguments
+    assert res.dataset == "mnist1d" and res.substituted_for == "mnist"
+    # the console's second line says it, with the thresholds that applied
+    line = out.splitlines()[1]
+    assert "mnist1d, SUBSTITUTED for mnist (mnist not found)" in line
+    assert "thresholds declared for mnist1d apply" in line and "TRAINLAB_DATA" in line
+    by = {c.id: c for c in res.claims}
+    assert by["acc"].status == "PASS" and by["acc"].expected == "> 0.4"
+    assert "Greydanus" in by["acc"].why
+    assert by["ratio"].status == "PASS" and by["ratio"].expected == "< 1"
+    assert by["mnist-only"].status == "N/A" and "no such property" in by["mnist-only"].detail
+    assert res.passed and res.n_applicable == 2
+    d = json.loads((tmp_path / "td" / "result.json").read_text())
+    assert d["dataset"] == "mnist1d" and d["substituted_for"] == "mnist"
+    page = (tmp_path / "td" / "index.html").read_text()
+    head = page[:page.index("<h2")]  # the header, next to the verdict
+    assert "mnist1d, substituted for mnist" in head and "verdict" in head
+
+
+def test_the_primary_thresholds_apply_on_the_primary(tmp_path, mnist_root):
+    s, seen = _data_study()
+    res = run_study(s, scale="test", out=tmp_path / "td", log=None)
+    assert seen["name"] == "mnist" and res.dataset == "mnist" and res.substituted_for is None
+    by = {c.id: c for c in res.claims}
+    assert by["acc"].status == "FAIL" and by["acc"].expected == "> 0.9"  # 0.5 < 0.9
+    assert by["mnist-only"].status == "NOT MEASURED"  # tested on MNIST, never checked here
+
+
+def test_data_chosen_explicitly_and_unknown_names(tmp_path):
+    s, seen = _data_study()
+    res = run_study(s, scale="test", out=tmp_path / "a", log=None, data="mnist1d")
+    assert res.dataset == "mnist1d" and "--data mnist1d" in res.command
+    with pytest.raises(ValueError, match=r"runs on mnist, mnist1d; .*Did you mean 'mnist1d'.*"
+                       r"Received: data='mnist_1d'"):
+        run_study(s, scale="test", out=tmp_path / "b", log=None, data="mnist_1d")
+    with pytest.raises(FileNotFoundError, match=r"--data mnist needs mnist.*trainlab data "
+                       r"prepare mnist --download.*TRAINLAB_DATA"):
+        run_study(s, scale="test", out=tmp_path / "c", log=None, data="mnist")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_no_declared_data_stops_with_one_line(tmp_path):
+    from trainlab.studies import DataMissingError
+
+    s, _ = _data_study("only", datasets=("mnist",))
+    with pytest.raises(DataMissingError) as e:
+        run_study(s, scale="test", out=tmp_path / "o", log=None)
+    msg = str(e.value)
+    assert "\n" not in msg and "declares no alternative" in msg
+    assert "trainlab data prepare mnist --download" in msg and "TRAINLAB_DATA" in msg
+    # in a batch it is recorded as NO DATA and the batch goes on
+    results, page = run_all([s, TOY], scale="test", out=tmp_path / "all", log=None,
+                            progress=False)
+    assert results[0].claims[0].status == "NO DATA" and results[1].n_passed == 2
+    assert "| only | missing |" in (tmp_path / "all" / "reproductions.md").read_text()
+
+
+def test_claims_must_declare_every_alternative():
+    with pytest.raises(ValueError, match=r"claim 'a': say what it expects on the alternative "
+                       r"data \['mnist1d'\]"):
+        study("bad-data", title="t", source="s", summary="", scales=TOY.scales,
+              claims=[Claim("a", "s", "q", ">", 1.0)], datasets=("mnist", "mnist1d"))
+    with pytest.raises(ValueError, match="needs a reason"):
+        On(0.5, " ")
+
+
+def test_ctx_dataset_outside_the_declared_data_is_a_bug(tmp_path):
+    def fn(ctx, cfg):
+        ctx.dataset("spirals")
+
+    s = Study("t3", "t", "s", "", TOY.scales, (), fn, 1.0, datasets=("mnist1d",))
     res = run_study(s, scale="test", out=tmp_path / "t3", log=None)
-    assert res.error is None, res.error
-    assert seen["name"] == "mnist1d"
-    assert any("mnist not found" in n and "mnist1d" in n for n in res.notes)
-    assert "mnist not found" in (tmp_path / "t3" / "index.html").read_text()
+    assert "asks for spirals but runs on 'mnist1d'" in res.error
 
 
 def test_figure_needs_a_caption(tmp_path):
@@ -211,7 +293,7 @@ def test_summary_rebuilt_from_folders(tmp_path):
     assert r.name == "toy" and r.n_passed == 2 and r.claims[2].status == "NOT MEASURED"
     results, page = summarize(tmp_path / "all", markdown=tmp_path / "repro.md")
     assert page.read_text().count('href="toy/index.html"') == 1
-    assert "| toy | small: it is small (value) | < 1 | 0.5 | PASS |" in (
+    assert "| toy | generated | small: it is small (value) | < 1 | 0.5 | PASS |" in (
         tmp_path / "repro.md").read_text()
     assert main(["study", "summary", str(tmp_path / "all")]) == 1  # a claim is not measured
     assert main(["study", "summary", str(tmp_path / "nothing")]) == 2

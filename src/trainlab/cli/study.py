@@ -1,7 +1,8 @@
 """`trainlab study`: list, show and run the studies (the lectures' experiments).
 
 Exit status of ``run``: 0 when every claim holds, 1 when a claim fails (or a study stops
-with an error), 2 for bad input (unknown study or scale, an existing output folder).
+with an error), 2 for bad input (unknown study, scale or data, an existing output folder,
+data that are not on this machine or fail their checksums).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ EPILOG = """examples:
   trainlab study show activation-stats
   trainlab study run activation-stats                  # quick scale, ./trainlab-studies/...
   trainlab study run activation-stats --scale paper --out /tmp/as
+  trainlab study run he-depth --data mnist1d           # a declared alternative dataset
+  TRAINLAB_DATA=~/data trainlab study run he-depth     # MNIST from ~/data/mnist/
   trainlab study run --all --scale quick --out studies
   trainlab study summary studies --markdown docs/reproductions.md
 """
@@ -44,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="quick",
                    help=f"one of {', '.join(SCALES)} (default quick)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None,
+                   help="one of the study's declared datasets (`trainlab study show NAME`); "
+                        "default: the paper's when its files are found (TRAINLAB_DATA, "
+                        "`trainlab data prepare`), else the first declared alternative, said "
+                        "on the first lines and the page")
     p.add_argument("--out", default=None,
                    help="output folder (default trainlab-studies/NAME, or trainlab-studies "
                         "with --all)")
@@ -89,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("name the study to run (see `trainlab study list`), or pass --all.")
     if args.markdown and not args.all:
         raise CliError("--markdown goes with --all.")
+    if args.data and args.all:
+        raise CliError("--data goes with one study (studies declare different data); "
+                       "with --all each study picks its own and says which.")
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0. Received: {args.seed}.")
     from trainlab.store import DEFAULT_DB
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_study(args.name)
     result = run_study(spec, scale=args.scale, seed=args.seed, out=args.out, force=args.force,
-                       db=db, device=args.device, progress=progress)
+                       db=db, device=args.device, progress=progress, data=args.data)
     _print_claims([result])
     if result.error:
         print(f"trainlab: study {result.name} stopped with an error: {result.error}")
@@ -115,15 +126,16 @@ def _list() -> int:
     rows = []
     for n in names:
         s = STUDIES.get(n).factory
-        rows.append((s.name, s.source, str(len(s.claims)), f"~{s.quick_seconds:.0f} s"))
-    header = ("study", "source", "claims", "quick")
+        rows.append((s.name, s.source, " | ".join(s.datasets) or "generated",
+                     str(len(s.claims)), f"~{s.quick_seconds:.0f} s"))
+    header = ("study", "source", "data (paper's first)", "claims", "quick")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(header)]
-    widths[1] = min(widths[1], 70)
+    widths[1] = min(widths[1], 60)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
-        src = r[1] if len(r[1]) <= 70 else r[1][:67] + "..."
-        print("  ".join(c.ljust(w) for c, w in zip((r[0], src, r[2], r[3]), widths)))
+        src = r[1] if len(r[1]) <= 60 else r[1][:57] + "..."
+        print("  ".join(c.ljust(w) for c, w in zip((r[0], src, *r[2:]), widths)))
     print(f"\n{len(rows)} studies; `trainlab study show NAME` for the setup and claims.")
     return 0
 
@@ -147,15 +159,24 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
 def _print_claims(results) -> None:
     from trainlab.train.runs import format_table
 
+    from trainlab.studies.page import _data_short
+
     rows = []
     for r in results:
-        if r.error:
-            rows.append([r.name, "(stopped with an error)", "", r.error[:60], "ERROR"])
+        if r.error and not r.error.startswith("no data"):
+            rows.append([r.name, _data_short(r), "(stopped with an error)", "", r.error[:60],
+                         "ERROR"])
         for c in r.claims:
-            rows.append([r.name, c.id, c.expected, c.measured_text, c.status])
+            rows.append([r.name, _data_short(r), c.id, c.expected, c.measured_text, c.status])
     print()
-    print(format_table(rows, ["study", "claim", "expected", "measured", "verdict"]))
-    total = sum(len(r.claims) for r in results)
+    print(format_table(rows, ["study", "data", "claim", "expected", "measured", "verdict"]))
+    total = sum(r.n_applicable for r in results)
     passed = sum(r.n_passed for r in results)
+    na = sum(len(r.claims) for r in results) - total
     secs = sum(r.seconds for r in results)
-    print(f"\n{passed}/{total} claims hold; {secs:.1f} s")
+    subs = [f"{r.name} on {r.dataset} for {r.substituted_for}" for r in results
+            if r.substituted_for]
+    print(f"\n{passed}/{total} claims hold{f' ({na} not tested on these data)' if na else ''}"
+          f"; {secs:.1f} s")
+    if subs:
+        print("substituted data (thresholds declared for them applied): " + "; ".join(subs))

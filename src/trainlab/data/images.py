@@ -11,6 +11,10 @@ Where the files are looked for, in order (the first folder holding every file wi
    fetched into ``<root or data root>/<name>/``; each is checked against its published MD5
    before it is moved into place, so a corrupt or tampered download never enters the folder.
 
+Raw files are checked against their published checksums before they are parsed (for ``.gz``
+files the MD5 of the file or of its decompressed content, since local copies are often
+recompressed): a corrupt file is refused with its name, never trained on.
+
 Otherwise loading fails with one line saying how to get the data. Parsed data are cached as one
 compact file of uint8 tensors (``<folder>/<name>.trainlab.pt`` next to the raw files when that
 folder is writable and not a system package's, else ``<data root>/<name>/``), so later loads
@@ -58,12 +62,14 @@ __all__ = [
     "data_root",
     "download_dataset",
     "find_folder",
+    "is_available",
     "load_images",
     "md5sum",
     "parse_idx",
     "parse_cifar10",
     "parse_svhn",
     "prepare",
+    "verify_files",
 ]
 
 ENV_VAR = "TRAINLAB_DATA"
@@ -76,11 +82,18 @@ class DataFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Resource:
-    """One file of a dataset as published: its name, download URLs (mirrors) and MD5."""
+    """One file of a dataset as published: its name, download URLs (mirrors) and MD5.
+
+    ``content_md5``: the MD5 of the file's *decompressed* content, for ``.gz`` files. A local
+    copy may be recompressed (Debian's packages and this project's shared copies are), so a
+    local file is accepted when either its own MD5 equals ``md5`` or its decompressed content's
+    MD5 equals ``content_md5``.
+    """
 
     filename: str
     urls: tuple[str, ...]
     md5: str
+    content_md5: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,18 +330,26 @@ _FASHION_MIRRORS = (
 )
 
 
-def _res(filename: str, mirrors: Sequence[str], md5: str) -> Resource:
-    return Resource(filename, tuple(m + filename for m in mirrors), md5)
+def _res(filename: str, mirrors: Sequence[str], md5: str, content_md5: str | None = None
+         ) -> Resource:
+    return Resource(filename, tuple(m + filename for m in mirrors), md5, content_md5)
 
 
+# The ``content_md5`` of MNIST are those of the canonical decompressed files; those of
+# Fashion-MNIST were taken from Debian's ``dataset-fashion-mnist`` (upstream git 55506a9),
+# whose gzip wrappers are recompressed but whose content is upstream's.
 IMAGE_SPECS: dict[str, ImageSpec] = {
     "mnist": ImageSpec(
         "mnist",
         (
-            _res("train-images-idx3-ubyte.gz", _MNIST_MIRRORS, "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            _res("train-labels-idx1-ubyte.gz", _MNIST_MIRRORS, "d53e105ee54ea40749a09fcbcd1e9432"),
-            _res("t10k-images-idx3-ubyte.gz", _MNIST_MIRRORS, "9fb629c4189551a2d022fa330f9573f3"),
-            _res("t10k-labels-idx1-ubyte.gz", _MNIST_MIRRORS, "ec29112dd5afa0611ce80d1b7f02629c"),
+            _res("train-images-idx3-ubyte.gz", _MNIST_MIRRORS, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                 "6bbc9ace898e44ae57da46a324031adb"),
+            _res("train-labels-idx1-ubyte.gz", _MNIST_MIRRORS, "d53e105ee54ea40749a09fcbcd1e9432",
+                 "a25bea736e30d166cdddb491f175f624"),
+            _res("t10k-images-idx3-ubyte.gz", _MNIST_MIRRORS, "9fb629c4189551a2d022fa330f9573f3",
+                 "2646ac647ad5339dbf082846283269ea"),
+            _res("t10k-labels-idx1-ubyte.gz", _MNIST_MIRRORS, "ec29112dd5afa0611ce80d1b7f02629c",
+                 "27ae3e4e09519cfbb04c329615203637"),
         ),
         tuple(str(d) for d in range(10)),
         (1, 28, 28),
@@ -342,13 +363,13 @@ IMAGE_SPECS: dict[str, ImageSpec] = {
         "fashion_mnist",
         (
             _res("train-images-idx3-ubyte.gz", _FASHION_MIRRORS,
-                 "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+                 "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
             _res("train-labels-idx1-ubyte.gz", _FASHION_MIRRORS,
-                 "25c81989df183df01b3e8a0aad5dffbe"),
+                 "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
             _res("t10k-images-idx3-ubyte.gz", _FASHION_MIRRORS,
-                 "bef4ecab320f06d8554ea6380940ec79"),
+                 "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
             _res("t10k-labels-idx1-ubyte.gz", _FASHION_MIRRORS,
-                 "bb300cfdad3c16e7a12a480ee83cd310"),
+                 "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
         ),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
          "Bag", "Ankle boot"),
@@ -423,6 +444,19 @@ def find_folder(name: str, root: str | os.PathLike | None = None) -> Path | None
     return None
 
 
+def is_available(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether ``name`` can be loaded without a download: embedded and generated datasets
+    always; a file-backed one when its raw files or a cache of them are found."""
+    key = DATASETS.get(name).name
+    if key not in IMAGE_SPECS:
+        return True
+    spec = IMAGE_SPECS[key]
+    if find_folder(key, root) is not None:
+        return True
+    return any(_cache_file(d, key).is_file() for d in (*_candidates(spec, root),
+                                                       data_root() / key))
+
+
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
@@ -437,6 +471,41 @@ def fetch(url: str, dest: Path) -> None:
 
     with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:  # noqa: S310
         shutil.copyfileobj(r, f)
+
+
+def verify_files(name: str, folder: str | os.PathLike) -> None:
+    """Check every raw file of ``name`` in ``folder`` against its published checksum.
+
+    A file passes when its MD5 equals the published one, or (for ``.gz`` files) when the MD5
+    of its decompressed content equals the published content MD5. A file that matches
+    neither raises :class:`DataFormatError` naming it and both checksums: a truncated
+    download, a corrupt copy or another dataset under the same name is never trained on.
+    Files stored uncompressed are checked by their content MD5. A layout with no published
+    checksum (CIFAR-10's extracted batch folder) is checked by its format only.
+    """
+    spec = _spec(name)
+    folder = Path(folder)
+    for res in spec.resources:
+        path = _existing(folder, res.filename, spec.alternatives)
+        if not path.is_file():
+            continue  # missing files are the parser's to report
+        if path.name != res.filename and res.content_md5 is None:
+            continue  # another layout (extracted batches): nothing published to compare with
+        got = md5sum(path)
+        if got == res.md5:
+            continue
+        if res.content_md5 is None:
+            raise DataFormatError(
+                f"{path}: checksum mismatch: md5 {got}, expected {res.md5} (the published "
+                f"{res.filename}); the file is corrupt or not {spec.name}. Delete it and run "
+                f"`trainlab data prepare {spec.name} --download`.")
+        content = hashlib.md5(_read_bytes(path), usedforsecurity=False).hexdigest()
+        if content != res.content_md5:
+            raise DataFormatError(
+                f"{path}: checksum mismatch: the md5 of its content is {content}, expected "
+                f"{res.content_md5} (the published {res.filename}); the file is corrupt or "
+                f"not {spec.name}. Delete it and run `trainlab data prepare {spec.name} "
+                "--download`.")
 
 
 def download_dataset(
@@ -574,12 +643,16 @@ def _spec(name: str) -> ImageSpec:
 
 
 def prepare(
-    name: str, root: str | os.PathLike | None = None, download: bool = False, cache: bool = True
+    name: str, root: str | os.PathLike | None = None, download: bool = False, cache: bool = True,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Find (or download) and parse ``name``; return the uint8 tensors and where they came from.
 
     Returns ``{"x_train", "y_train", "x_test", "y_test"}`` (uint8 images, int64 labels) plus
-    ``"folder"`` and ``"cache"`` paths.
+    ``"folder"`` and ``"cache"`` paths. Raw files are checked against their published
+    checksums before they are parsed (:func:`verify_files`; ``verify=False`` skips this, for
+    data of your own in the same format); a cache written after that check is trusted while
+    the raw files keep their sizes.
     """
     spec = _spec(name)
     tried = _candidates(spec, root)
@@ -601,6 +674,8 @@ def prepare(
         folder = download_dataset(spec.name, root)
     if folder is None:
         raise FileNotFoundError(_how_to(spec, tried))
+    if verify:
+        verify_files(spec.name, folder)
     xtr, ytr, xte, yte = spec.parse(folder)
     for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
         if tuple(x.shape[1:]) != spec.input_shape or len(x) != len(y):
@@ -630,16 +705,18 @@ def load_images(
     n_train: int | None = None,
     n_test: int | None = None,
     cache: bool = True,
+    verify: bool = True,
 ) -> Dataset:
     """Load a file-backed image dataset as float32 in ``[0, 1]``, ``(N, C, H, W)``.
 
     ``n_train`` / ``n_test`` keep only the first examples of each split (quick runs).
+    ``verify``: check the raw files' checksums first (see :func:`prepare`).
     """
     spec = _spec(name)
     for arg, val in (("n_train", n_train), ("n_test", n_test)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
             raise ValueError(f"{arg} must be None or an integer >= 0. Received: {arg}={val!r}.")
-    c = prepare(spec.name, root=root, download=download, cache=cache)
+    c = prepare(spec.name, root=root, download=download, cache=cache, verify=verify)
 
     def conv(x: torch.Tensor, n: int | None) -> torch.Tensor:
         return x[:n].to(torch.float32).div_(255.0)
@@ -656,9 +733,10 @@ def load_images(
 
 
 def _loader(name: str) -> Callable[..., Dataset]:
-    def load(root=None, download=False, n_train=None, n_test=None, cache=True) -> Dataset:
+    def load(root=None, download=False, n_train=None, n_test=None, cache=True,
+             verify=True) -> Dataset:
         return load_images(name, root=root, download=download, n_train=n_train, n_test=n_test,
-                           cache=cache)
+                           cache=cache, verify=verify)
 
     load.__name__ = name
     load.__doc__ = f"Load {name} (see :func:`trainlab.data.images.load_images`)."

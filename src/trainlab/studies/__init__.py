@@ -24,24 +24,31 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.studies.base import (
+    SAME,
     SCALES,
     STUDIES,
     Claim,
     ClaimResult,
+    DataMissingError,
+    On,
     Study,
     StudyContext,
     StudyResult,
     get_study,
+    no_data_result,
     prepare_folder,
     run_study,
     study,
 )
 
 __all__ = [
+    "SAME",
     "SCALES",
     "STUDIES",
     "Claim",
     "ClaimResult",
+    "DataMissingError",
+    "On",
     "Study",
     "StudyContext",
     "StudyResult",
@@ -119,9 +126,13 @@ def run_all(
         for spec in specs:
             if bar is not None:
                 bar.set_description(spec.name)
-            results.append(run_study(spec, scale=scale, seed=seed, out=out / spec.name,
-                                     force=force, db=db, device=device, progress=progress,
-                                     log=log))
+            try:
+                results.append(run_study(spec, scale=scale, seed=seed, out=out / spec.name,
+                                         force=force, db=db, device=device,
+                                         progress=progress, log=log))
+            except DataMissingError as e:  # said and recorded; the batch goes on
+                (log or (lambda m: None))(f"{spec.name}: NO DATA: {e}")
+                results.append(no_data_result(spec, scale, seed, out / spec.name, str(e)))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -155,7 +166,8 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
                        float(d["seconds"]), claims, d.get("config", {}), d["command"],
                        d.get("figures", []), [], d.get("notes", []), d.get("runs", []),
                        d.get("error"), d.get("device", "cpu"), d.get("summary", ""),
-                       d.get("cpu_seconds"))
+                       d.get("cpu_seconds"), d.get("dataset"), d.get("substituted_for"),
+                       d.get("data_reason", ""), d.get("data_note", ""))
 
 
 def summarize(out: str | os.PathLike, *, markdown: str | os.PathLike | None = None,

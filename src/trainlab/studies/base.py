@@ -20,6 +20,16 @@ was measured on, the configuration, the time taken and the command that reproduc
 and ``index.html``. Every training run made through :meth:`StudyContext.train` is a run in
 the results store, tagged with the study, scale and label.
 
+Data. A study declares the datasets it can run on, ``datasets=("mnist", "mnist1d")``: the
+first is the paper's (the primary), the others declared alternatives (a ``+`` joins the sets
+a study uses together, ``"shapeset+mnist1d+mnist"``). Before the study runs, :func:`run_study`
+picks the first one whose files are found (or the one named by ``data=`` / ``--data``); when
+that is not the primary, the substitution is said on the console, in the page's header and in
+``result.json`` (``"dataset"``, ``"substituted_for"``). When no declared dataset is found it
+stops with :class:`DataMissingError`, saying how to get the primary. Every claim carries, for
+each alternative, its threshold there and the reason (:class:`On`): a threshold chosen for
+MNIST is never applied to MNIST-1D unless the claim says why it carries over.
+
 Claims. A claim is a measured quantity compared with a threshold by ``op`` (``<``, ``<=``,
 ``>``, ``>=`` or ``in`` a closed interval). When the study gives the ``spread`` of the value
 (the standard deviation over seeds), the claim passes only when, besides the comparison, the
@@ -50,15 +60,20 @@ from trainlab.registry import Registry
 from trainlab.utils import atomic_write_text, resolve_device
 
 __all__ = [
+    "no_data_result",
+    "SAME",
     "SCALES",
     "STUDIES",
     "Claim",
+    "DataMissingError",
+    "On",
     "ClaimResult",
     "Study",
     "StudyContext",
     "StudyResult",
     "format_value",
     "get_study",
+    "resolve_data",
     "run_study",
     "study",
 ]
@@ -89,6 +104,32 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+class DataMissingError(FileNotFoundError):
+    """No dataset a study declares is on this machine (the message says how to get one)."""
+
+
+SAME = "same"  # On(SAME, why): the primary threshold carries over, for the reason in ``why``
+
+
+@dataclass(frozen=True)
+class On:
+    """A claim's threshold on one of its study's alternative datasets.
+
+    ``On(0.9, "why")``: on that dataset the claim compares with 0.9 (same ``op``, or ``op=``);
+    ``On(SAME, "why")``: the primary threshold carries over — ``why`` says why it does not
+    depend on the data (a derivation, a ratio between setups); ``On(None, "why")``: the claim
+    is not tested on that dataset (reported ``N/A`` with ``why``).
+    """
+
+    threshold: Any
+    why: str
+    op: str | None = None
+
+    def __post_init__(self) -> None:
+        if not str(self.why).strip():
+            raise ValueError("On(...) needs a reason: why this threshold on this dataset.")
+
+
 @dataclass(frozen=True)
 class Claim:
     """One claim of a study: ``quantity op threshold``, with the reason for the threshold.
@@ -100,6 +141,8 @@ class Claim:
         op: ``"<"``, ``"<="``, ``">"``, ``">="`` or ``"in"`` (``threshold = (lo, hi)``).
         threshold: the number (or interval) the quantity is compared with.
         why: why this threshold (what the theory predicts, what the paper measured).
+        on: for each alternative dataset of the study, an :class:`On` (its threshold there
+            and why, or ``None``: not tested there).
     """
 
     id: str
@@ -108,6 +151,7 @@ class Claim:
     op: str
     threshold: float | tuple[float, float]
     why: str = ""
+    on: Mapping[str, On] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op not in _OPS:
@@ -121,6 +165,23 @@ class Claim:
         elif not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool):
             raise ValueError(f"Claim {self.id!r}: threshold must be a number for op "
                              f"{self.op!r}. Received: threshold={self.threshold!r}.")
+        for name, o in self.on.items():
+            if not isinstance(o, On):
+                raise TypeError(f"Claim {self.id!r}: on[{name!r}] must be an On(threshold, "
+                                f"why). Received: {o!r}.")
+
+    def for_data(self, dataset: str | None, primary: str | None) -> Claim | None:
+        """This claim as it applies on ``dataset``: itself on the primary, the threshold of
+        ``on[dataset]`` on an alternative, ``None`` where it is not tested there."""
+        if dataset is None or dataset == primary:
+            return self
+        o = self.on[dataset]
+        if o.threshold is None:
+            return None
+        threshold = self.threshold if o.threshold == SAME else o.threshold
+        threshold = tuple(threshold) if isinstance(threshold, list) else threshold
+        return dataclasses.replace(self, op=o.op or self.op, threshold=threshold,
+                                   why=f"on {dataset}: {o.why}")
 
     @property
     def expected(self) -> str:
@@ -169,6 +230,11 @@ class ClaimResult:
         return self.status == "PASS"
 
     @property
+    def applies(self) -> bool:
+        """False for a claim not tested on the data this run used (``N/A``)."""
+        return self.status != "N/A"
+
+    @property
     def measured_text(self) -> str:
         """``"0.123 ± 0.004 (3 seeds)"`` or ``"0.123"`` or ``"—"``."""
         if self.measured is None:
@@ -201,6 +267,17 @@ class Study:
     fn: Callable[[StudyContext, Any], None]
     quick_seconds: float = 60.0
     data_note: str = ""
+    datasets: tuple[str, ...] = ()
+
+    @property
+    def primary_data(self) -> str | None:
+        """The paper's dataset (the first declared), or ``None`` for a study that generates
+        its inputs itself (Gaussian inputs, a synthetic set: ``data_note`` says which)."""
+        return self.datasets[0] if self.datasets else None
+
+    def claims_on(self, dataset: str | None) -> list[tuple[Claim, Claim | None]]:
+        """Each declared claim with its form on ``dataset`` (``None``: not tested there)."""
+        return [(c, c.for_data(dataset, self.primary_data)) for c in self.claims]
 
     def config(self, scale: str) -> Any:
         """The frozen configuration of ``scale``; unknown scales list the choices."""
@@ -224,8 +301,13 @@ class Study:
     def describe(self) -> str:
         """What `trainlab study show` prints: summary, setups per scale, claims."""
         lines = [f"{self.name} — {self.title}", f"source: {self.source}", "", self.summary, ""]
+        if self.datasets:
+            alt = ", ".join(self.datasets[1:]) or "none"
+            lines += [f"data: {self.datasets[0]} (the paper's); declared alternatives: {alt}"]
         if self.data_note:
-            lines += [f"data: {self.data_note}", ""]
+            lines += [f"data: {self.data_note}"]
+        if self.datasets or self.data_note:
+            lines.append("")
         lines.append(f"setup per scale (quick ≈ {format_value(self.quick_seconds)} s on a "
                      "2-core CPU):")
         for scale, cfg in self.scales.items():
@@ -237,6 +319,11 @@ class Study:
             lines.append(f"      measured: {c.quantity}  expected: {c.expected}")
             if c.why:
                 lines.append(f"      why: {c.why}")
+            for d, o in c.on.items():
+                t = ("not tested" if o.threshold is None else
+                     "same threshold" if o.threshold == SAME else
+                     f"expected {o.op or c.op} {format_value(o.threshold)}")
+                lines.append(f"      on {d}: {t} — {o.why}")
         return "\n".join(lines)
 
 
@@ -256,11 +343,14 @@ def study(
     claims: Sequence[Claim],
     quick_seconds: float = 60.0,
     data_note: str = "",
+    datasets: Sequence[str] = (),
 ) -> Callable[[Callable[[StudyContext, Any], None]], Callable[[StudyContext, Any], None]]:
     """Register the decorated ``run(ctx, cfg)`` function as the study ``name``.
 
     ``scales`` maps each of ``"test"``, ``"quick"`` and ``"paper"`` to a frozen dataclass
-    instance; ``claims`` are :class:`Claim` s with unique ids.
+    instance; ``claims`` are :class:`Claim` s with unique ids. ``datasets``: the data the
+    study can run on, the paper's first (see the module docstring); every claim must then
+    say, in its ``on``, what it expects on each alternative.
     """
     missing = [s for s in SCALES if s not in scales]
     if missing:
@@ -273,12 +363,26 @@ def study(
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ValueError(f"study {name!r}: claim ids must be unique; repeated: {dup}.")
+    datasets = tuple(datasets)
+    if len(set(datasets)) != len(datasets):
+        raise ValueError(f"study {name!r}: datasets repeat a name: {datasets}.")
+    for c in claims:
+        missing_on = [d for d in datasets[1:] if d not in c.on]
+        extra_on = [d for d in c.on if d not in datasets[1:]]
+        if missing_on:
+            raise ValueError(f"study {name!r}, claim {c.id!r}: say what it expects on the "
+                             f"alternative data {missing_on} (on={{NAME: On(threshold, why)}}, "
+                             "On(SAME, why) or On(None, why)).")
+        if extra_on:
+            raise ValueError(f"study {name!r}, claim {c.id!r}: on names {extra_on}, which "
+                             f"are not alternatives of the study (declared: {datasets}).")
 
     def deco(fn: Callable[[StudyContext, Any], None]) -> Callable[[StudyContext, Any], None]:
         spec = Study(name, title, source, summary, dict(scales), tuple(claims), fn,
-                     float(quick_seconds), data_note)
+                     float(quick_seconds), data_note, datasets)
         STUDIES.add(name, spec, description=title, reference=source,
-                    meta={"claims": len(claims), "quick_seconds": float(quick_seconds)})
+                    meta={"claims": len(claims), "quick_seconds": float(quick_seconds),
+                          "datasets": list(datasets)})
         fn.study = spec  # type: ignore[attr-defined]
         return fn
 
@@ -302,6 +406,10 @@ class StudyContext:
     Attributes:
         study: the :class:`Study` being run.
         scale: ``"test"``, ``"quick"`` or ``"paper"``.
+        data: the declared dataset this run uses (``"mnist"``, ``"mnist1d"``,
+            ``"shapeset+mnist1d"``), chosen before the run; ``None`` for a study that
+            generates its inputs. :meth:`uses` asks whether it includes one set.
+        substituted_for: the primary dataset when ``data`` replaces it, else ``None``.
         seed: the base seed (``--seed``); derive others with :meth:`generator` / ``seed + k``.
         out: the study's output folder.
         device: the torch device for the study's tensors (CUDA when present, by default).
@@ -309,8 +417,11 @@ class StudyContext:
 
     def __init__(self, spec: Study, scale: str, seed: int, out: Path, device: torch.device,
                  store: Any = None, progress: bool | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, data: str | None = None,
+                 substituted_for: str | None = None) -> None:
         self.study = spec
+        self.data = data if data is not None else spec.primary_data
+        self.substituted_for = substituted_for
         self.scale = scale
         self.seed = seed
         self.out = out
@@ -323,6 +434,10 @@ class StudyContext:
         self.notes: list[str] = []
         self.results: dict[str, ClaimResult] = {}
         self.runs: list[dict[str, Any]] = []
+
+    def uses(self, name: str) -> bool:
+        """Whether the run's data include the dataset ``name``."""
+        return self.data is not None and name in self.data.split("+")
 
     # -- reporting ----------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -379,7 +494,10 @@ class StudyContext:
         a margin larger than the spread; ignored when ``seeds`` holds fewer than two).
         ``detail``: what else a reader should know.
         """
-        claim = self.study.claim(claim_id)
+        declared = self.study.claim(claim_id)
+        claim = declared.for_data(self.data, self.study.primary_data)
+        if claim is None:
+            return not_applicable(declared, self.data)
         if seeds is not None and len(seeds) < 2:
             spread = None  # one seed has no spread (a std of 0 would claim certainty)
         v = _as_float(value, f"the value of claim {claim_id!r}")
@@ -408,23 +526,23 @@ class StudyContext:
     # -- data and training --------------------------------------------------------------------
     def dataset(self, name: str, *, fallback: str | None = None,
                 fallback_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Load the dataset ``name``; when its files are missing, the embedded ``fallback``.
+        """Load ``name`` when the run's data (:attr:`data`, chosen before the run) include
+        it, else ``fallback`` (with ``fallback_kwargs``, default ``kwargs``).
 
-        Without a fallback a missing dataset raises ``FileNotFoundError`` saying which data
-        and how to get them. With one, the substitution is said in a note (console, page).
-        ``fallback_kwargs`` (default: ``kwargs``) are passed to the fallback's loader.
+        Nothing is substituted here: which data a run uses is decided, and said, before it
+        starts. Asking for a set the run's data do not include is a bug in the study
+        (``RuntimeError``).
         """
         from trainlab.data import load_dataset
 
-        try:
+        if self.data is None or self.uses(name):
             return load_dataset(name, **kwargs)
-        except FileNotFoundError as e:
-            if fallback is None:
-                raise FileNotFoundError(f"study {self.study.name!r} needs {name}: {e}") from e
-            self.note(f"{name} not found, so this run uses the embedded {fallback} instead "
-                      f"({e})")
+        if fallback is not None and self.uses(fallback):
             return load_dataset(fallback, **dict(kwargs if fallback_kwargs is None
                                                  else fallback_kwargs))
+        raise RuntimeError(f"study {self.study.name!r} asks for {name}"
+                           f"{f' (or {fallback})' if fallback else ''} but runs on "
+                           f"{self.data!r}; declare it in the study's datasets.")
 
     def train(self, model: torch.nn.Module, data: Any, *, label: str,
               config: Mapping[str, Any] | None = None, steps: int | None = None,
@@ -481,6 +599,79 @@ class StudyContext:
             self.runs.append({"label": label, "run_id": run_id, "status": status,
                               "folder": str(folder.relative_to(self.out))})
         return history
+
+
+def not_applicable(claim: Claim, dataset: str | None) -> ClaimResult:
+    """The ``N/A`` result of a claim that is not tested on ``dataset`` (with the reason)."""
+    o = claim.on.get(dataset) if dataset is not None else None
+    return ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, None, "N/A",
+                       detail=f"not tested on {dataset}: {o.why}" if o else "",
+                       why=claim.why, op=claim.op, threshold=claim.threshold)
+
+
+def _dataset_names() -> list[str]:
+    from trainlab.data import DATASETS
+
+    return DATASETS.names()
+
+
+def resolve_data(spec: Study, data: str | None = None) -> tuple[str | None, str | None, str]:
+    """Choose the dataset a run of ``spec`` uses: ``(data, substituted_for, reason)``.
+
+    ``data`` given: it must be one of the study's declared datasets (an unknown one lists the
+    close ones) and its files must be found. Otherwise the first declared dataset whose files
+    are found; when that is not the primary, ``substituted_for`` names the primary and
+    ``reason`` says why. No declared dataset found: :class:`DataMissingError`, naming how to
+    get the primary. Raw files that fail their checksums are refused (``DataFormatError``).
+    """
+    from trainlab.data.images import IMAGE_SPECS, is_available, prepare
+
+    declared = spec.datasets
+    if not declared:
+        if data is not None:
+            raise ValueError(f"study {spec.name!r} generates its own inputs "
+                             f"({spec.data_note or 'no dataset'}); it takes no --data. "
+                             f"Received: data={data!r}.")
+        return None, None, ""
+    if data is not None and data not in declared:
+        import difflib
+
+        close = difflib.get_close_matches(str(data), [*declared, *_dataset_names()], n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"study {spec.name!r} runs on {', '.join(declared)}; data must be one "
+                         f"of these.{hint} Received: data={data!r}.")
+
+    def missing(choice: str) -> list[str]:
+        return [p for p in choice.split("+") if not is_available(p)]
+
+    def how_to(parts: Sequence[str]) -> str:
+        p = parts[0]
+        return (f"get {p} with `trainlab data prepare {p} --download`, or point "
+                f"TRAINLAB_DATA at a folder holding {p}/")
+
+    candidates = [data] if data is not None else list(declared)
+    chosen, reason = None, ""
+    for choice in candidates:
+        gone = missing(choice)
+        if not gone:
+            chosen = choice
+            break
+        if choice == declared[0]:
+            reason = f"{', '.join(gone)} not found"
+    if chosen is None:
+        gone = missing(candidates[0])
+        if data is not None:
+            raise DataMissingError(f"study {spec.name!r}: --data {data} needs {', '.join(gone)}"
+                                   f", which is not on this machine: {how_to(gone)}.")
+        alt = (f" (its declared alternatives {', '.join(declared[1:])} are not here either)"
+               if len(declared) > 1 else " (it declares no alternative)")
+        raise DataMissingError(f"study {spec.name!r} needs {', '.join(gone)}{alt}: "
+                               f"{how_to(gone)}.")
+    for part in chosen.split("+"):  # checksums of the raw files, before anything runs
+        if part in IMAGE_SPECS:
+            prepare(part)
+    substituted = declared[0] if chosen != declared[0] else None
+    return chosen, substituted, reason
 
 
 def _plain(v: Any) -> bool:
@@ -547,15 +738,33 @@ class StudyResult:
     device: str = "cpu"
     summary: str = ""
     cpu_seconds: float | None = None  # process CPU time: meaningful on a busy machine too
+    dataset: str | None = None  # the data the verdicts rest on (None: generated inputs)
+    substituted_for: str | None = None  # the primary dataset ``dataset`` replaced
+    data_reason: str = ""  # why the primary was not used
+    data_note: str = ""
 
     @property
     def passed(self) -> bool:
-        """True when the study ran and every claim passed."""
-        return self.error is None and all(c.passed for c in self.claims)
+        """True when the study ran and every claim tested on its data passed."""
+        return self.error is None and all(c.passed for c in self.claims if c.applies)
 
     @property
     def n_passed(self) -> int:
         return sum(c.passed for c in self.claims)
+
+    @property
+    def n_applicable(self) -> int:
+        """The claims tested on this run's data (``N/A`` ones left out)."""
+        return sum(c.applies for c in self.claims)
+
+    @property
+    def data_text(self) -> str:
+        """What the verdicts rest on, in one phrase: ``"mnist1d (substituted for mnist)"``."""
+        if self.dataset is None:
+            return self.data_note or "generated inputs"
+        if self.substituted_for:
+            return f"{self.dataset} (substituted for {self.substituted_for})"
+        return self.dataset
 
     def to_dict(self) -> dict[str, Any]:
         from trainlab import __version__
@@ -568,6 +777,8 @@ class StudyResult:
             "threads": torch.get_num_threads(),
             "device": self.device, "torch": torch.__version__, "trainlab": __version__,
             "passed": self.passed, "error": self.error,
+            "dataset": self.dataset, "substituted_for": self.substituted_for,
+            "data_reason": self.data_reason, "data_note": self.data_note,
             "claims": [c.to_dict() for c in self.claims],
             "figures": self.figures,
             "tables": [{k: t[k] for k in ("file", "caption", "columns")} for t in self.tables],
@@ -575,9 +786,12 @@ class StudyResult:
         }
 
 
-def study_command(name: str, scale: str, seed: int, out: str | os.PathLike | None) -> str:
+def study_command(name: str, scale: str, seed: int, out: str | os.PathLike | None,
+                  data: str | None = None) -> str:
     """The command line that reproduces a study run."""
     parts = ["trainlab", "study", "run", name, "--scale", scale, "--seed", str(seed)]
+    if data is not None:
+        parts += ["--data", data]
     if out is not None:
         parts += ["--out", str(out)]
     return shlex.join(parts)
@@ -611,13 +825,17 @@ def run_study(
     device: str | torch.device | None = "auto",
     progress: bool | None = None,
     log: Callable[[str], None] | None = print,
+    data: str | None = None,
 ) -> StudyResult:
     """Run the study ``name`` at ``scale`` into ``out`` and return its :class:`StudyResult`.
 
     ``out`` defaults to ``trainlab-studies/NAME``. ``db``: the results store file (``None``:
-    no store). ``log``: where console lines go (``None``: silent). Bad input (unknown study
-    or scale, an existing folder without ``force``, a negative seed) raises ``ValueError``
-    before anything is written; an error inside the study is caught, written to
+    no store). ``log``: where console lines go (``None``: silent). ``data``: one of the
+    study's declared datasets (default: the first whose files are found; see
+    :func:`resolve_data`). Bad input (unknown study, scale or data, an existing folder
+    without ``force``, a negative seed) raises ``ValueError``, and data that are not on this
+    machine :class:`DataMissingError`, before anything is written; an error inside the
+    study is caught, written to
     ``error.txt`` and ``result.json`` (every claim then fails) and returned in
     ``result.error``, so that a batch of studies goes on.
     """
@@ -626,6 +844,7 @@ def run_study(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
     out_path = Path(out) if out is not None else Path("trainlab-studies") / spec.name
+    chosen, substituted, reason = resolve_data(spec, data)
     store = None
     if db is not None:
         from trainlab.store import RunStore
@@ -635,7 +854,9 @@ def run_study(
     prepare_folder(out_path, force)
     say = log or (lambda msg: None)
     say(f"{spec.name} ({scale}, seed {seed}): {spec.title}")
-    ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say)
+    say(f"  data: {_data_line(spec, chosen, substituted, reason)}")
+    ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say, chosen,
+                       substituted)
     t0, c0 = time.perf_counter(), time.process_time()
     error = None
     try:
@@ -648,9 +869,12 @@ def run_study(
         say(f"  ERROR {error} (traceback in {out_path / 'error.txt'})")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     claims = []
-    for c in spec.claims:
+    for c, applied in spec.claims_on(chosen):
         if c.id in ctx.results:
             claims.append(ctx.results[c.id])
+        elif applied is None:
+            claims.append(not_applicable(c, chosen))
+            say(f"  N/A   {c.id}: {claims[-1].detail}")
         else:
             claims.append(ClaimResult(c.id, c.statement, c.quantity, c.expected, None,
                                       "NOT MEASURED", why=c.why, op=c.op,
@@ -658,17 +882,51 @@ def run_study(
             say(f"  NOT MEASURED  {c.id}: {c.quantity}")
     result = StudyResult(
         spec.name, spec.title, spec.source, scale, seed, out_path, seconds, claims,
-        _config_dict(cfg), study_command(spec.name, scale, seed, out), ctx.figures,
-        ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu,
+        _config_dict(cfg), study_command(spec.name, scale, seed, out, data), ctx.figures,
+        ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu, chosen,
+        substituted, reason, spec.data_note,
     )
     atomic_write_text(out_path / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
     from trainlab.studies.page import write_study_page
 
     write_study_page(result, spec)
-    say(f"  {result.n_passed}/{len(claims)} claims passed in {seconds:.1f} s "
+    na = len(claims) - result.n_applicable
+    say(f"  {result.n_passed}/{result.n_applicable} claims passed on {result.data_text}"
+        f"{f' ({na} not tested on these data)' if na else ''} in {seconds:.1f} s "
         f"({cpu:.1f} s CPU) -> {out_path / 'index.html'}")
     return result
+
+
+def no_data_result(spec: Study, scale: str, seed: int, out: Path, message: str) -> StudyResult:
+    """The record of a study that could not run because its data are missing: every claim
+    ``NO DATA``, the reason in ``error``; written to ``OUT/result.json`` and its page."""
+    prepare_folder(out, force=True)
+    claims = [ClaimResult(c.id, c.statement, c.quantity, c.expected, None, "NO DATA",
+                          why=c.why, op=c.op, threshold=c.threshold) for c in spec.claims]
+    result = StudyResult(spec.name, spec.title, spec.source, scale, seed, out, 0.0, claims,
+                         _config_dict(spec.config(scale)),
+                         study_command(spec.name, scale, seed, out), error=f"no data: {message}",
+                         summary=spec.summary, dataset=None, data_note=spec.data_note)
+    atomic_write_text(out / "result.json",
+                      json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
+    from trainlab.studies.page import write_study_page
+
+    write_study_page(result, spec)
+    return result
+
+
+def _data_line(spec: Study, chosen: str | None, substituted: str | None, reason: str) -> str:
+    """The console's data line: which data, and what was substituted and why."""
+    if chosen is None:
+        return spec.data_note or "generated inside the study (no dataset)"
+    if substituted is None:
+        return f"{chosen} (the paper's data)" if len(spec.datasets) > 1 else chosen
+    applied = sum(c.for_data(chosen, spec.primary_data) is not None for c in spec.claims)
+    return (f"{chosen}, SUBSTITUTED for {substituted} ({reason or 'chosen with --data'}); "
+            f"the thresholds declared for {chosen} apply ({applied} of {len(spec.claims)} "
+            f"claims are tested on it). Run on {substituted}: `trainlab data prepare "
+            f"{substituted.split('+')[0]} --download` or TRAINLAB_DATA=FOLDER.")
 
 
 def _json_default(o: Any) -> Any:

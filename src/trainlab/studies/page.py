@@ -21,7 +21,32 @@ from trainlab.utils import atomic_write_text
 __all__ = ["claims_markdown", "write_study_page", "write_summary"]
 
 _MAX_ROWS = 40
-_STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT MEASURED": "fail"}
+_STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT MEASURED": "fail", "NO DATA": "fail"}
+
+
+def data_html(result: Any) -> str:
+    """The header's data line: the data the verdicts rest on, and any substitution."""
+    ds = getattr(result, "dataset", None)
+    if ds is None:
+        note = getattr(result, "data_note", "") or "generated inside the study"
+        return f"<b>data:</b> {html.escape(note)}"
+    sub = getattr(result, "substituted_for", None)
+    if not sub:
+        return f"<b>data:</b> {html.escape(ds)}"
+    reason = getattr(result, "data_reason", "") or "chosen with --data"
+    return (f"<b>data:</b> <span class=\"fail\">{html.escape(ds)}, substituted for "
+            f"{html.escape(sub)}</span> ({html.escape(reason)}); the thresholds declared for "
+            f"{html.escape(ds)} apply, and a verdict here is about {html.escape(ds)}, not "
+            f"{html.escape(sub)}")
+
+
+def _verdict_text(result: Any) -> str:
+    n, k = len(result.claims), result.n_applicable
+    if getattr(result, "error", None) and str(result.error).startswith("no data"):
+        return "not run: data missing"
+    text = "all claims hold" if result.passed and k == n else (
+        f"all {k} claims tested hold" if result.passed else f"{result.n_passed} of {k} claims hold")
+    return text + (f" ({n - k} not tested on these data)" if k < n else "")
 
 
 def _claim_rows(result: Any) -> str:
@@ -46,24 +71,27 @@ def write_study_page(result: Any, spec: Any) -> Path:
     from trainlab.studies.base import format_value
 
     page = HtmlPage(f"{result.name}: {result.title}")
-    verdict = ("all claims hold" if result.passed
-               else f"{result.n_passed} of {len(result.claims)} claims hold")
+    verdict = _verdict_text(result)
     page.paragraph(
         f"<b>Reproduces:</b> {html.escape(result.source)}<br>"
         f"<b>Scale:</b> {html.escape(result.scale)} · <b>seed</b> {result.seed} · "
         f"<b>device</b> {html.escape(result.device)} · <b>time</b> {result.seconds:.1f} s"
-        f"{_cpu(result)} · "
+        f"{_cpu(result)}<br>"
         f"<b>verdict:</b> <span class=\"{'pass' if result.passed else 'fail'}\">"
-        f"{html.escape(verdict)}</span>", raw=True)
+        f"{html.escape(verdict)}</span> · {data_html(result)}", raw=True)
     page.paragraph(spec.summary)
-    if result.error:
+    if result.error and str(result.error).startswith("no data"):
+        page.paragraph(f"The study did not run: {result.error}.", cls="note")
+    elif result.error:
         page.paragraph(f"The study stopped with an error: {result.error} (traceback in "
                        "error.txt); claims it did not reach are NOT MEASURED.", cls="note")
     page.heading("Claims")
     page.raw(_claim_rows(result))
     page.paragraph(
         "A claim passes when its measured quantity meets the threshold; when a spread over "
-        "seeds is given (± one standard deviation), the margin must also exceed the spread.")
+        "seeds is given (± one standard deviation), the margin must also exceed the spread. "
+        "Each threshold is the one declared for the data this run used; N/A marks a claim "
+        "the study does not test on these data (the reason is beside it).")
     if result.figures:
         page.heading("Figures")
         for f in result.figures:
@@ -114,20 +142,40 @@ def _fields(cfg: Any) -> dict[str, Any]:
 
 def claims_markdown(results: Sequence[Any], links: bool = False,
                     base: str | os.PathLike | None = None) -> str:
-    """The table study · claim · expected · measured · verdict, as Markdown."""
-    lines = ["| study | claim | expected | measured | verdict |",
-             "|---|---|---|---|---|"]
+    """The table study · data · claim · expected · measured · verdict, as Markdown."""
+    lines = ["| study | data | claim | expected | measured | verdict |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         name = r.name
         if links and base is not None:
             rel = os.path.relpath(Path(r.out) / "index.html", base)
             name = f"[{r.name}]({rel})"
-        if r.error:
-            lines.append(f"| {name} | (the study stopped: {_md(r.error)}) | | | ERROR |")
+        data = _md(_data_short(r))
+        if r.error and not str(r.error).startswith("no data"):
+            lines.append(f"| {name} | {data} | (the study stopped: {_md(r.error)}) | | | ERROR |")
         for c in r.claims:
-            lines.append(f"| {name} | {_md(c.id)}: {_md(c.statement)} ({_md(c.quantity)}) | "
-                         f"{_md(c.expected)} | {_md(c.measured_text)} | {c.status} |")
+            lines.append(f"| {name} | {data} | {_md(c.id)}: {_md(c.statement)} "
+                         f"({_md(c.quantity)}) | {_md(c.expected)} | {_md(c.measured_text)} | "
+                         f"{c.status} |")
     return "\n".join(lines) + "\n"
+
+
+def _data_short(r: Any) -> str:
+    if getattr(r, "error", None) and str(r.error).startswith("no data"):
+        return "missing"
+    ds = getattr(r, "dataset", None)
+    if ds is None:
+        return "generated"
+    sub = getattr(r, "substituted_for", None)
+    return f"{ds} (for {sub})" if sub else ds
+
+
+def _counts(results: Sequence[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        for c in r.claims:
+            out[c.status] = out.get(c.status, 0) + 1
+    return out
 
 
 def _md(text: str) -> str:
@@ -142,20 +190,28 @@ def write_summary(results: Sequence[Any], out: str | os.PathLike, *, scale: str,
     out = Path(out)
     n_claims = sum(len(r.claims) for r in results)
     n_pass = sum(r.n_passed for r in results)
+    counts = _counts(results)
+    count_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    n_sub = sum(bool(getattr(r, "substituted_for", None)) for r in results)
     page = HtmlPage(f"trainlab studies ({scale} scale)")
     page.paragraph(
-        f"{len(results)} studies, {n_pass} of {n_claims} claims hold, "
-        f"{seconds:.0f} s in all. Each study reproduces one experiment of the lectures; "
-        "its page shows the figures, tables and the measured value of each claim.")
+        f"{len(results)} studies, {n_pass} of {n_claims} claims hold ({count_text}), "
+        f"{seconds:.0f} s in all. {n_sub} studies ran on data substituted for the paper's "
+        "(the data column says which). Each study reproduces one experiment of the "
+        "lectures; its page shows the figures, tables and the measured value of each claim.")
     rows = []
     for r in results:
         rel = os.path.relpath(Path(r.out) / "index.html", out)
-        state = "ERROR" if r.error else ("PASS" if r.passed else "FAIL")
+        no_data = bool(r.error) and str(r.error).startswith("no data")
+        state = "NO DATA" if no_data else "ERROR" if r.error else (
+            "PASS" if r.passed else "FAIL")
         rows.append(f"<tr><td><a href=\"{html.escape(rel)}\">{html.escape(r.name)}</a></td>"
-                    f"<td>{html.escape(r.title)}</td><td class=\"num\">{r.n_passed}/"
-                    f"{len(r.claims)}</td><td class=\"num\">{r.seconds:.1f} s</td>"
+                    f"<td>{html.escape(r.title)}</td><td>{html.escape(_data_short(r))}</td>"
+                    f"<td class=\"num\">{r.n_passed}/"
+                    f"{r.n_applicable}</td><td class=\"num\">{r.seconds:.1f} s</td>"
                     f"<td class=\"{_STATUS_CLASS.get(state, 'fail')}\">{state}</td></tr>")
-    page.raw("<table><tr><th>study</th><th>what it reproduces</th><th>claims holding</th>"
+    page.raw("<table><tr><th>study</th><th>what it reproduces</th><th>data</th>"
+             "<th>claims holding (of those tested)</th>"
              "<th>time</th><th>verdict</th></tr>" + "\n".join(rows) + "</table>")
     page.heading("Every claim")
     for r in results:
@@ -166,12 +222,16 @@ def write_summary(results: Sequence[Any], out: str | os.PathLike, *, scale: str,
     md_path = Path(markdown) if markdown is not None else out / "reproductions.md"
     body = (f"# Reproductions ({scale} scale)\n\n"
             f"Generated by `{command}`: {len(results)} studies, {n_pass} of {n_claims} claims "
-            f"hold, {seconds:.0f} s on this machine. A claim with a spread (± one standard "
-            "deviation over seeds) passes only when its margin exceeds the spread.\n\n"
-            "| study | wall time (s) | CPU time (s) | claims holding |\n|---|---|---|---|\n"
-            + "".join(f"| {r.name} | {r.seconds:.1f} | "
+            f"hold ({count_text}), {seconds:.0f} s on this machine; {n_sub} studies ran on "
+            "data substituted for the paper's. A claim with a spread (± one standard "
+            "deviation over seeds) passes only when its margin exceeds the spread. The data "
+            "column names what each verdict rests on; each threshold is the one the study "
+            "declares for those data (N/A: not tested on them).\n\n"
+            "| study | data | wall time (s) | CPU time (s) | claims holding |\n"
+            "|---|---|---|---|---|\n"
+            + "".join(f"| {r.name} | {_md(_data_short(r))} | {r.seconds:.1f} | "
                       f"{'—' if r.cpu_seconds is None else f'{r.cpu_seconds:.1f}'} | "
-                      f"{r.n_passed}/{len(r.claims)} |\n" for r in results)
+                      f"{r.n_passed}/{r.n_applicable} |\n" for r in results)
             + "\n" + claims_markdown(results))
     atomic_write_text(md_path, body)
     rel = html.escape(os.path.relpath(md_path, out))
