@@ -124,6 +124,7 @@ INITS = (("standard", "standard U[−1/√n, 1/√n]", "glorot_standard"),
     ),
     quick_seconds=20,
     data_note="Shapeset-3×2 is generated (trainlab.data.shapeset): no download.",
+    datasets=("shapeset",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     acts = [f"block{i}.act" for i in range(1, cfg.depth + 1)]
