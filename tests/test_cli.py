@@ -25,6 +25,34 @@ def test_list_all_families(capsys):
     assert out.strip()
 
 
+def _listed_studies(text, n):
+    lines = text.splitlines()
+    assert f"study ({n})" in lines, text
+    at = lines.index(f"study ({n})")
+    return [ln.split()[0] for ln in lines[at + 1:at + 1 + n]]
+
+
+def test_list_includes_every_study(capsys):
+    import pkgutil
+
+    import trainlab.studies
+
+    modules = [i.name for i in pkgutil.iter_modules(trainlab.studies.__path__)
+               if not i.name.startswith("_") and i.name not in ("base", "page")]
+    assert len(modules) >= 30
+    # a fresh process: no earlier test has imported the study modules for it
+    r = subprocess.run([sys.executable, "-m", "trainlab", "list"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = _listed_studies(r.stdout, len(modules))
+    assert "activation_stats" in listed and "bn_rnn" in listed
+    assert len(set(listed)) == len(modules)
+    assert main(["list", "study"]) == 0  # that family only
+    out = capsys.readouterr().out
+    assert out.startswith(f"study ({len(modules)})\n")
+    assert _listed_studies(out, len(modules)) == listed
+
+
 def test_unknown_family_is_one_line(capsys):
     assert main(["list", "activatoin"]) == 2
     err = capsys.readouterr().err

@@ -328,3 +328,49 @@ def test_force_marks_the_old_row_overwritten_in_runs_list(tmp_path, capsys):
     assert lines[3].split()[:2] == [str(new["id"]), "done"]
     assert main(["runs", "list", "--status", "overwritten", "--db", str(tmp_path / "t.db")]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+# -- --builder seq_classifier: recurrent nets on a sequence dataset ---------------------------
+@pytest.mark.parametrize("norm", ["none", "bn_frame", "bn_seq", "ln"])
+def test_train_seq_classifier_with_each_recurrent_norm(tmp_path, capsys, norm):
+    out = tmp_path / norm
+    assert main(["train", "--dataset", "mnist1d", "--set", "data.options.num_samples=200",
+                 "--builder", "seq_classifier", "--norm", norm, "--depth", "1", "--width", "6",
+                 "--optimizer", "adam", "--steps", "4", "--batch-size", "16", "--eval-every",
+                 "4", "--set", "log_every=2", "--device", "cpu", "--quiet", "--no-db",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == f"done: {out}"
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "done" and status["step"] == 4
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["builder"] == "seq_classifier" and cfg["model"]["norm"] == norm
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 and "test_acc" in lines[0]
+
+
+def test_train_seq_classifier_refuses_keys_that_do_not_apply(tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist1d", "--builder", "seq_classifier",
+                 "--activation", "tanh", "--norm", "bn", "--steps", "2", "--no-db",
+                 "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "model.activation does not apply to model.builder 'seq_classifier'",
+                    "Received: model.activation='tanh'")
+    assert main(["train", "--dataset", "mnist1d", "--builder", "seq_classifier", "--dropout",
+                 "0.3", "--steps", "2", "--no-db", "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "model.dropout does not apply",
+                    "Allowed: model.dropout=0.0 (the default, unused)",
+                    "Received: model.dropout=0.3")
+    assert not (tmp_path / "r").exists()
+
+
+def test_builder_help_names_every_registered_builder(capsys):
+    import re
+
+    from trainlab.nn import MODELS
+
+    assert _rc(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    m = re.search(r"--builder BUILDER (.*?) --depth", text)
+    assert m, text
+    for name in MODELS.names():
+        assert name in m.group(1), (name, m.group(1))
+    assert "seq_classifier" in MODELS.names()

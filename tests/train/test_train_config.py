@@ -155,3 +155,105 @@ def test_config_diff_covers_probes_and_fills_keys_of_older_configs():
 def test_model_spec_name_is_the_builder_key():
     with pytest.raises(ValueError, match="unknown key model.name. Did you mean model.builder"):
         load_config(overrides=["model.name=mlp"])
+
+
+# -- seq_classifier: its own keys, a recurrent norm ------------------------------------------
+RECURRENT_NORMS = ("none", "bn_frame", "bn_seq", "ln")
+
+
+@pytest.mark.parametrize("norm", RECURRENT_NORMS)
+def test_seq_classifier_config_builds_and_trains_with_each_recurrent_norm(tmp_path, norm):
+    import math
+
+    import torch
+
+    from trainlab.nn.builders import SeqClassifier
+    from trainlab.train.runs import build_model_from_config, build_trainer, load_data_from_config
+
+    f = tmp_path / "seq.yaml"
+    f.write_text(
+        "data: {name: mnist1d, options: {num_samples: 200}}\n"
+        f"model: {{builder: seq_classifier, width: 6, depth: 1, norm: {norm}}}\n"
+        "optim: {name: adam}\nsteps: 3\nbatch_size: 16\ndevice: cpu\n"
+    )
+    cfg = load_config(f)
+    ds = load_data_from_config(cfg)
+    model = build_model_from_config(cfg, ds)
+    assert isinstance(model, SeqClassifier)
+    # only seq_classifier's own arguments; MNIST-1D read as 40 steps of 1 feature
+    assert model.spec["input_size"] == 1 and model.spec["steps"] == 40
+    assert (model.spec["hidden_size"], model.spec["layers"]) == (6, 1)
+    assert model.spec["norm"] == norm and model.rnn1.cell.norm == norm
+    assert model(ds.x_train[:4]).shape == (4, 10)
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = build_trainer(cfg, model).fit(ds, steps=cfg.steps, batch_size=cfg.batch_size)
+    assert hist.status == "done" and hist.metrics[-1]["step"] == 3
+    assert math.isfinite(hist.last("train_loss"))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_seq_classifier_options_norm_options_and_input_size():
+    from trainlab.data import load_dataset
+    from trainlab.train.runs import build_model_from_config
+
+    cfg = load_config(overrides=[
+        "data.name=mnist1d", "data.options.num_samples=100", "model.builder=lstm_classifier",
+        "model.width=4", "model.depth=2", "model.norm=ln", "model.norm_options.eps=0.001",
+        "model.options.cell=rnn", "model.options.input_size=4", "device=cpu"])
+    model = build_model_from_config(cfg, load_dataset("mnist1d", num_samples=100))
+    assert model.spec["cell"] == "rnn" and model.spec["layers"] == 2
+    assert (model.spec["input_size"], model.spec["steps"]) == (4, 10)  # 10 steps of 4
+    assert model.spec["norm"] == ("ln", {"eps": 0.001})
+    assert model.rnn1.cell.norm_pre.eps == 0.001
+
+
+def test_seq_classifier_keys_that_do_not_apply_name_key_value_and_allowed():
+    with pytest.raises(ValueError) as e:
+        load_config(overrides=["model.builder=seq_classifier", "model.activation=tanh",
+                               "model.dropout=0.2", "model.init=xavier_normal",
+                               "model.placement=after", "model.options.hidden_size=3",
+                               "model.options.cel=rnn", "pretrain.method=rbm"])
+    msg = str(e.value)
+    assert msg.startswith("7 problems in the config")
+    assert ("model.activation does not apply to model.builder 'seq_classifier'" in msg
+            and "Allowed: model.activation='relu' (the default, unused). "
+            "Received: model.activation='tanh'." in msg)
+    assert "Allowed: model.dropout=0.0 (the default, unused). Received: model.dropout=0.2." in msg
+    assert "Received: model.init='xavier_normal'." in msg
+    assert "Received: model.placement='after'." in msg
+    assert "Received: pretrain.method='rbm'." in msg
+    assert ("model.options.hidden_size of model.builder 'seq_classifier' is set by model.width"
+            in msg)
+    assert "unknown key model.options.cel" in msg and "Did you mean model.options.cell?" in msg
+    assert "Allowed: model.options.input_size, model.options.cell, model.options.steps" in msg
+    # a feed-forward norm is not a recurrent norm; a bad option value names its key
+    with pytest.raises(ValueError, match="model.norm \\(a recurrent_norm for model.builder "
+                       "'seq_classifier'\\): Unknown recurrent_norm 'bn'.*bn_frame, bn_seq"):
+        load_config(overrides=["model.builder=seq_classifier", "model.norm=bn"])
+    with pytest.raises(ValueError, match="model.options=\\{'cell': 'gru'\\}.*cell must be one "
+                       "of \\('lstm', 'rnn'\\)"):
+        load_config(overrides=["model.builder=seq_classifier", "model.options.cell=gru"])
+    with pytest.raises(ValueError, match="model.norm 'bn_frame' with model.norm_options="):
+        load_config(overrides=["model.builder=seq_classifier", "model.norm=bn_frame",
+                               "model.norm_options.groups=2"])
+    # and the recurrent norms stay out of the feed-forward builders
+    with pytest.raises(ValueError, match="model.norm: Unknown norm 'bn_frame'"):
+        load_config(overrides=["model.norm=bn_frame"])
+
+
+def test_seq_classifier_spec_checks_a_config_made_in_python():
+    from trainlab.train.config import ModelConfig, seq_classifier_spec
+
+    cfg = TrainConfig(model=ModelConfig(builder="seq_classifier", dropout=0.5))
+    with pytest.raises(ValueError, match="model.dropout does not apply.*Received: "
+                       "model.dropout=0.5"):
+        seq_classifier_spec(cfg, (40,), 10)
+    cfg = TrainConfig(model=ModelConfig(builder="seq_classifier", options={"input_size": 3}))
+    with pytest.raises(ValueError, match="model.options.input_size must divide the 40 values.*"
+                       "Received: model.options.input_size=3"):
+        seq_classifier_spec(cfg, (40,), 10)
+    spec = seq_classifier_spec(TrainConfig(model=ModelConfig(builder="seq_classifier")),
+                               (1, 28, 28), 10)
+    assert (spec["input_size"], spec["steps"]) == (28, 28)  # image rows
+    assert set(spec) == {"name", "input_size", "hidden_size", "num_classes", "norm", "layers",
+                         "steps"}

@@ -10,6 +10,7 @@ EPILOG = """examples:
   trainlab list                # every family
   trainlab list activation     # one family
   trainlab list init
+  trainlab list study          # the studies (`trainlab study show NAME` for one)
 """
 
 
@@ -20,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import trainlab
     from trainlab.registry import Registry
+    from trainlab.studies import load_studies
 
     trainlab.load_all_families()  # the lazily imported parts own registries too
+    load_studies()  # each study module registers itself, as for `trainlab study list`
 
     families = Registry.families()
     chosen = [Registry.family_of(args.family)] if args.family else list(families.values())

@@ -18,6 +18,7 @@ EPILOG = """examples:
   trainlab train --dataset mnist1d --activation sigmoid --depth 4 --pretrain denoising
   trainlab train --dataset mnist1d --pretrain rbm --set pretrain.visible=gaussian --set pretrain.k=1
   trainlab train --dataset mnist1d --probe activations --tensorboard runs/tb
+  trainlab train --dataset mnist1d --builder seq_classifier --norm bn_frame --depth 1 --width 32
   torchrun --nproc-per-node 2 -m trainlab train --dataset mnist1d --batch-size 128 --out runs/ddp
 
 Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
@@ -41,6 +42,13 @@ Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, update
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
 lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
 
+Recurrent nets (--builder seq_classifier): --width is the hidden size, --depth the number of
+stacked recurrent layers, --norm a recurrent norm (none, bn_frame, bn_seq, ln); each example
+is read as time steps of model.options.input_size features (default: 1 for a flat example,
+e.g. MNIST-1D as 40 steps of 1, else its last dimension, e.g. image rows). Further keys:
+model.options.cell (lstm|rnn), .T_max, .forget_bias, .bias. --activation, --dropout,
+--init, --placement and --pretrain do not apply to it.
+
 Pre-training (--pretrain autoencoder|denoising|rbm, mlp models): each hidden layer is trained
 in turn on the previous layer's codes, then the whole network is fine-tuned as usual. The
 run folder then also holds pretrain.csv and figures/pretrain.png (per-layer reconstruction
@@ -56,11 +64,12 @@ run folder and the store.
 _FLAGS = {
     "dataset": ("data.name", str, "dataset name (trainlab list dataset)"),
     "preprocess": ("data.preprocess", str, "preprocessing name (e.g. standardize, zca)"),
-    "builder": ("model.builder", str, "model builder: mlp, convnet, preact_resnet"),
-    "depth": ("model.depth", int, "number of hidden blocks"),
-    "width": ("model.width", int, "units (or channels) per hidden block"),
+    "builder": ("model.builder", str, None),  # help: _builder_help(), from the registry
+    "depth": ("model.depth", int, "number of hidden blocks (seq_classifier: recurrent layers)"),
+    "width": ("model.width", int,
+              "units (or channels) per hidden block (seq_classifier: hidden size)"),
     "activation": ("model.activation", str, "activation name (trainlab list activation)"),
-    "norm": ("model.norm", str, "normalization: none, bn, ln, gn, ..."),
+    "norm": ("model.norm", str, None),  # help: _norm_help()
     "placement": ("model.placement", str, "norm before or after the activation"),
     "dropout": ("model.dropout", float, "dropout rate after each block"),
     "init": ("model.init", str, "initialization scheme (trainlab list init)"),
@@ -83,6 +92,24 @@ _FLAGS = {
 }
 
 
+def _builder_help() -> str:
+    """Every model builder, read from the registry (a new builder is listed by itself)."""
+    from trainlab.nn import MODELS
+
+    return (f"model builder: {', '.join(MODELS.names())} (trainlab list model); "
+            "seq_classifier reads each example as a sequence (MNIST-1D: 40 steps of 1)")
+
+
+def _norm_help() -> str:
+    from trainlab.nn.recurrent import RECURRENT_NORMS
+
+    return ("normalization: none, bn, ln, gn, ... (trainlab list norm); with --builder "
+            f"seq_classifier a recurrent norm: {', '.join(RECURRENT_NORMS.names())}")
+
+
+_DYNAMIC_HELP = {"builder": _builder_help, "norm": _norm_help}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML or TOML config file")
     parser.add_argument(
@@ -95,6 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g = parser.add_argument_group("settings (override the config file)")
     for flag, (_key, typ, help_) in _FLAGS.items():
+        if flag in _DYNAMIC_HELP:
+            help_ = _DYNAMIC_HELP[flag]()
         g.add_argument(f"--{flag.replace('_', '-')}", type=typ, default=None, help=help_)
     g.add_argument(
         "--probe",

@@ -33,6 +33,13 @@ is reachable from a file or from ``--set``:
 - ``optim.schedule``: ``optim.schedule_options`` (``... .step_size=100``);
 - ``loss``: ``loss_options`` (``--set loss_options.margin=0.5``).
 
+``model.builder: seq_classifier`` (recurrent nets) takes its own keys: ``model.width`` is the
+hidden size, ``model.depth`` the stacked recurrent layers, ``model.norm`` a recurrent norm
+(``none``, ``bn_frame``, ``bn_seq``, ``ln``), ``model.options`` its ``cell``, ``input_size``,
+``steps``, ``T_max``, ``forget_bias``, ``bias``; the feed-forward keys (``model.activation``,
+``model.dropout``, ``model.init``, ``model.placement``, ``pretrain.method``) must keep their
+defaults (see :func:`seq_classifier_spec`).
+
 Each technique is also built once, on a tiny stand-in, while the config is checked, so a
 missing or unknown argument is reported with the key that sets it (``optim.schedule 'step'
 needs step_size: set it with --set optim.schedule_options.step_size=...``).
@@ -63,6 +70,7 @@ __all__ = [
     "parse_overrides",
     "read_config_file",
     "resolve_probe_names",
+    "seq_classifier_spec",
     "with_defaults",
 ]
 
@@ -462,7 +470,8 @@ def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
         ("data.preprocess", "trainlab.data", "PREPROCESSORS"),
         ("model.builder", "trainlab.nn", "MODELS"),
         ("model.activation", "trainlab.nn", "ACTIVATIONS"),
-        ("model.norm", "trainlab.nn", "NORMS"),
+        ("model.norm", "trainlab.nn.recurrent", "RECURRENT_NORMS") if _is_seq(cfg.model)
+        else ("model.norm", "trainlab.nn", "NORMS"),
         ("model.init", "trainlab.init", "INITS"),
         ("optim.name", "trainlab.optim", "OPTIMIZERS"),
         ("optim.schedule", "trainlab.optim", "SCHEDULES"),
@@ -494,7 +503,10 @@ def _check_names(cfg: TrainConfig, errors: list[str]) -> None:
         try:
             registry.get(name)
         except (ValueError, TypeError) as e:
-            errors.append(f"{key}: {e}")
+            what = key
+            if attr == "RECURRENT_NORMS":
+                what = f"{key} (a recurrent_norm for model.builder {SEQ_BUILDER!r})"
+            errors.append(f"{what}: {e}")
 
 
 # (name key, options key, builds the technique on a tiny stand-in from (name, options))
@@ -578,9 +590,27 @@ def _missing_argument(message: str) -> str | None:
     return None
 
 
+def _try_recurrent_norm(name: str, opts: dict[str, Any]) -> None:
+    from trainlab.nn.recurrent import RECURRENT_NORMS
+
+    entry = RECURRENT_NORMS.get(name)
+    if entry.name != "none":
+        entry.build(8, slot="ih", T_max=4, **opts)
+    elif opts:
+        from trainlab.registry import check_keywords
+
+        check_keywords("recurrent_norm 'none'", opts, entry.factory,
+                       skip=("num_features", "slot", "T_max"))
+
+
 def _check_options(cfg: TrainConfig, errors: list[str]) -> None:
     """Build each named technique once with its options; an error names the key to set."""
+    seq = _is_seq(cfg.model)
     for name_key, opt_key, build in _OPTION_CHECKS:
+        if seq and name_key in _SEQ_UNUSED:  # reported by _check_builder_keys
+            continue
+        if seq and name_key == "model.norm":
+            build = _try_recurrent_norm
         name, opts = _get(cfg, name_key), dict(_get(cfg, opt_key))
         if name is None:
             if opts:
@@ -598,6 +628,160 @@ def _check_options(cfg: TrainConfig, errors: list[str]) -> None:
                               f"config file). ({msg})")
             else:
                 errors.append(f"{name_key} {name!r} with {opt_key}={opts!r}: {msg}")
+
+
+# -- builders with their own arguments -------------------------------------------------------
+# seq_classifier (trainlab.nn.builders) takes none of the feed-forward keys of ModelConfig:
+# model.width is its hidden_size, model.depth its number of stacked recurrent layers,
+# model.norm (with model.norm_options) a recurrent_norm, the dataset gives num_classes and,
+# by default, input_size and steps; its other arguments go in model.options.
+SEQ_BUILDER = "seq_classifier"
+
+# model key -> why it does not apply to seq_classifier (and what to use instead)
+_SEQ_UNUSED: dict[str, str] = {
+    "model.activation": "its LSTM and Elman cells fix their nonlinearities (sigmoid gates and "
+                        "tanh); choose the cell with model.options.cell (lstm or rnn)",
+    "model.activation_options": "it takes no activation",
+    "model.placement": "each recurrent norm has fixed places inside the cell (trainlab list "
+                       "recurrent_norm)",
+    "model.dropout": "it has no dropout layer",
+    "model.init": "its cells keep torch's initialization (model.options.forget_bias sets the "
+                  "LSTM forget-gate bias)",
+    "model.init_options": "it takes no init",
+    "pretrain.method": "greedy layer-wise pre-training trains the hidden layers of an mlp",
+}
+# seq_classifier arguments that other keys set (not model.options)
+_SEQ_MAPPED = {
+    "hidden_size": "model.width",
+    "layers": "model.depth",
+    "norm": "model.norm (and model.norm_options)",
+    "num_classes": "the dataset (its number of classes)",
+}
+
+
+def _builder_name(name: str) -> str:
+    """The registry's canonical name of a model builder (aliases, spellings), else ``name``."""
+    try:
+        from trainlab.nn import MODELS
+
+        return MODELS.get(name).name
+    except (ImportError, ValueError, TypeError):
+        return str(name).lower()
+
+
+def _is_seq(model: ModelConfig) -> bool:
+    return _builder_name(model.builder) == SEQ_BUILDER
+
+
+def _seq_options() -> list[str]:
+    """The seq_classifier arguments ``model.options`` may set (read from its signature)."""
+    import inspect
+
+    from trainlab.nn.builders import seq_classifier
+
+    params = inspect.signature(seq_classifier).parameters
+    return [p for p in params if p not in _SEQ_MAPPED]
+
+
+def _seq_key_errors(cfg: TrainConfig) -> list[str]:
+    """What in ``cfg`` does not apply to ``seq_classifier``, one message per key."""
+    errors = []
+    defaults = TrainConfig()
+    for key, why in _SEQ_UNUSED.items():
+        value, default = _get(cfg, key), _get(defaults, key)
+        if value != default:
+            errors.append(
+                f"{key} does not apply to model.builder {SEQ_BUILDER!r}: {why}. Allowed: "
+                f"{key}={default!r} (the default, unused). Received: {key}={value!r}."
+            )
+    allowed = _seq_options()
+    for k, v in cfg.model.options.items():
+        if k in _SEQ_MAPPED:
+            errors.append(
+                f"model.options.{k} of model.builder {SEQ_BUILDER!r} is set by "
+                f"{_SEQ_MAPPED[k]}, not model.options. Received: model.options.{k}={v!r}."
+            )
+        elif k not in allowed:
+            close = difflib.get_close_matches(str(k), allowed, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join('model.options.' + c for c in close)}?" \
+                if close else ""
+            errors.append(
+                f"unknown key model.options.{k} for model.builder {SEQ_BUILDER!r}.{hint} "
+                f"Allowed: {', '.join('model.options.' + a for a in allowed)}. "
+                f"Received: model.options.{k}={v!r}."
+            )
+    return errors
+
+
+def _check_builder_keys(cfg: TrainConfig, errors: list[str], build: bool = True) -> None:
+    """Keys that do not apply to the chosen builder; with ``build``, the builder's own
+    options, built once on a tiny stand-in."""
+    if not _is_seq(cfg.model):
+        return
+    found = _seq_key_errors(cfg)
+    errors.extend(found)
+    if found or not build:
+        return
+    from trainlab.nn.builders import seq_classifier
+
+    opts = dict(cfg.model.options)
+    try:  # cell, T_max, forget_bias, ... checked by the builder itself, on 2 units
+        seq_classifier(opts.pop("input_size", 1), 2, 2, norm=_model_norm(cfg.model),
+                       layers=1, **opts)
+    except (TypeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        errors.append(f"model.builder {SEQ_BUILDER!r} with model.options="
+                      f"{dict(cfg.model.options)!r}: {msg}")
+
+
+def _model_norm(model: ModelConfig) -> Any:
+    return (model.norm, dict(model.norm_options)) if model.norm_options else model.norm
+
+
+def _default_input_size(shape: tuple[int, ...]) -> int:
+    """Features per time step of an example of ``shape``: 1 for a flat example (MNIST-1D:
+    40 steps of 1) or a single-channel signal ``(1, L)``, else the last dimension (a ``(T,
+    F)`` sequence; an image's rows: ``(1, 28, 28)`` is 28 steps of 28)."""
+    if len(shape) <= 1 or (len(shape) == 2 and shape[0] == 1):
+        return 1
+    return int(shape[-1])
+
+
+def seq_classifier_spec(
+    cfg: TrainConfig, input_shape: tuple[int, ...] | list[int], num_classes: int
+) -> dict[str, Any]:
+    """The :func:`trainlab.nn.builders.seq_classifier` spec of ``cfg`` for examples of
+    ``input_shape``: only the arguments that builder takes.
+
+    ``hidden_size`` is ``model.width``, ``layers`` ``model.depth``, ``norm`` ``model.norm``
+    (a recurrent_norm: none, bn_frame, bn_seq, ln) with ``model.norm_options``,
+    ``num_classes`` the dataset's; each example is read as ``steps`` time steps of
+    ``input_size`` features (by default 1 for a flat example such as MNIST-1D's 40 values,
+    the last dimension otherwise; ``model.options.input_size`` / ``.steps`` choose others).
+    The other ``model.options`` (cell, T_max, forget_bias, bias) pass through. A key that
+    does not apply (model.activation, model.dropout, model.init ...) set to anything but its
+    default raises ``ValueError`` naming the key, the value and what is allowed.
+    """
+    errors = _seq_key_errors(cfg)
+    if errors:
+        head = "invalid config" if len(errors) == 1 else f"{len(errors)} problems in the config"
+        raise ValueError(f"{head}: " + " | ".join(errors))
+    shape = tuple(int(d) for d in input_shape)
+    opts = dict(cfg.model.options)
+    size = math.prod(shape)
+    default = _default_input_size(shape)
+    input_size = opts.pop("input_size", default)
+    if (not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1
+            or size % input_size):
+        raise ValueError(
+            f"model.options.input_size must divide the {size} values of an example of shape "
+            f"{shape} into whole time steps (default {default}: {size // default} steps of "
+            f"{default}). Received: model.options.input_size={input_size!r}."
+        )
+    steps = opts.pop("steps", size // input_size)
+    return dict(name=SEQ_BUILDER, input_size=input_size, hidden_size=cfg.model.width,
+                num_classes=num_classes, norm=_model_norm(cfg.model), layers=cfg.model.depth,
+                steps=steps, **opts)
 
 
 def _check_probes(cfg: TrainConfig, errors: list[str]) -> TrainConfig:
@@ -634,8 +818,10 @@ def from_dict(values: dict[str, Any], *, check_names: bool = True) -> TrainConfi
     if check_names:
         n = len(errors)
         _check_names(cfg, errors)
-        if len(errors) == n:  # options of known names only
+        names_known = len(errors) == n
+        if names_known:  # options of known names only
             _check_options(cfg, errors)
+        _check_builder_keys(cfg, errors, build=names_known)
     if errors:
         head = "invalid config" if len(errors) == 1 else f"{len(errors)} problems in the config"
         raise ValueError(f"{head}: " + " | ".join(errors))

@@ -363,11 +363,16 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             dims=len(shape) - 1,
             **common,
         )
+    elif builder == "seq_classifier":  # its own keys: width, depth, a recurrent norm
+        from trainlab.train.config import seq_classifier_spec
+
+        spec = seq_classifier_spec(cfg, shape, classes)
     else:  # other builders (preact_resnet ...) take depth as they define it
         spec = dict(name=m.builder, depth=m.depth, out_features=classes, **common)
         if len(shape) > 1:
             spec["in_channels"] = shape[0]
-    spec.update(m.options)
+    if builder != "seq_classifier":  # seq_classifier_spec took its options
+        spec.update(m.options)
     _check_memory(cfg, spec, shape)
     model = build_model(spec)
     if level is not None:
