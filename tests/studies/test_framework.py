@@ -297,3 +297,46 @@ def test_summary_rebuilt_from_folders(tmp_path):
         tmp_path / "repro.md").read_text()
     assert main(["study", "summary", str(tmp_path / "all")]) == 1  # a claim is not measured
     assert main(["study", "summary", str(tmp_path / "nothing")]) == 2
+
+
+def test_summary_of_two_batches_one_table_each_with_its_data(tmp_path, monkeypatch):
+    """docs/reproductions.md's form: one table with MNIST present, one without."""
+    from trainlab.cli import main
+
+    s, _ = _data_study("td2")
+    run_study(s, scale="test", out=tmp_path / "without" / "td2", log=None)
+    run_study(TOY, scale="test", out=tmp_path / "without" / "toy", log=None)
+    # the same study as if MNIST had been present: its result.json says so
+    d = json.loads((tmp_path / "without" / "td2" / "result.json").read_text())
+    (tmp_path / "with" / "td2").mkdir(parents=True)
+    d.update(dataset="mnist", substituted_for=None, data_reason="")
+    (tmp_path / "with" / "td2" / "result.json").write_text(json.dumps(d))
+    md = tmp_path / "repro.md"
+    assert main(["study", "summary", str(tmp_path / "with"), str(tmp_path / "without"),
+                 "--markdown", str(md)]) == 1  # toy has a NOT MEASURED claim
+    text = md.read_text()
+    first, second = text.index("## MNIST present — `with/`"), text.index("## MNIST absent")
+    assert first < second
+    assert "| td2 | mnist |" in text[first:second]
+    assert "| td2 | mnist1d (for mnist) |" in text[second:]
+    assert "1 studies ran on data substituted" in text[second:]
+    assert "scripts/reproductions.sh DATA_ROOT" in text
+    assert (tmp_path / "with" / "index.html").is_file()
+    assert main(["study", "summary", str(tmp_path / "with"), str(tmp_path / "without")]) == 2
+
+
+def test_cli_data_choice_and_missing_data(tmp_path, capsys, monkeypatch):
+    from trainlab.cli import main
+
+    s, _ = _data_study("td-cli", datasets=("mnist",))
+    monkeypatch.setattr("trainlab.studies.get_study", lambda name: s)
+    rc = main(["study", "run", "td-cli", "--scale", "test", "--no-db", "--out",
+               str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "trainlab data prepare mnist --download" in err[0] and "TRAINLAB_DATA" in err[0]
+    rc = main(["study", "run", "td-cli", "--scale", "test", "--no-db", "--data", "mnist1d",
+               "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "runs on mnist; data must be one of these" in err
+    assert main(["study", "run", "--all", "--data", "mnist1d"]) == 2

@@ -20,6 +20,7 @@ EPILOG = """examples:
   TRAINLAB_DATA=~/data trainlab study run he-depth     # MNIST from ~/data/mnist/
   trainlab study run --all --scale quick --out studies
   trainlab study summary studies --markdown docs/reproductions.md
+  trainlab study summary with-mnist without-mnist --markdown docs/reproductions.md
 """
 
 
@@ -64,14 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default OUT/reproductions.md)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p = sub.add_parser("summary", help="rebuild the summary page and Markdown table of a "
-                       "folder of study runs",
+                       "folder of study runs (several folders: one table each)",
                        **examples("trainlab study summary trainlab-studies",
                                   "trainlab study summary studies --markdown "
                                   "docs/reproductions.md"))
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="+", help="a folder of study runs (`run --all --out`)")
     p.add_argument("--markdown", default=None,
                    help="where to write the Markdown claim table (default FOLDER/"
-                        "reproductions.md)")
+                        "reproductions.md; required with several folders)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "summary":
         from trainlab.studies import summarize
 
-        results, page = summarize(args.folder, markdown=args.markdown)
+        folders = args.folder[0] if len(args.folder) == 1 else args.folder
+        results, page = summarize(folders, markdown=args.markdown)
         _print_claims(results)
         print(f"summary page: {page}")
         return 0 if all(r.passed for r in results) else 1
@@ -157,17 +159,16 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
 
 
 def _print_claims(results) -> None:
+    from trainlab.studies.page import data_short
     from trainlab.train.runs import format_table
-
-    from trainlab.studies.page import _data_short
 
     rows = []
     for r in results:
         if r.error and not r.error.startswith("no data"):
-            rows.append([r.name, _data_short(r), "(stopped with an error)", "", r.error[:60],
+            rows.append([r.name, data_short(r), "(stopped with an error)", "", r.error[:60],
                          "ERROR"])
         for c in r.claims:
-            rows.append([r.name, _data_short(r), c.id, c.expected, c.measured_text, c.status])
+            rows.append([r.name, data_short(r), c.id, c.expected, c.measured_text, c.status])
     print()
     print(format_table(rows, ["study", "data", "claim", "expected", "measured", "verdict"]))
     total = sum(r.n_applicable for r in results)

@@ -170,20 +170,39 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
                        d.get("data_reason", ""), d.get("data_note", ""))
 
 
-def summarize(out: str | os.PathLike, *, markdown: str | os.PathLike | None = None,
+def summarize(out: str | os.PathLike | Sequence[str | os.PathLike], *,
+              markdown: str | os.PathLike | None = None,
               command: str | None = None) -> tuple[list[StudyResult], Path]:
     """Rebuild ``OUT/index.html`` and the Markdown claim table from the study folders in
-    ``OUT`` (each ``OUT/NAME/result.json``), e.g. after running studies one by one."""
-    from trainlab.studies.page import write_summary
+    ``OUT`` (each ``OUT/NAME/result.json``), e.g. after running studies one by one.
 
-    out = Path(out)
-    folders = sorted(p.parent for p in out.glob("*/result.json"))
-    if not folders:
-        raise FileNotFoundError(f"no study results in {str(out)!r} (no */result.json).")
-    results = [load_result(f) for f in folders]
-    scales = sorted({r.scale for r in results})
-    scale = scales[0] if len(scales) == 1 else "+".join(scales)
-    cmd = command or f"trainlab study summary {out}"
-    page, _ = write_summary(results, out, scale=scale, seconds=sum(r.seconds for r in results),
-                            command=cmd, markdown=markdown)
-    return results, page
+    Several folders (one ``--all`` run each, e.g. one with MNIST present and one without):
+    each gets its summary page, and ``markdown`` (required then) holds one table per folder,
+    titled by the data its studies found. Returns every result and the first summary page.
+    """
+    from trainlab.studies.page import data_condition, reproductions_markdown, write_summary
+    from trainlab.utils import atomic_write_text
+
+    outs = [Path(out)] if isinstance(out, (str, os.PathLike)) else [Path(o) for o in out]
+    if len(outs) > 1 and markdown is None:
+        raise ValueError("summarizing several folders needs markdown= (--markdown FILE): "
+                         "the file that holds one table per folder.")
+    cmd = command or "trainlab study summary " + " ".join(str(o) for o in outs)
+    everything, pages, sections = [], [], []
+    for o in outs:
+        folders = sorted(p.parent for p in o.glob("*/result.json"))
+        if not folders:
+            raise FileNotFoundError(f"no study results in {str(o)!r} (no */result.json).")
+        results = [load_result(f) for f in folders]
+        scales = sorted({r.scale for r in results})
+        scale = scales[0] if len(scales) == 1 else "+".join(scales)
+        md = markdown if len(outs) == 1 else o / "reproductions.md"
+        page, _ = write_summary(results, o, scale=scale,
+                                seconds=sum(r.seconds for r in results), command=cmd,
+                                markdown=md)
+        everything += results
+        pages.append(page)
+        sections.append((f"{data_condition(results)} — `{o.name}/`", results))
+    if len(outs) > 1:
+        atomic_write_text(Path(markdown), reproductions_markdown(sections, cmd))
+    return everything, pages[0]
