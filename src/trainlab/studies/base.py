@@ -604,7 +604,8 @@ class StudyContext:
 def not_applicable(claim: Claim, dataset: str | None) -> ClaimResult:
     """The ``N/A`` result of a claim that is not tested on ``dataset`` (with the reason)."""
     o = claim.on.get(dataset) if dataset is not None else None
-    return ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, None, "N/A",
+    return ClaimResult(claim.id, claim.statement, claim.quantity,
+                       f"— (on {dataset}; {claim.expected} on the paper's data)", None, "N/A",
                        detail=f"not tested on {dataset}: {o.why}" if o else "",
                        why=claim.why, op=claim.op, threshold=claim.threshold)
 
