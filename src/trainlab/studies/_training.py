@@ -1,7 +1,7 @@
 """Helpers shared by the studies that train networks (Studies II).
 
-- :func:`classification_data`: the paper's dataset when its files are present (MNIST), else
-  the embedded substitute (MNIST-1D), flattened, with a note saying which was used.
+- :func:`classification_data`: the dataset the run uses (``ctx.data``: MNIST, or the declared
+  alternative MNIST-1D), flattened; which one is chosen, and said, before the run.
 - :func:`train_mlp`: build an MLP with the builders, initialize it, train it through
   :meth:`StudyContext.train` (a store run) and return the History.
 - :func:`mean_std`, :func:`curve`: numbers and series over seeds.
@@ -21,15 +21,25 @@ from trainlab.studies.base import StudyContext
 LN10 = math.log(10.0)
 
 
-def classification_data(ctx: StudyContext, prefer: str = "mnist", n_train: int = 5000,
+def classification_data(ctx: StudyContext, name: str | None = None, n_train: int = 5000,
                         n_test: int = 1000) -> Any:
-    """``prefer`` (real files) when present, else MNIST-1D; inputs flattened to vectors."""
-    if prefer == "mnist1d":
+    """The run's classification set, inputs flattened to vectors: ``name`` when given (it must
+    be part of the run's data, :attr:`StudyContext.data`), else the run's data itself —
+    ``"mnist"`` or ``"mnist1d"``, chosen and said before the run by
+    :func:`~trainlab.studies.base.run_study`. Nothing is substituted here: a study that can
+    run on MNIST-1D declares it in its ``datasets``. MNIST-1D holds 4000 training and 1000
+    test examples, so ``n_train`` / ``n_test`` are capped there."""
+    if name is None:
+        parts = [p for p in ("mnist", "mnist1d") if ctx.uses(p)]
+        if len(parts) != 1:
+            raise RuntimeError(f"study {ctx.study.name!r}: classification_data needs the run's "
+                               f"data to be mnist or mnist1d (or a name); it runs on "
+                               f"{ctx.data!r}.")
+        name = parts[0]
+    if name == "mnist1d":
         ds = ctx.dataset("mnist1d", n_train=min(n_train, 4000), n_test=min(n_test, 1000))
     else:
-        ds = ctx.dataset(prefer, n_train=n_train, n_test=n_test, fallback="mnist1d",
-                         fallback_kwargs={"n_train": min(n_train, 4000),
-                                          "n_test": min(n_test, 1000)})
+        ds = ctx.dataset(name, n_train=n_train, n_test=n_test)
     return flatten(ds)
 
 

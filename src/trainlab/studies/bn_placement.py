@@ -25,7 +25,7 @@ from trainlab.studies._training import (
     mean_std,
     plot_curves,
 )
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 SAT = 0.05  # a sigmoid output within 0.05 of 0 or 1 (derivative < 0.048) counts as saturated
 
@@ -83,24 +83,31 @@ class ActStats:
         Claim("relu-half-active", "BN before ReLU: about half of the units are active",
               "fraction of positive ReLU outputs, BN before, mean over training", "in",
               (0.4, 0.6), why="the normalized input is zero-mean (β starts at 0 and moves "
-                              "slowly): half of a symmetric distribution is positive"),
+                              "slowly): half of a symmetric distribution is positive",
+              on={"mnist1d": On(SAME, "a derivation, not a property of the data: BN before the "
+                  "ReLU makes its input zero-mean whatever the inputs, so about half is "
+                  "positive")}),
         Claim("sigmoid-less-saturated", "BN before sigmoid avoids the saturated region",
               "saturated fraction with BN after − with BN before, sigmoid, end of training "
               "(mean over seeds, beyond the spread)", ">", 0.0,
               why="before: the sigmoid's input has unit variance (γ starts at 1); after: "
-                  "its input is the raw pre-activation, free to grow"),
+                  "its input is the raw pre-activation, free to grow",
+              on={"mnist1d": On(SAME, "a pure comparison between two placements on the same data "
+                  "(> 0, beyond the spread over seeds)")}),
         Claim("deep-before-better", "For a deep model, before the nonlinearity trains better",
               "final train loss / ln 10, sigmoid, after − before (mean, beyond the spread)",
               ">", 0.0, why="the lecture's advice for deep models (more than ~11 layers in "
-                            "its slide; here the quick depth)"),
+                            "its slide; here the quick depth)",
+              on={"mnist1d": On(SAME, "a pure comparison between two placements on the same data "
+                  "(> 0, beyond the spread over seeds)")}),
     ),
     quick_seconds=50,
-    data_note="MNIST-1D (embedded), or MNIST when its files are found.",
+    datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
 
-    data = classification_data(ctx, "mnist", n_train=cfg.n_train, n_test=1000)
+    data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     probe_x = data.x_test[:256]

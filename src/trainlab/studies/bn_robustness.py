@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from trainlab.studies._training import LN10, build_mlp, classification_data
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 TRAINS = 0.5  # final train loss below half of ln 10 counts as "trains"
 
@@ -53,22 +53,30 @@ class Config:
         Claim("wider-range", "BN trains over a much wider range of both",
               "fraction of grid cells that train with BN − without", ">", 0.25,
               why=f"'trains': final loss < {TRAINS}·ln 10; scale invariance should open most "
-                  "of the grid's rows and columns"),
+                  "of the grid's rows and columns",
+              on={"mnist1d": On(0.0, "the 0.25 assumes most of the grid trains, which was judged "
+                  "on MNIST with 'trains' = loss < 0.5·ln 10; published MNIST-1D numbers do not "
+                  "show that loss reachable (a calibrated 68% MLP: ≈ 0.58·ln 10), so only the "
+                  "direction (BN trains more cells, > 0) is tested there")}),
         Claim("higher-lr", "BN allows higher learning rates",
               "largest lr that trains at He's scale: with BN / without", ">=", 3.0,
-              why="one grid step is ≈ 3×; BN's invariance bounds the effective step"),
+              why="one grid step is ≈ 3×; BN's invariance bounds the effective step",
+              on={"mnist1d": On(SAME, "one step of the learning-rate grid: a comparison between "
+                  "the two setups on the same data and grid, not a number from the data")}),
         Claim("init-insensitive", "BN removes the dependence on the init scale",
               "at the best lr of each: fraction of init scales that train, with BN − without",
-              ">", 0.2, why="BN(aWu) = BN(Wu): the forward pass does not see the scale a"),
+              ">", 0.2, why="BN(aWu) = BN(Wu): the forward pass does not see the scale a",
+              on={"mnist1d": On(0.0, "as for wider-range: the 0.2 was judged on MNIST; on "
+                  "MNIST-1D only the direction (BN trains at more init scales, > 0) is tested")}),
     ),
     quick_seconds=120,
-    data_note="MNIST-1D (embedded), or MNIST when its files are found.",
+    datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    data = classification_data(ctx, "mnist", n_train=cfg.n_train, n_test=1000)
+    data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
     grids, rows = {}, []
     for norm in ("none", "bn"):

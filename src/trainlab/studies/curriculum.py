@@ -66,14 +66,13 @@ def steps_to(history_rows: list[dict], target: float) -> float:
               ">", 0.0, why="if the order matters, easy-first should not be the losing one"),
     ),
     quick_seconds=120,
-    data_note="Shapeset-3×2, generated (as in the paper).",
+    datasets=("shapeset",),  # Shapeset-3×2, generated (as in the paper)
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    from trainlab.data import load_dataset
     from trainlab.data.base import Dataset
     from trainlab.train.history import History
 
-    data = flatten(load_dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
+    data = flatten(ctx.dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
     easy = data.y_train < 3
     subsets = {"easy": (data.x_train[easy], data.y_train[easy]),
                "hard": (data.x_train[~easy], data.y_train[~easy]),

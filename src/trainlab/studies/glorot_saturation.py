@@ -89,15 +89,14 @@ class LayerMoments:
               why="softsign's polynomial tails: |h| > 0.95 needs |x| > 19"),
     ),
     quick_seconds=150,
-    data_note="Shapeset-3×2, generated (as in the paper).",
+    datasets=("shapeset",),  # Shapeset-3×2, generated (as in the paper)
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from trainlab.data import load_dataset
 
-    data = flatten(load_dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
+    data = flatten(ctx.dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
     fixed = data.x_test[:300]
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, len(data.meta.classes))
     seeds = [ctx.seed + k for k in range(cfg.seeds)]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from trainlab.studies._training import classification_data, mean_std, plot_curves, train_mlp
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 FIRST_ORDER = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam")
 SECOND_ORDER = ("newton", "natural_gradient", "lbfgs")
@@ -169,38 +169,54 @@ def sign_flip_fraction(path: torch.Tensor, coord: int = 1) -> float:
         Claim("sgd-zigzag", "On the ill-conditioned quadratic SGD zig-zags across the steep "
               "direction", "fraction of SGD steps (best lr) on which y changes sign", ">", 0.5,
               why="at its best lr, 2/(1+κ), SGD's factor on the steep coordinate is "
-                  "(1−κ)/(1+κ) < 0: the sign flips on every step"),
+                  "(1−κ)/(1+κ) < 0: the sign flips on every step",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("momentum-beats-sgd", "Momentum beats plain SGD on the ill-conditioned problem",
               "f(momentum) / f(SGD) after the same steps (each at its best lr)", "<", 0.1,
               why="heavy-ball's rate is (√κ−1)/(√κ+1) ≈ 0.75 against SGD's (κ−1)/(κ+1) ≈ 0.96 "
-                  "per step at κ = 50: after 100 steps, orders of magnitude apart"),
+                  "per step at κ = 50: after 100 steps, orders of magnitude apart",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("adaptive-beats-sgd", "Adaptive methods beat plain SGD on the ill-conditioned "
               "problem", "min over Adagrad, RMSProp, Adam of f / f(SGD), same steps, best lr",
               "<", 0.1,
-              why="per-coordinate scaling removes an axis-aligned condition number"),
+              why="per-coordinate scaling removes an axis-aligned condition number",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("adagrad-shrinks", "Adagrad's step shrinks over time",
               "Adagrad's mean effective step |Δw|/|g| at the last step / at the first", "<",
-              0.5, why="the denominator √Σg² only grows; on a fixed lr grid its step must fall"),
+              0.5, why="the denominator √Σg² only grows; on a fixed lr grid its step must fall",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("newton-quadratic", "Newton's method minimizes a quadratic in one step",
               "f after one undamped Newton step on the quadratic, from f ≈ 44", "<", 1e-20,
               why="the quadratic model is exact: one step lands on the minimum up to float64 "
-                  "rounding (the paths use damping 1e-4, which leaves ≈ λ²·f ≈ 1e-7)"),
+                  "rounding (the paths use damping 1e-4, which leaves ≈ λ²·f ≈ 1e-7)",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("ngd-straight", "The natural gradient goes straight to the minimum where SGD "
               "zig-zags", "NGD path length / straight distance on the quadratic", "<", 1.05,
               why="with the Gaussian Fisher F = JᵀJ = H the step is the Newton direction: a "
-                  "straight line for a quadratic"),
+                  "straight line for a quadratic",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("second-order-rosenbrock", "Second-order steps cross Rosenbrock's valley in "
               "far fewer steps than SGD", "steps to f < 1e-6: min(Newton, NGD) / SGD", "<", 0.2,
               why="Newton converges quadratically near the minimum; SGD's best lr is bounded "
-                  "by the valley's steep walls (curvature ≈ 1000)"),
+                  "by the valley's steep walls (curvature ≈ 1000)",
+              on={"mnist1d": On(SAME, "a derivation on functions given in closed form (a "
+                  "quadratic, Rosenbrock's valley): the dataset does not enter")}),
         Claim("mlp-momentum-or-adaptive", "On an MLP, momentum or an adaptive method ends "
               "below plain SGD", "min over momentum, RMSProp, Adam of final train loss − "
               "SGD's (mean over seeds; margin beyond the spread)", "<", 0.0,
               why="lecture 003: the same claim on a real network, at each optimizer's "
-                  "registry default learning rate"),
+                  "registry default learning rate",
+              on={"mnist1d": On(SAME, "a pure comparison between optimizers on the same data (< "
+                  "0, beyond the spread over seeds)")}),
     ),
     quick_seconds=45,
-    data_note="MNIST-1D (embedded) for the MLP, or MNIST when its files are found.",
+    datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
@@ -290,7 +306,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                      f"SGD {rv['sgd'] if rv['sgd'] <= cfg.steps_2d else f'> {cfg.steps_2d}'}")
 
     # one MLP, each first-order optimizer at its default lr
-    data = classification_data(ctx, "mnist", n_train=cfg.mlp_n_train, n_test=1000)
+    data = classification_data(ctx, n_train=cfg.mlp_n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *cfg.mlp_sizes[1:-1], 10)
     hists: dict[str, list] = {n: [] for n in FIRST_ORDER}
     final: dict[str, list[float]] = {n: [] for n in FIRST_ORDER}
