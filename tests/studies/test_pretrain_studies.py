@@ -1,4 +1,5 @@
-"""The `pretraining` and `dropout-maxout` studies at test scale: files, claims evaluated."""
+"""The `pretraining` and `dropout-maxout` studies at test scale: files, claims evaluated — on
+MNIST-1D (their declared alternative, always here) and on real MNIST (``mnist_root``)."""
 
 from __future__ import annotations
 
@@ -6,29 +7,66 @@ import json
 
 import pytest
 
-from trainlab.studies import run_study
+from trainlab.studies import get_study, run_study
+
+CLAIMS = {
+    "pretraining": {"pretraining-improves-naive", "pretraining-lowers-variance",
+                    "gap-shrinks-modern"},
+    "dropout-maxout": {"dropout-narrows-gap", "maxout-dropout-narrows-gap",
+                       "weight-scaling-matches-mc", "bagging-beats-members"},
+}
+#: claims declared not tested on MNIST-1D (On(None, why)): reported N/A there
+NOT_ON_MNIST1D = {"pretraining": set(), "dropout-maxout": {"weight-scaling-matches-mc"}}
 
 
-@pytest.mark.parametrize("name,claims", [
-    ("pretraining", {"pretraining-improves-naive", "pretraining-lowers-variance",
-                     "gap-shrinks-modern"}),
-    ("dropout-maxout", {"dropout-narrows-gap", "maxout-dropout-narrows-gap",
-                        "weight-scaling-matches-mc", "bagging-beats-members"}),
-])
-def test_study_runs_at_test_scale(tmp_path, name, claims):
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+def test_studies_declare_their_data(name):
+    spec = get_study(name)
+    assert spec.datasets == ("mnist", "mnist1d")
+    assert "dataset" not in vars(spec.config("test"))  # the declaration is the single source
+    na = {c.id for c in spec.claims if c.on["mnist1d"].threshold is None}
+    assert na == NOT_ON_MNIST1D[name]
+
+
+def _run(tmp_path, name, dataset, seed=0):
     out = tmp_path / name
-    res = run_study(name, scale="test", out=out, seed=0, db=tmp_path / "db.sqlite",
-                    progress=False, log=None)
+    res = run_study(name, scale="test", out=out, seed=seed, db=tmp_path / "db.sqlite",
+                    progress=False, log=None, data=dataset)
+    assert res.error is None, res.error
     data = json.loads((out / "result.json").read_text())
+    assert data["dataset"] == dataset
+    assert data["substituted_for"] == (None if dataset == "mnist" else "mnist")
+    return out, res, data
+
+
+def _check_outputs(out, res, data, name, not_tested):
     got = {c["id"]: c for c in data["claims"]}
-    assert set(got) == claims
-    # every claim was measured (PASS or FAIL at this tiny scale, never NOT MEASURED)
-    assert all(c["status"] in ("PASS", "FAIL") for c in got.values()), got
-    assert len(res.claims) == len(claims)
+    assert set(got) == CLAIMS[name]
+    # every claim tested on these data was measured (PASS or FAIL at this tiny scale, never
+    # NOT MEASURED); the others are N/A with the declared reason
+    for cid, c in got.items():
+        if cid in not_tested:
+            assert c["status"] == "N/A" and c["measured"] is None, c
+        else:
+            assert c["status"] in ("PASS", "FAIL") and c["measured"] is not None, c
+    assert len(res.claims) == len(CLAIMS[name])
     pngs = list(out.glob("*.png"))
     assert pngs and all(p.stat().st_size > 2000 for p in pngs)
     assert (out / "index.html").stat().st_size > 500
     assert list(out.glob("*.csv"))
+
+
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+def test_study_runs_at_test_scale(tmp_path, name):
+    out, res, data = _run(tmp_path, name, "mnist1d")
+    _check_outputs(out, res, data, name, NOT_ON_MNIST1D[name])
+
+
+@pytest.mark.parametrize("name", ["pretraining",
+                                  pytest.param("dropout-maxout", marks=pytest.mark.slow)])
+def test_study_runs_on_mnist(tmp_path, name, mnist_root):
+    out, res, data = _run(tmp_path, name, "mnist")
+    _check_outputs(out, res, data, name, set())
 
 
 def _csv(path):
@@ -38,21 +76,30 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
-def test_claims_are_recomputed_from_the_tables(tmp_path):
-    """The measured claim values follow from the per-model tables the studies write."""
-    run_study("dropout-maxout", scale="test", out=tmp_path / "d", seed=1,
-              db=tmp_path / "db.sqlite", progress=False, log=None)
-    claims = {c["id"]: c for c in json.loads((tmp_path / "d" / "result.json").read_text())
-              ["claims"]}
-    rows = {r["model"]: r for r in _csv(tmp_path / "d" / "errors.csv")}
+def _check_recomputed(out, claims, weight_scaling_tested):
+    rows = {r["model"]: r for r in _csv(out / "errors.csv")}
     want = float(rows["neither"]["gap (test - train)"]) - float(rows["dropout"]["gap (test - "
                                                                               "train)"])
     assert claims["dropout-narrows-gap"]["measured"] == pytest.approx(want, abs=1e-9)
     for r in rows.values():  # gap = test error - train error
         assert float(r["gap (test - train)"]) == pytest.approx(
             float(r["test error"]) - float(r["train error"]), abs=1e-9)
-    mc = _csv(tmp_path / "d" / "weight_scaling_vs_mc.csv")
+    mc = _csv(out / "weight_scaling_vs_mc.csv")
     gaps = [abs(float(r["test error (weight scaling)"]) - float(r[next(
         k for k in r if k.startswith("test error (MC"))])) for r in mc]
     assert len(mc) == 2 * 2  # two dropout nets, two seeds
-    assert claims["weight-scaling-matches-mc"]["measured"] == pytest.approx(max(gaps))
+    if weight_scaling_tested:
+        assert claims["weight-scaling-matches-mc"]["measured"] == pytest.approx(max(gaps))
+    else:  # the table is written; the claim is N/A on these data
+        assert claims["weight-scaling-matches-mc"]["status"] == "N/A"
+
+
+def test_claims_are_recomputed_from_the_tables(tmp_path):
+    """The measured claim values follow from the per-model tables the studies write."""
+    out, _, data = _run(tmp_path, "dropout-maxout", "mnist1d", seed=1)
+    _check_recomputed(out, {c["id"]: c for c in data["claims"]}, weight_scaling_tested=False)
+
+
+def test_claims_are_recomputed_from_the_tables_on_mnist(tmp_path, mnist_root):
+    out, _, data = _run(tmp_path, "dropout-maxout", "mnist", seed=1)
+    _check_recomputed(out, {c["id"]: c for c in data["claims"]}, weight_scaling_tested=True)

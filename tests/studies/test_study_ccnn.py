@@ -1,19 +1,41 @@
-"""The ccnn study at test scale: it runs, writes its files and evaluates every claim."""
+"""The ccnn study at test scale: it runs, writes its files and evaluates every claim — on
+Shapeset-3x2 (its declared alternative, generated) and on real MNIST (``mnist_root``)."""
 
 from __future__ import annotations
 
 import json
 
-from trainlab.studies import run_study
+from trainlab.studies import get_study, run_study
+
+
+def test_ccnn_declares_its_data():
+    spec = get_study("ccnn")
+    assert spec.datasets == ("mnist", "shapeset")
+    on = {c.id: c.on["shapeset"].threshold for c in spec.claims}
+    assert on == {"objective-monotone": "same", "ccnn1-matches-cnn1": 1.6,
+                  "ccnn2-matches-cnn2": 1.6, "low-rank-spectrum": "same"}
 
 
 def test_ccnn_study_test_scale(tmp_path):
+    _run_and_check(tmp_path, "shapeset")
+
+
+def test_ccnn_study_on_mnist(tmp_path, mnist_root):
+    _run_and_check(tmp_path, "mnist")
+
+
+def _run_and_check(tmp_path, dataset):
     out = tmp_path / "ccnn"
     res = run_study("ccnn", scale="test", out=out, seed=0, db=tmp_path / "db.sqlite",
-                    progress=False, log=None, device="cpu")
+                    progress=False, log=None, device="cpu", data=dataset)
     assert res.error is None, res.error
     data = json.loads((out / "result.json").read_text())
     assert data["study"] == "ccnn" and data["scale"] == "test"
+    assert data["dataset"] == dataset
+    assert data["substituted_for"] == (None if dataset == "mnist" else "mnist")
+    thresholds = {c["id"]: c["threshold"] for c in data["claims"]}
+    matches = 1.0 if dataset == "mnist" else 1.6
+    assert thresholds["ccnn1-matches-cnn1"] == thresholds["ccnn2-matches-cnn2"] == matches
     ids = {c["id"]: c for c in data["claims"]}
     assert set(ids) == {"objective-monotone", "ccnn1-matches-cnn1", "ccnn2-matches-cnn2",
                         "low-rank-spectrum"}
@@ -27,8 +49,6 @@ def test_ccnn_study_test_scale(tmp_path):
     assert "gaussian_top_r_share" in (out / "spectrum.csv").read_text()
     assert len(res.runs) == 2 and all(r["status"] == "done" for r in res.runs)
     # The reported nuclear norms respect the constraint of the test scale's configuration.
-    from trainlab.studies.base import get_study
-
     cfg = get_study("ccnn").config("test")
     import csv
 

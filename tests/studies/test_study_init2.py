@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trainlab.studies import run_study
+from trainlab.studies import get_study, run_study
 
 EXPECTED = {
     "lsuv": ({"variance-within-tol", "few-iterations", "baselines-stall", "lsuv-trains",
@@ -30,6 +30,9 @@ def test_study_runs_at_test_scale(name, tmp_path):
     assert res.error is None, res.error
     data = json.loads((out / "result.json").read_text())
     assert data["study"] == name and data["scale"] == "test"
+    # MNIST-1D is their only declared data (embedded): never a substitute
+    assert get_study(name).datasets == ("mnist1d",)
+    assert data["dataset"] == "mnist1d" and data["substituted_for"] is None
     got = {c["id"]: c for c in data["claims"]}
     assert set(got) == claims
     assert all(c["status"] in ("PASS", "FAIL") for c in got.values())  # all measured

@@ -127,6 +127,7 @@ def _stream(m: nn.Module, x: torch.Tensor) -> list[tuple[bool, float, float]]:
     ),
     quick_seconds=200,
     data_note="MNIST-1D (embedded) as 1x40 images; the paper used CIFAR-10 and ImageNet.",
+    datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt

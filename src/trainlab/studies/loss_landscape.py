@@ -77,6 +77,7 @@ def _claim(qty: str) -> Claim:
     claims=tuple(_claim(q) for q, _ in QUANTITIES),
     quick_seconds=120,
     data_note="MNIST-1D (embedded); the paper used VGG on CIFAR-10.",
+    datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     from trainlab.report.landscape_plots import plot_landscape

@@ -151,6 +151,7 @@ def _deep_model(cfg: Config, classes: int, init: str, seed: int, x: torch.Tensor
     ),
     quick_seconds=120,
     data_note="MNIST-1D (embedded, procedural); the paper used CIFAR-10/100 and ImageNet.",
+    datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt

@@ -26,7 +26,7 @@ import torch
 
 from trainlab.nn.builders import mlp
 from trainlab.pretrain import pretrain
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "run"]
 
@@ -35,7 +35,6 @@ INITS = {"naive": ("glorot_standard", "none"), "xavier+bn": ("xavier_uniform", "
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = "mnist"
     n_train: int = 1000       # a small training set: where pre-training helped most
     n_test: int = 2000
     width: int = 128
@@ -74,7 +73,7 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
             "the naive init pre-training lowers the test error and its spread over seeds; "
             "with Xavier init and batch normalization the gain shrinks.",
     scales={
-        "test": Config(dataset="mnist1d", n_train=200, n_test=200, width=16, depth=2,
+        "test": Config(n_train=200, n_test=200, width=16, depth=2,
                        pretrain_steps=5, steps=10, batch_size=32, seeds=2),
         "quick": Config(),
         "paper": Config(n_train=10000, n_test=10000, width=1000, depth=4, pretrain_steps=5000,
@@ -89,14 +88,20 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
               why="Erhan et al. 2010: pre-trained deep nets reach lower test error; with a "
                   "small training set and a fixed budget the pre-trained layers start from "
                   "features of the data instead of saturating random projections (the spread "
-                  "is the std over seeds of the paired difference)"),
+                  "is the std over seeds of the paired difference)",
+              on={"mnist1d": On(SAME, "random vs pre-trained start of the same net on the "
+                                      "same MNIST-1D examples, seeds and budget: the sign of "
+                                      "the paired difference is the claim, on any data")}),
         Claim("pretraining-lowers-variance",
               "With the naive init, pre-training lowers the spread of test error over seeds",
               quantity="std over seeds of test error: pre-trained / random, naive init",
               op="<", threshold=1.0,
               why="Erhan et al. 2010 (fig. 4-5) and the lecture: pre-training is 'more robust "
                   "to random initializations', the unsupervised objective pulls every seed "
-                  "into the same region of parameter space"),
+                  "into the same region of parameter space",
+              on={"mnist1d": On(SAME, "a ratio of two spreads measured on the same MNIST-1D "
+                                      "test set over the same seeds: below 1 means "
+                                      "pre-training narrowed it, on any data")}),
         Claim("gap-shrinks-modern",
               "The gain from pre-training is smaller with Xavier init and batch normalization",
               quantity="gain(xavier+bn) - gain(naive), gain = test error(random) - test "
@@ -105,18 +110,20 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
               why="Xavier init keeps activations and gradients in range and BN standardizes "
                   "each layer's inputs, so random-init training no longer stalls: there is "
                   "less for pre-training to fix (the spread is the std over seeds of the "
-                  "paired difference)"),
+                  "paired difference)",
+              on={"mnist1d": On(SAME, "a difference of two gains, both measured on the same "
+                                      "MNIST-1D examples, seeds and budget: its sign is the "
+                                      "claim, on any data")}),
     ),
     quick_seconds=60,
-    data_note="MNIST (first n_train / n_test images) from the trainlab data folder; without "
-              "it the embedded MNIST-1D is used and the run says so.",
+    data_note="MNIST: the first n_train / n_test images; MNIST-1D: the first n_train / n_test "
+              "sequences of the embedded generator's split.",
+    datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
 
-    kw = {"n_train": cfg.n_train, "n_test": cfg.n_test}
-    ds = ctx.dataset(cfg.dataset, fallback="mnist1d", **kw) if cfg.dataset != "mnist1d" \
-        else ctx.dataset("mnist1d", **kw)
+    ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=cfg.n_test)
     in_features = int(torch.tensor(ds.meta.input_shape).prod())
     classes = ds.meta.num_classes
     x_tr, y_tr = ds.x_train.to(ctx.device), ds.y_train.to(ctx.device)
