@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 NORMS = ("bn", "brn", "gn", "ln", "in")
 LABELS = {"bn": "BN", "brn": "Batch Renorm", "gn": "GN", "ln": "LN", "in": "IN"}
@@ -35,19 +35,31 @@ class Config:
 
 
 def _data(ctx: StudyContext, cfg: Config):
-    """Images (N, 1, s, s) from MNIST (average-pooled), else MNIST-1D as (N, 1, 40)."""
+    """Images (N, 1, s, s) from MNIST (average-pooled to ``image_size``), or MNIST-1D as 1-D
+    signals (N, 1, 40) for a 1-D CNN; standardized with the training set's mean and std."""
     ds = ctx.dataset("mnist", fallback="mnist1d")
     xtr, xte = ds.x_train.float(), ds.x_test.float()
-    if xtr.dim() == 4:
+    if ctx.uses("mnist"):
         f = xtr.shape[-1] // cfg.image_size
         if f > 1:
             xtr = torch.nn.functional.avg_pool2d(xtr, f)
             xte = torch.nn.functional.avg_pool2d(xte, f)
         dims = 2
+        ctx.note(f"Setup: MNIST images average-pooled from {ds.x_train.shape[-1]} x "
+                 f"{ds.x_train.shape[-1]} to {xtr.shape[-1]} x {xtr.shape[-1]} (pool {f}), "
+                 "standardized with the training set's mean and std; a 2-D CNN.")
     else:
         xtr, xte, dims = xtr[:, None], xte[:, None], 1
+        ctx.note(f"Setup: MNIST-1D as 1-D signals of one channel (N, 1, {xtr.shape[-1]}), "
+                 "standardized with the training set's mean and std; the same CNN with 1-D "
+                 "convolutions.")
     mu, sd = xtr.mean(), xtr.std()
     return (xtr - mu) / sd, ds.y_train, (xte - mu) / sd, ds.y_test, dims
+
+
+#: The resolution of a test error on MNIST-1D, the reason for its two error-level thresholds.
+_SE_1D = ("MNIST-1D's test set has 1000 examples (Greydanus 2020), so a test error near 0.5 "
+          "is measured with a binomial standard error of sqrt(0.25 / 1000) = 0.016")
 
 
 def _norm_spec(norm: str, steps: int):
@@ -84,31 +96,45 @@ def _norm_spec(norm: str, steps: int):
               op=">", threshold=0.03,
               why="Wu & He 2018 (fig. 1): +10.6 points from batch 32 to 2 on ImageNet; the "
                   "batch statistics of 2 examples are too noisy and differ from the running "
-                  "ones used at test time"),
+                  "ones used at test time",
+              on={"mnist1d": On(0.0, "no batch-size study on MNIST-1D gives a size for the "
+                                     "effect (Greydanus 2020 reports no normalization "
+                                     "results), so only its direction is tested: BN's error "
+                                     "at the smallest batch is above that at the largest")}),
         Claim("gn-ln-flat",
               "GN and LN are insensitive to the batch size",
               quantity="max over GN, LN of (max - min) test error across batch sizes",
               op="<", threshold=0.03,
               why="their statistics are per example, so the batch size only changes SGD's "
-                  "noise, which the linear learning-rate scaling compensates"),
+                  "noise, which the linear learning-rate scaling compensates",
+              on={"mnist1d": On(0.05, "flat within the test-set noise: " + _SE_1D
+                                      + "; 3 standard errors = 0.05")}),
         Claim("bn-best-at-large-batch",
               "At the largest batch BN is the best or tied",
               quantity="BN test error - min over the other norms' test error, at the "
                        "largest batch",
               op="<=", threshold=0.005,
               why="Wu & He 2018 (table 1): BN 23.6% vs GN 24.1%, LN 25.3%, IN 28.4% at batch "
-                  "32; 'tied' allows half a point"),
+                  "32; 'tied' allows half a point",
+              on={"mnist1d": On(0.016, "'tied' = within one standard error of the test "
+                                       "error: " + _SE_1D + "; the primary's half "
+                                       "point is finer than that")}),
         Claim("brn-recovers",
               "Batch renormalization recovers much of BN's loss at tiny batches",
               quantity="(BN error - BRN error) / (BN error - BN error at the largest batch), "
                        "at the smallest batch",
               op=">", threshold=0.5,
               why="Ioffe 2017 (fig. 3, batch 4): Batch Renorm closes most of the gap to BN "
-                  "at a normal batch size"),
+                  "at a normal batch size",
+              on={"mnist1d": On(SAME, "a fraction of BN's own small-batch gap on the same "
+                                      "data, not an error level: Ioffe's 'most of the gap' "
+                                      "does not depend on the dataset")}),
     ),
     quick_seconds=170,
-    data_note="MNIST average-pooled to 14 x 14 when present, else MNIST-1D as 1-D signals; "
-              "Wu & He use ImageNet with ResNet-50.",
+    datasets=("mnist", "mnist1d"),
+    data_note="MNIST average-pooled to 14 x 14 (a 2-D CNN), or MNIST-1D as 1-D signals of one "
+              "channel (the same CNN with 1-D convolutions); Wu & He use ImageNet with "
+              "ResNet-50.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt

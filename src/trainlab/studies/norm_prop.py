@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,13 @@ def _whitened(ctx: StudyContext, k: int, n_fit: int):
     ds = ctx.dataset("mnist", fallback="mnist1d")
     xtr = ds.x_train.reshape(len(ds.x_train), -1).float()
     xte = ds.x_test.reshape(len(ds.x_test), -1).float()
-    pca = PCA(n_components=min(k, xtr.shape[1]), whiten=True).fit(xtr[:n_fit])
+    n = min(k, xtr.shape[1])
+    pca = PCA(n_components=n, whiten=True).fit(xtr[:n_fit])
+    what = (f"MNIST images flattened to {xtr.shape[1]} pixels" if ctx.uses("mnist") else
+            f"MNIST-1D signals ({xtr.shape[1]} values each)")
+    ctx.note(f"Setup: {what}, PCA-whitened to {n} components"
+             f"{' (all of them)' if n == xtr.shape[1] else ''} with the statistics of the "
+             f"first {min(n_fit, len(xtr))} training examples; test inputs get the same map.")
     return pca.transform(xtr), ds.y_train, pca.transform(xte), ds.y_test
 
 
@@ -77,29 +83,42 @@ def _layer_stats(model: torch.nn.Module, x: torch.Tensor, depth: int) -> list[tu
                        "inputs, no data pass before)",
               op="<", threshold=0.1,
               why="subtracting E[ReLU(z)] = 1/sqrt(2 pi) centres a unit Gaussian's ReLU "
-                  "exactly; the residue comes from correlated inputs and non-orthogonal rows"),
+                  "exactly; the residue comes from correlated inputs and non-orthogonal rows",
+              on={"mnist1d": On(SAME, "a closed-form derivation that assumes only whitened "
+                                      "inputs, which MNIST-1D's are after the same PCA "
+                                      "whitening")}),
         Claim("init-std-near-1",
               "At initialization every layer's activations have standard deviation near 1",
               quantity="max over layers of |std of the layer's output - 1|",
               op="<", threshold=0.2,
               why="W_i x / ||W_i|| has unit variance for whitened input (Arpit et al.'s "
                   "assumption); dividing by sqrt(1/2 - 1/(2 pi)) restores it after the ReLU; "
-                  "non-orthogonal random rows leave correlations that add up with depth"),
+                  "non-orthogonal random rows leave correlations that add up with depth",
+              on={"mnist1d": On(SAME, "the same derivation from whitened inputs; it does "
+                                      "not involve the data beyond their whitening")}),
         Claim("trains-at-batch-1",
               "NormProp trains online, one example per step",
               quantity="test accuracy after online SGD (batch size 1)",
               op=">", threshold=0.8,
               why="well above chance (0.1): a few thousand single-example steps suffice for "
-                  "an MLP on MNIST when the signal propagates"),
+                  "an MLP on MNIST when the signal propagates",
+              on={"mnist1d": On(0.32, "well above chance (0.1): what a linear model "
+                                      "reaches on MNIST-1D (Greydanus 2020: logistic "
+                                      "regression 32%, an MLP 68%); a net whose signal "
+                                      "propagates learns at least that much")}),
         Claim("bn-refuses-batch-1",
               "Batch normalization cannot train at batch size 1",
               quantity="1 if a BN network's training step at batch size 1 raises, else 0",
               op=">=", threshold=1.0,
-              why="one value per channel has no batch variance (Ioffe & Szegedy 2015)"),
+              why="one value per channel has no batch variance (Ioffe & Szegedy 2015)",
+              on={"mnist1d": On(SAME, "a property of batch normalization at batch size 1, "
+                                      "whatever the data")}),
     ),
     quick_seconds=40,
-    data_note="MNIST (flattened, PCA-whitened to 100 components: zero mean and identity "
-              "covariance, as NormProp's derivation assumes) when present, else MNIST-1D.",
+    datasets=("mnist", "mnist1d"),
+    data_note="MNIST flattened and PCA-whitened to 100 components, or MNIST-1D's 40 values "
+              "PCA-whitened (all 40 components): zero mean and identity covariance, as "
+              "NormProp's derivation assumes.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt

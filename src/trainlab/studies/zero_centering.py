@@ -9,7 +9,7 @@ all-negative orthant, and reaching a ``w*`` elsewhere takes a zig-zag path (lect
 
 Two measurements:
 
-1. **Pixels** (MNIST when present, else MNIST-1D shifted to be non-negative): the fraction
+1. **Pixels** (MNIST, or MNIST-1D shifted to be non-negative): the fraction
    of per-example gradient rows ``delta_n,i * x_n`` of the first layer of a tanh MLP whose
    non-zero components share one sign, for raw (``x >= 0``) and for centred inputs
    (``x - mean image``).
@@ -32,7 +32,7 @@ from torch import nn
 
 from trainlab.data.preprocess import Center
 from trainlab.nn.builders import mlp
-from trainlab.studies.base import Claim, StudyContext, study
+from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "SameSignProbe", "positive_blobs", "same_sign_fraction", "run"]
 
@@ -146,6 +146,10 @@ def _steps_to(hist, target: float, cap: int, window: int = 5) -> int:
     return cap
 
 
+#: Why the 2-D unit's claims carry over to any dataset.
+_BLOBS = "measured on the generated 2-D blobs, the same on any run: the dataset is not involved"
+
+
 @study(
     "zero-centering",
     title="Zero-centred inputs: one-signed gradients and zig-zag updates",
@@ -170,13 +174,18 @@ def _steps_to(hist, target: float, cap: int, window: int = 5) -> int:
                        "whose non-zero entries share one sign",
               op=">=", threshold=0.999,
               why="dL/dw_i = delta * x_i and every x_i >= 0, so each entry has the sign of "
-                  "delta: exactly 1 up to rows where delta underflows to 0 (excluded)"),
+                  "delta: exactly 1 up to rows where delta underflows to 0 (excluded)",
+              on={"mnist1d": On(SAME, "the same identity dL/dw_i = delta * x_i: MNIST-1D is "
+                                      "shifted to be non-negative first, so every x_i >= 0 "
+                                      "there too")}),
         Claim("centered-inputs-mixed-sign",
               "With centred pixels the per-example gradient rows have mixed signs",
               quantity="the same fraction with inputs x - mean image",
               op="<=", threshold=0.01,
               why="a centred image has positive and negative pixels, so delta * x has both "
-                  "signs whenever delta != 0"),
+                  "signs whenever delta != 0",
+              on={"mnist1d": On(SAME, "a centred MNIST-1D signal has positive and negative "
+                                      "values too, so the same argument holds")}),
         Claim("minibatch-one-sign-raw",
               "On the 2-D unit, mini-batch SGD gradients with positive inputs stay one-signed "
               "far more often than with centred inputs",
@@ -188,7 +197,8 @@ def _steps_to(hist, target: float, cap: int, window: int = 5) -> int:
                   "1.6 and 0.5 the "
                   "first term, along +-(1, 1), dominates (fraction near 1), while with centred "
                   "inputs the gradient follows the data's own directions and has no preferred "
-                  "orthant"),
+                  "orthant",
+              on={"mnist1d": On(SAME, _BLOBS)}),
         Claim("centered-converges-faster",
               "The same classifier trained on centred inputs reaches the target loss in "
               "fewer steps",
@@ -199,12 +209,14 @@ def _steps_to(hist, target: float, cap: int, window: int = 5) -> int:
                   "with the offset the second moment of (1, x) has eigenvalues 20.3, 1.4 and "
                   "0.023 (condition number about 900) against 2.5, 1 and 0.25 once centred "
                   "(about 10), and gradient descent needs a number of steps that grows with "
-                  "the condition number; at each one's best rate a factor 2 is conservative"),
+                  "the condition number; at each one's best rate a factor 2 is conservative",
+              on={"mnist1d": On(SAME, _BLOBS)}),
     ),
     quick_seconds=20,
-    data_note="MNIST pixels when present (real data, non-negative); otherwise MNIST-1D made "
-              "non-negative by subtracting its training minimum, with a note. The 2-D blobs "
-              "are generated.",
+    datasets=("mnist", "mnist1d"),
+    data_note="MNIST pixels (real data, non-negative), or MNIST-1D made non-negative by "
+              "subtracting its minimum over the examples used (signals have negative values, "
+              "pixels do not); the 2-D blobs are generated.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     import matplotlib.pyplot as plt
@@ -215,10 +227,15 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_pixels, n_test=10)
     x = ds.x_train[: cfg.n_pixels].reshape(min(cfg.n_pixels, len(ds.x_train)), -1)
     y = ds.y_train[: len(x)]
-    if float(x.min()) < 0:
-        x = x - x.min()
-        ctx.note(f"{ds.name} has negative values; shifted by its minimum so every input is "
-                 "non-negative, as pixel intensities are.")
+    if ctx.uses("mnist1d"):
+        lo = float(x.min())
+        x = x - lo
+        ctx.note(f"Setup: the first {len(x)} MNIST-1D training signals, shifted by their "
+                 f"minimum ({lo:.3g}) so every input is non-negative, as pixel intensities "
+                 "are; centred inputs subtract the mean signal.")
+    else:
+        ctx.note(f"Setup: the first {len(x)} MNIST training images, flattened, pixels in "
+                 "[0, 1] (non-negative as they are); centred inputs subtract the mean image.")
     xc = Center().fit(x).transform(x)
     net = mlp(x.shape[1], [cfg.hidden], ds.num_classes, activation="tanh",
               init={"name": "xavier_uniform", "generator": ctx.generator(0)})
