@@ -1,4 +1,10 @@
-"""Runs as Ray tasks on a local Ray (2 CPUs) land in the store with the objective's metrics."""
+"""Runs as Ray tasks on a local Ray (2 CPUs) land in the store with the objective's metrics.
+
+One local Ray serves the whole module (starting it takes seconds): the ``local_ray`` fixture
+starts it through :func:`run_with_ray` itself, as ``trainlab sweep --executor ray`` would, and
+shuts it down at the end. The fast tests keep the workload tiny; the slow one queues more
+tasks than there are CPUs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,30 @@ from trainlab.train.objective import train_objective
 
 CFG = {"data.name": "spirals", "model.depth": 1, "model.width": 8, "steps": 20,
        "batch_size": 32, "optim.name": "sgd", "device": "cpu", "log_every": 10}
+TINY = {**CFG, "model.width": 4, "steps": 6, "log_every": 3}
+
+
+def _same_metrics(got, config):
+    ref = train_objective(config)
+    got, ref = dict(got), dict(ref)
+    got.pop("time"), ref.pop("time")
+    assert got == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    from trainlab.train.ray_executor import run_with_ray
+
+    if ray.is_initialized():  # pragma: no cover - a Ray left running by another module
+        ray.shutdown()
+    # no configs: only starts the local Ray, with the executor's own ray.init settings
+    assert run_with_ray([], init_kwargs={"num_cpus": 2}) == []
+    assert ray.is_initialized()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
@@ -27,26 +57,54 @@ def test_missing_ray_names_the_extra(monkeypatch):
         require_ray()
 
 
+def test_one_folder_per_config():
+    pytest.importorskip("ray")
+    from trainlab.train.ray_executor import run_with_ray
+
+    with pytest.raises(ValueError, match="one folder per config: 2 configs, 1 folders"):
+        run_with_ray([TINY, TINY], ["a"])
+
+
+def test_ray_tasks_match_in_process_and_record_the_run(local_ray, tmp_path):
+    from trainlab.store import RunStore
+    from trainlab.train.ray_executor import run_with_ray
+
+    assert local_ray.cluster_resources().get("CPU") == 2
+    configs = [{**TINY, "seed": 0}, {**TINY, "seed": 1, "optim.lr": 0.2}]
+    seen = []
+    # the first run gets a folder and a store row, the second trains in memory
+    got = run_with_ray(configs, [tmp_path / "run0", None], db=tmp_path / "db.sqlite",
+                       on_result=lambda i, m: seen.append((i, m)))
+    assert sorted(i for i, _ in seen) == [0, 1]
+    assert all(got[i] == m for i, m in seen)  # on_result saw what came back, by index
+    for c, m in zip(configs, got):
+        assert m["step"] == 6 and m["diverged"] == 0.0
+        _same_metrics(m, c)
+    assert (tmp_path / "run0" / "status.json").is_file()
+    runs = RunStore(tmp_path / "db.sqlite", readonly=True).list_runs()
+    assert len(runs) == 1 and runs[0]["status"] == "done"
+
+
+def test_a_bad_config_fails_with_its_message(local_ray):
+    from trainlab.train.ray_executor import run_with_ray
+
+    # the task's ValueError reaches the driver (Ray's task error is also a ValueError)
+    with pytest.raises(ValueError, match="unknown key model.widht"):
+        run_with_ray([{**TINY, "model.widht": 3}])
+
+
 @pytest.mark.slow
-def test_local_ray_runs_match_in_process(tmp_path):
-    ray = pytest.importorskip("ray")
+def test_more_tasks_than_cpus_match_in_process(local_ray, tmp_path):
     from trainlab.store import RunStore
     from trainlab.train.ray_executor import run_with_ray
 
     configs = [{**CFG, "optim.lr": lr, "seed": s} for lr in (0.05, 0.2) for s in (0, 1)]
     outs = [tmp_path / f"run{i}" for i in range(len(configs))]
     seen = []
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        got = run_with_ray(configs, outs, db=tmp_path / "db.sqlite",
-                           on_result=lambda i, m: seen.append(i))
-    finally:
-        ray.shutdown()
+    got = run_with_ray(configs, outs, db=tmp_path / "db.sqlite",
+                       on_result=lambda i, m: seen.append(i))
     assert sorted(seen) == [0, 1, 2, 3]
     for c, m in zip(configs, got):
-        ref = train_objective(c)
-        m, ref = dict(m), dict(ref)
-        m.pop("time"), ref.pop("time")
-        assert m == pytest.approx(ref, rel=1e-5)
+        _same_metrics(m, c)
     runs = RunStore(tmp_path / "db.sqlite", readonly=True).list_runs()
     assert len(runs) == 4 and {r["status"] for r in runs} == {"done"}

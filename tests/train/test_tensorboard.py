@@ -59,3 +59,38 @@ def test_scalars_and_precomputed_histograms(tmp_path):
         [float(e) for e in h["edges"][1:]])
     assert ev.histogram_value.num == pytest.approx(sum(counts))
     assert any(t.startswith("probes/") for t in tags["scalars"])
+
+
+def _events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"histograms": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_train_command_writes_the_run_to_tensorboard(tmp_path, capsys):
+    """`trainlab train --tensorboard DIR`: the run's metrics.csv rows as scalars, the probes'
+    records and histograms, in one event file written by the command."""
+    pytest.importorskip("tensorboard")
+    import csv
+
+    from trainlab.cli import main
+
+    tb, out = tmp_path / "tb", tmp_path / "run"
+    assert main(["train", "--dataset", "blobs", "--depth", "2", "--width", "8", "--steps",
+                 "12", "--batch-size", "32", "--eval-every", "6", "--set", "log_every=3",
+                 "--probe", "activations", "--probe-every", "6", "--device", "cpu", "--quiet",
+                 "--no-db", "--out", str(out), "--tensorboard", str(tb)]) == 0
+    capsys.readouterr()
+    assert len(list(tb.glob("events.out.tfevents.*"))) == 1
+    acc = _events(tb)
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    scalars = acc.Scalars("metrics/train_loss")
+    assert [e.step for e in scalars] == [int(r["step"]) for r in rows] == [3, 6, 9, 12]
+    assert [e.value for e in scalars] == pytest.approx([float(r["train_loss"]) for r in rows],
+                                                       rel=1e-6)
+    assert [e.step for e in acc.Scalars("metrics/test_acc")] == [6, 12]
+    tags = acc.Tags()
+    assert any(t.startswith("probes/") for t in tags["scalars"])
+    assert tags["histograms"], "the activation probe's histograms"

@@ -19,11 +19,20 @@ on CPU, ``nccl`` on CUDA (each process on ``cuda:LOCAL_RANK``) — and
 - Only rank 0 writes: the run folder, checkpoints, the results store, progress bars.
 
 ``batch_size`` must be divisible by the number of processes.
+
+Leaving the group. :func:`cleanup` first releases the DDP wrapper of every
+:class:`DistributedTrainer` still alive (:meth:`DistributedTrainer.release`), then destroys
+the group. DDP's reducer holds the process group; were it the last owner, the group would be
+destroyed whenever the trainer is garbage-collected, from a destructor that holds the GIL
+while joining gloo's worker threads, one of which may be waiting for the GIL to free a
+tensor: the process then hangs forever after training (seen on the rank > 0 processes of
+``trainlab train`` under torchrun, whose trainer outlives the group).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import torch
@@ -82,11 +91,19 @@ def setup(device: Any = None) -> torch.device:
 
 
 def cleanup() -> None:
-    """Leave the process group (after training)."""
+    """Leave the process group (after training): release every live
+    :class:`DistributedTrainer`'s DDP wrapper first (see the module docstring), then
+    destroy the group."""
     import torch.distributed as dist
 
+    for trainer in list(_LIVE):
+        trainer.release()
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# DistributedTrainers whose DDP wrapper is not released yet (cleanup releases them)
+_LIVE: weakref.WeakSet[DistributedTrainer] = weakref.WeakSet()
 
 
 class DistributedTrainer(Trainer):
@@ -109,10 +126,27 @@ class DistributedTrainer(Trainer):
             kwargs["checkpoint"] = None  # only rank 0 writes
         super().__init__(model, *args, **kwargs)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.ddp: nn.parallel.DistributedDataParallel | None = \
+            nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        _LIVE.add(self)
+
+    def release(self) -> None:
+        """Drop the DDP wrapper and its reducer (which holds the process group) while the
+        group is alive; :func:`cleanup` calls it. The trained ``model`` stays; ``fit`` is no
+        longer possible."""
+        ddp, self.ddp = self.ddp, None
+        _LIVE.discard(self)
+        if ddp is not None:
+            # the logger owns the reducer too: drop both, so the reducer goes now, whatever
+            # else still refers to the wrapper
+            for attr in ("logger", "reducer"):
+                ddp.__dict__.pop(attr, None)
 
     def fit(self, data: Any, epochs: int | None = None, steps: int | None = None,
             batch_size: int = 128, **kwargs: Any):
+        if self.ddp is None:
+            raise RuntimeError("This DistributedTrainer was released (cleanup() left the "
+                               "process group); build a new one to train again.")
         if batch_size % self.world:
             raise ValueError(
                 f"batch_size must be divisible by the {self.world} processes (each trains on "
@@ -129,6 +163,7 @@ class DistributedTrainer(Trainer):
             yield xb[lo:lo + n], yb[lo:lo + n]
 
     def _forward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        assert self.ddp is not None, "released: fit refuses to start"
         return self.loss_fn(self.ddp(xb), yb)
 
     def _step(self, xb: torch.Tensor, yb: torch.Tensor, step: int, probes: bool) -> torch.Tensor:
