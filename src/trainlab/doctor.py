@@ -14,17 +14,43 @@ vanishing_activations std of the last hidden activation / first < ``VANISH_RATIO
                       hidden activation std < ``ACT_STD_MIN``
 exploding_activations that ratio > ``EXPLODE_RATIO``
 vanishing_gradients   std of ∂L/∂s at the first hidden weight layer / at the last hidden
-                      one < ``VANISH_RATIO``
-exploding_gradients   that ratio > ``EXPLODE_RATIO``
+                      one < ``VANISH_RATIO`` (or 0 at every hidden layer, not at the output
+                      layer); or the input-output Jacobian's RMS singular value
+                      < ``JACOBIAN_SV_MIN``
+exploding_gradients   that ratio > ``EXPLODE_RATIO``; or the Jacobian's > ``JACOBIAN_SV_MAX``
 saturation            a layer with saturated fraction > ``SATURATION_MAX``
 dead_units            a layer with dead-unit fraction > ``DEAD_MAX``
-symmetric_units       a weight layer whose output units share weight vectors: at most
-                      ``SYMMETRY_MAX_DISTINCT`` × units distinct rows (constant init)
+symmetric_units       a hidden weight layer whose units can never become different: units
+                      with equal incoming weights and bias, equal outgoing weights in the
+                      layer that consumes them, equal values after the function between
+                      the two and equal gradients; at most ``SYMMETRY_MAX_DISTINCT`` ×
+                      units such classes (constant init of two consecutive layers)
 inputs_not_centred    ``|mean(x)| > INPUT_CENTER_MAX · std(x)``
 bn_mode               BatchNorm in eval mode while the model trains, or in eval mode with
                       running statistics never updated
 non_finite            NaN/Inf in the loss, activations, gradients or weights (first layer)
 ====================  =================================================================
+
+Symmetry needs the consumer: units with equal incoming weights get different gradients as
+soon as their outgoing weights differ, and output units get different gradients through
+their labels. So an output layer with equal rows (a zero-initialized head: ViT, timm, Fixup)
+is no finding, and where the consumer cannot be determined (the next weight layer called
+does not take this layer's output unit by unit) symmetry is not claimed; a note says so.
+
+Activations written as functions (``x = torch.tanh(layer(x))``, ``F.relu``): when the model
+has no activation module, the rows are the weight layers themselves: the std of their
+outputs ``s`` replaces the activation std in the depth rules, ∂L/∂s gives the gradient
+rules, the weight layers called before another one are the hidden ones, and the Jacobian
+rule applies as always. What follows a layer is identified from the values where possible:
+the next weight layer's input is compared with each elementwise activation the doctor knows
+applied to this layer's output (``Tanh()``, ``ReLU()``, ``GELU()`` ...; the first that
+matches on the batch is taken), and the saturation and dead-unit rules are applied to it.
+Where nothing matches, those rules are not applied: :attr:`Diagnosis.not_applied` says which
+rules, where and why, and ``healthy`` is then never ``True``.
+
+The Jacobian rule reads the model's input-output Jacobian, computed in eval mode: it is left
+out (with a note) for a model with BatchNorm in train mode (eval mode is then another
+function) and when the output layer's weights are all zero (the Jacobian is 0 by design).
 
 Like with like: the depth ratios (vanishing/exploding activations and gradients) compare
 layers of one *kind* only, the kind of the first hidden layer (the start of the main path):
@@ -40,7 +66,8 @@ norm (NaN/Inf checked) and the output of every module that owns parameters (an `
 ``nn.MultiheadAttention``, a free ``cls_token`` on the model …); those outputs join the
 table as rows of their own kind. ``Diagnosis.coverage`` lists the parameters and modules
 examined and those that were not, with the reason; ``healthy`` is ``True`` only when nothing
-was flagged *and* nothing was left unexamined (``None``: nothing flagged in what was seen).
+was flagged, nothing was left unexamined *and* every rule could be applied (``None``: nothing
+flagged in what was seen; ``Diagnosis.not_applied`` lists the rules that could not be).
 Integer inputs (token ids) skip the input rules and fixes (centring means nothing there).
 
 Time budget: ``diagnose(..., time_budget=10.0)`` gives the Jacobian (the costly part) what
@@ -101,8 +128,15 @@ ACT_STD_MIN = 1e-3
 SATURATION_MAX = 0.2
 #: largest acceptable fraction of dead units in a layer.
 DEAD_MAX = 0.2
-#: a layer is symmetric when its distinct weight rows are at most this fraction of its units.
+#: a layer is symmetric when its classes of interchangeable units (equal incoming and outgoing
+#: weights, values and gradients) are at most this fraction of its units.
 SYMMETRY_MAX_DISTINCT = 0.5
+#: the input-output Jacobian's RMS singular value below this counts as vanishing gradients:
+#: an input perturbation, and the gradient sent back to the input, scaled by < 1/1000.
+JACOBIAN_SV_MIN = 1e-3
+#: ... and above this as exploding (the tests' healthy nets without BatchNorm, at init:
+#: 0.01 to 1.5; a 12-layer tanh net with N(0, 1) weights: 5e4).
+JACOBIAN_SV_MAX = 1e3
 #: largest acceptable |mean(x)| / std(x) of the inputs.
 INPUT_CENTER_MAX = 0.25
 
@@ -114,6 +148,8 @@ THRESHOLDS = {
     "DEAD_MAX": DEAD_MAX,
     "SYMMETRY_MAX_DISTINCT": SYMMETRY_MAX_DISTINCT,
     "INPUT_CENTER_MAX": INPUT_CENTER_MAX,
+    "JACOBIAN_SV_MIN": JACOBIAN_SV_MIN,
+    "JACOBIAN_SV_MAX": JACOBIAN_SV_MAX,
 }
 
 #: fix name -> what it does (the lectures' remedies).
@@ -182,6 +218,13 @@ class Diagnosis:
     """The doctor's report. ``rows`` are per-layer dicts; ``findings`` the flagged problems;
     ``log`` the raw probe records; ``fix_results`` the ``--try-fixes`` re-runs.
 
+    ``not_applied``: the rules that could not be applied, ``{rules: why}`` (the layers named
+    in the reason): the saturation and dead-unit rules where no activation module is
+    recognized and the function after a layer could not be identified; the gradients' depth
+    ratio where no gradient reaches the hidden layers because the output layer is zero (a
+    zero-initialized head) or the loss sends none. There is no verdict on what they check:
+    ``healthy`` is then not ``True``.
+
     ``notes``: what could not be computed, and why (one line each), and what the doctor
     assumed. ``coverage``: ``modules_examined`` (names; ``"(model)"`` is the model itself),
     ``modules_not_examined`` (``{name: reason}``), ``params_examined``,
@@ -203,15 +246,18 @@ class Diagnosis:
         "params_not_examined": {}})
     context: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    not_applied: dict[str, str] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool | None:
         """``False`` when something was flagged; ``None`` when nothing was flagged but some
-        parameters or modules were not examined (see ``coverage``); ``True`` only when
-        nothing was flagged and everything was examined."""
+        parameters or modules were not examined (see ``coverage``) or some rules could not
+        be applied (see ``not_applied``); ``True`` only when nothing was flagged, everything
+        was examined and every rule applied."""
         if self.findings:
             return False
-        if self.coverage.get("params_not_examined") or self.coverage.get("modules_not_examined"):
+        if (self.coverage.get("params_not_examined") or self.coverage.get("modules_not_examined")
+                or self.not_applied):
             return None
         return True
 
@@ -224,8 +270,8 @@ class Diagnosis:
             return [r[key] for r in self.rows if isinstance(r.get(key), float)
                     and not math.isnan(r[key])]
 
-        act = vals("act_std")
-        grad = [r["grad_std"] for r in _main_path([r for r in self.rows if r.get("activation")
+        act = vals("act_std") or vals("out_std")  # no activation module: the layers' outputs
+        grad = [r["grad_std"] for r in _main_path([r for r in self.rows if _hidden(r)
                                                    and _finite(r.get("grad_std"))])]
         return {
             "findings": float(len(self.findings)),
@@ -237,16 +283,29 @@ class Diagnosis:
         }
 
     # -- rendering -------------------------------------------------------------------------
+    def _columns(self) -> list[tuple[str, str]]:
+        cols = list(self._COLUMNS)
+        if any(_finite(r.get("out_std")) for r in self.rows):  # no activation module
+            cols.insert(0, ("out std", "out_std"))
+        return cols
+
     def table_rows(self) -> list[list[Any]]:
-        cols = ("act_std", "saturated", "dead", "grad_std", "gw_over_w", "jac_sv")
-        return [[r["layer"], r.get("activation") or "-"] + [r.get(c, math.nan) for c in cols]
-                for r in self.rows]
+        cols = [key for _, key in self._columns()]
+        return [[r["layer"], r.get("activation") or r.get("follows") or "-"]
+                + [r.get(c, math.nan) for c in cols] for r in self.rows]
 
     HEADER = ("layer", "activation", "act std", "saturated", "dead", "grad std",
               "|gW|/|W|", "jac sv mean")
+    _COLUMNS = (("act std", "act_std"), ("saturated", "saturated"), ("dead", "dead"),
+                ("grad std", "grad_std"), ("|gW|/|W|", "gw_over_w"), ("jac sv mean", "jac_sv"))
+
+    def table_header(self) -> list[str]:
+        """The header of :meth:`table_rows`: :attr:`HEADER`, with an ``out std`` column (the
+        std of the weight layers' outputs) when the model has no activation module."""
+        return ["layer", "activation"] + [h for h, _ in self._columns()]
 
     def to_text(self) -> str:
-        lines = [_format_table(self.HEADER, self.table_rows())]
+        lines = [_format_table(self.table_header(), self.table_rows())]
         lines.append(f"loss {self.loss:.4g}; inputs: mean {self.input_stats['mean']:.3g}, "
                      f"std {self.input_stats['std']:.3g}")
         io = self.context.get("input_output_jacobian_rms")
@@ -254,14 +313,21 @@ class Diagnosis:
             lines.append(f"input-output Jacobian: RMS singular value {io:.3g}")
         lines += self._coverage_lines()
         lines += [f"note: {n}" for n in self.notes]
+        if self.not_applied:
+            lines.append("\nrules not applied (no verdict on what they check):")
+            lines += [f"  - {rule}: {why}" for rule, why in self.not_applied.items()]
         if self.findings:
             lines.append(f"\n{len(self.findings)} finding(s):")
             for f in self.findings:
                 lines.append(f"  - {f}")
                 lines.append(f"      fixes: {', '.join(f.fixes)}")
         elif self.healthy is None:
-            lines.append("\nNo problem found in what was examined, but parts were not "
-                         "examined (see coverage): no verdict on those.")
+            unseen = [why for why, where in (
+                ("parts were not examined (see coverage)", self.coverage.get(
+                    "params_not_examined") or self.coverage.get("modules_not_examined")),
+                ("some rules could not be applied (see above)", self.not_applied)) if where]
+            lines.append(f"\nNo problem found in what was examined, but {' and '.join(unseen)}"
+                         ": no verdict on those.")
         else:
             lines.append("\nNo problem found.")
         if self.fix_results:
@@ -488,6 +554,203 @@ class _Coverage(Probe):
         return outs, params
 
 
+#: elements of a weight layer's output kept (a fixed random subsample) to identify the
+#: function that follows it.
+CHAIN_SAMPLE = 4096
+
+
+def _candidate_activations() -> list[nn.Module]:
+    """The elementwise activations tried on what follows a weight layer when the model has no
+    activation module, in this order (the first that matches is taken): the common ones
+    first, ``ReLU`` before ``ReLU6`` (equal below the cap) and ``Identity`` last (on tiny
+    values ``tanh(s) == s`` in floating point: it is then still called tanh)."""
+    return [nn.Tanh(), nn.Sigmoid(), nn.ReLU(), nn.LeakyReLU(), nn.LeakyReLU(0.1),
+            nn.LeakyReLU(0.2), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.ELU(),
+            nn.SELU(), nn.CELU(), nn.Softplus(), nn.Softsign(), nn.Mish(), nn.ReLU6(),
+            nn.Hardtanh(), nn.Hardswish(), nn.Hardsigmoid(), nn.LogSigmoid(), nn.Identity()]
+
+
+def _unit_dim(m: nn.Module) -> int | None:
+    """The dim of a weight layer's output (and of its input) that indexes its units."""
+    if isinstance(m, nn.Linear):
+        return -1
+    if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
+        return 1
+    return None
+
+
+def _incoming(m: nn.Module) -> Tensor | None:
+    """One row per output unit: its incoming weights and bias (``Linear``, and convolutions
+    with ``groups=1``, whose units all see the same inputs); ``None`` for other layers."""
+    if _unit_dim(m) is None or getattr(m, "groups", 1) != 1:
+        return None
+    w = m.weight.detach()
+    rows = w.reshape(w.shape[0], -1)
+    b = getattr(m, "bias", None)
+    if isinstance(b, Tensor):
+        rows = torch.cat([rows, b.detach().reshape(-1, 1).to(rows.dtype)], dim=1)
+    return rows
+
+
+def _outgoing(m: nn.Module) -> Tensor | None:
+    """One row per *input* unit of a consumer: the weights that unit's value is multiplied
+    by (``Linear`` columns, ``groups=1`` convolution input channels); ``None`` otherwise."""
+    if _unit_dim(m) is None or getattr(m, "groups", 1) != 1:
+        return None
+    w = m.weight.detach()
+    return w.transpose(0, 1).reshape(w.shape[1], -1)
+
+
+def _first_equal(rows: Tensor) -> Tensor:
+    """For each row, the index of the first row exactly equal to it."""
+    _, inv = torch.unique(rows, dim=0, return_inverse=True)
+    n = rows.shape[0]
+    first = torch.full((int(inv.max()) + 1,), n, dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, inv, torch.arange(n, device=rows.device), reduce="amin")
+    return first[inv]
+
+
+def _close(a: Tensor, b: Tensor, dim: int, rtol: float = 1e-4) -> Tensor:
+    """Per slice along ``dim``: all elements of ``a`` within ``rtol`` of ``b`` (plus
+    ``1e-6`` of the largest magnitude: equal values from different kernels may differ in
+    the last bits)."""
+    scale = float(b.abs().amax()) if b.numel() else 0.0
+    return ((a - b).abs() <= rtol * b.abs() + 1e-6 * scale).all(dim=dim)
+
+
+def _identify(s: Tensor, h: Tensor, full: Tensor, unit_dim: int) -> dict[str, Any]:
+    """Which of :func:`_candidate_activations` maps the sampled values ``s`` of a weight
+    layer's output onto ``h``, the same elements of the next weight layer's input ``full``;
+    with the statistics of ``full`` under that activation's rules (device tensors)."""
+    rtol = 1e-2 if s.dtype in (torch.float16, torch.bfloat16) else 1e-5
+    with torch.no_grad():
+        for cand in _candidate_activations():
+            if not bool(_close(cand(s), h, 0, rtol)):
+                continue
+            info = activation_info(cand)
+            f = full.detach()
+            nan = f.new_full((), math.nan, dtype=torch.float32)
+            sat = getattr(info, "saturated", None)
+            dead = getattr(info, "dead", None)
+            return {
+                "follows": repr(cand), "info": info,
+                "act_std": f.float().std() if f.numel() > 1 else nan,
+                "saturated": nan if sat is None else sat(f).float().mean(),
+                "dead": nan if dead is None or f.dim() < 2 else
+                ActivationStats.dead_fractions(dead, [f], unit_dim)[0],
+            }
+    return {"why": "not one of the elementwise activations the doctor knows"}
+
+
+class _Chain(Probe):
+    """How the weight layers follow one another, seen from the next weight layer called.
+
+    Records the order in which the weight layers are first called and, for each, the weight
+    layer called next (its *successor*). Where the successor's input has the shape of the
+    layer's output: with ``infer`` (the model has no activation module), which elementwise
+    activation maps the output onto that input (:func:`_identify`, on a fixed subsample
+    copied before any in-place op); for a layer with groups of equal incoming weights, which
+    units' values are still equal to their group's first unit's there (the function between
+    the two acts unit by unit), and after backward their weight gradients. Reads only.
+    """
+
+    default_layers = "weight"
+
+    def __init__(self, infer: bool) -> None:
+        super().__init__(hist_every=0)
+        self.infer = infer
+
+    def _n_raw(self) -> int:
+        return 1
+
+    def _setup_for(self, model: nn.Module) -> None:
+        self.groups: dict[str, Tensor] = {}  # layer -> first unit with equal incoming weights
+        for name, m in zip(self.layer_names, self.modules):
+            rows = _incoming(m)
+            if rows is not None and rows.shape[0] >= 2:
+                first = _first_equal(rows)
+                if bool((first != torch.arange(len(first), device=first.device)).any()):
+                    self.groups[name] = first
+        self._by_name = dict(zip(self.layer_names, self.modules))
+        self.calls: dict[str, int] = {}  # first-call order
+        self.successor: dict[str, str] = {}
+        self.follow: dict[str, dict[str, Any]] = {}
+        self.unitwise: dict[str, Tensor] = {}
+        self.grads: dict[str, Tensor] = {}
+        self._prev: tuple[str, Any] | None = None
+        self._gen = torch.Generator().manual_seed(0)
+
+    def _install(self) -> None:
+        for name, m in zip(self.layer_names, self.modules):
+            self._handles.append(m.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(m.register_forward_hook(self._post(name, m)))
+
+    def _post(self, name: str, m: nn.Module):
+        def hook(module: Any, args: Any, out: Any) -> None:
+            if not self.recording:
+                return
+            self.calls[name] = self.calls.get(name, 0) + 1
+            s = first_tensor(out)
+            kept = None
+            if s is not None and self.calls[name] == 1 and (self.infer or name in self.groups):
+                idx = None
+                if self.infer and s.numel():
+                    idx = torch.randint(s.numel(), (min(s.numel(), CHAIN_SAMPLE),),
+                                        generator=self._gen).to(s.device)
+                sample = None if idx is None else s.detach().reshape(-1)[idx].clone()
+                kept = (tuple(s.shape), idx, sample, _unit_dim(m))
+            self._prev = (name, kept)
+
+        return hook
+
+    def _pre(self, name: str):
+        def hook(module: Any, args: Any) -> None:
+            if not self.recording or self._prev is None:
+                return
+            (prev, kept), self._prev = self._prev, None
+            if prev in self.successor:
+                return
+            self.successor[prev] = name
+            h = first_tensor(args)
+            if kept is None or h is None:
+                return
+            shape, idx, sample, udim = kept
+            if tuple(h.shape) != shape:
+                self.follow[prev] = {"why": f"the input of {name}, the next weight layer called, "
+                                     f"has shape {tuple(h.shape)}, not the output's {shape}"}
+                return
+            if self.infer and idx is not None and udim is not None:
+                self.follow[prev] = _identify(sample, h.detach().reshape(-1)[idx], h, udim)
+            first = self.groups.get(prev)
+            if first is not None and udim is not None and h.shape[udim] == len(first):
+                cols = h.detach().movedim(udim, -1).reshape(-1, len(first))
+                self.unitwise[prev] = _close(cols, cols[:, first], 0)
+
+        return hook
+
+    def _on_after_backward(self) -> None:
+        if not self.recording:
+            return
+        for name in self.groups:
+            m = self._by_name[name]
+            g = getattr(m.weight, "grad", None)
+            if g is None:
+                continue
+            rows = g.detach().reshape(g.shape[0], -1)
+            b = getattr(m, "bias", None)
+            if isinstance(b, Tensor) and b.grad is not None:
+                rows = torch.cat([rows, b.grad.detach().reshape(-1, 1).to(rows.dtype)], dim=1)
+            self.grads[name] = rows.clone()
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """What follows each layer, on the host: ``follows`` (the activation's repr) and
+        ``info``, ``act_std``, ``saturated``, ``dead``; or ``why`` it is not known."""
+        out = {}
+        for name, f in self.follow.items():
+            out[name] = {k: float(v) if isinstance(v, Tensor) else v for k, v in f.items()}
+        return out
+
+
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
@@ -569,10 +832,11 @@ def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, st
         WeightStats(hist_every=0),
         _Coverage(),
     ]
-    if not has_acts:
-        notes.append("no activation modules recognized; activation statistics are those of "
-                     "the Linear/Conv outputs")
-    loss, log, cov = _probed_pass(model, probes, x, y, loss_fn, mode, notes)
+    if weight_layers(model):  # (without any, GradientStats' note already says so)
+        probes.append(_Chain(infer=not has_acts))
+    loss, log, ok = _probed_pass(model, probes, x, y, loss_fn, mode, notes)
+    cov = next((p for p in ok if isinstance(p, _Coverage)), None)
+    chain = next((p for p in ok if isinstance(p, _Chain)), None)
     timings["probes"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -585,6 +849,10 @@ def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, st
     input_stats = _input_stats(x)
     outs, params = cov.results() if cov is not None else ({}, {})
     rows = _pair_rows(model, log, jac_blocks)
+    for r in rows:
+        r["hidden"] = r["activation"] is not None
+    if not has_acts:
+        _functional_rows(model, rows, chain, notes)
     if outs:
         order = {n: i for i, (n, _) in enumerate(model.named_modules())}
         taken = {r["layer"] for r in rows} | {r["activation"] for r in rows if r["activation"]}
@@ -599,17 +867,63 @@ def _run(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable, *, st
     io = log.table(log.steps()[-1]).get("model", {}) if log.rows else {}
     if "jac_sv_rms" in io and "model" in jac_blocks:
         d.context["input_output_jacobian_rms"] = io["jac_sv_rms"]
-    d.findings = _findings(model, d, losses, outs, params)
+    d.findings = _findings(model, d, losses, outs, params, chain=chain,
+                           functional=not has_acts)
     timings["rules"] = time.perf_counter() - t
     return d
 
 
+def _functional_rows(model: nn.Module, rows: list[dict[str, Any]], chain: _Chain | None,
+                     notes: list[str]) -> None:
+    """The rows of a model without activation modules (``x = torch.tanh(layer(x))``): the std
+    of each weight layer's output ``s`` (``out_std``: ActivationStats watched the weight
+    layers themselves), hidden = called before another weight layer (embeddings aside: a
+    lookup has no pre-activation), and what follows each hidden layer where
+    :func:`_identify` recognized it (``follows``, ``act_std``, ``saturated``, ``dead``;
+    ``_why`` where not)."""
+    follow = chain.results() if chain is not None else {}
+    for k, r in enumerate(rows):
+        r["out_std"] = r["_grad_row"].get("act_std", math.nan)
+        r["hidden"] = not isinstance(model.get_submodule(r["layer"]), nn.Embedding) and (
+            r["layer"] in chain.successor if chain is not None else k < len(rows) - 1)
+        f = follow.get(r["layer"], {})
+        if r["hidden"] and "follows" in f:
+            r["follows"] = f"{f['follows']} (inferred)"
+            r["act_std"], r["saturated"], r["dead"] = f["act_std"], f["saturated"], f["dead"]
+            r["_info"], r["_inferred"] = f["info"], f["follows"]
+        elif r["hidden"]:
+            r["follows"] = "? (a function)"
+            r["_why"] = f.get("why", "the probe that reads it did not run (see the notes)"
+                              if chain is None else "its output was not kept")
+    if not rows:
+        return
+    known = [r for r in rows if r.get("_inferred")]
+    msg = ("no activation module recognized: the rows are the weight layers' outputs s "
+           "(out std) and dL/ds")
+    if known:
+        names = list(dict.fromkeys(r["_inferred"] for r in known))
+        msg += (f"; what follows {_names([r['layer'] for r in known])} was identified from the "
+                f"values as {' / '.join(names)} (the next weight layer's input equals it "
+                "applied to the layer's output, on the batch): act std, saturated and dead "
+                "are of that function's output")
+    notes.append(msg)
+
+
+def _names(names: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``."""
+    names = list(names)
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 def _probed_pass(model: nn.Module, probes: list[Any], x: Tensor, y: Tensor | None,
                  loss_fn: Callable, mode: str, notes: list[str]
-                 ) -> tuple[Tensor | None, ProbeLog, _Coverage | None]:
-    """One forward/backward pass with ``probes``. A probe that cannot attach or fails is
-    left out, with a note; when the pass with all of them fails, each runs alone (the model's
-    own error, without any probe, is raised)."""
+                 ) -> tuple[Tensor | None, ProbeLog, list[Any]]:
+    """One forward/backward pass with ``probes``; returns the loss, the records and the
+    probes that ran. A probe that cannot attach or fails is left out, with a note; when the
+    pass with all of them fails, each runs alone (the model's own error, without any probe,
+    is raised)."""
     attached = []
     for p in probes:
         try:
@@ -636,14 +950,14 @@ def _probed_pass(model: nn.Module, probes: list[Any], x: Tensor, y: Tensor | Non
         for p in attached:
             p.detach()
     log = ProbeLog()
-    cov = None
+    read = []
     for p in ok:
         try:
             log.extend(collect([p]))
-            cov = p if isinstance(p, _Coverage) else cov
+            read.append(p)
         except Exception as e:  # noqa: BLE001
             notes.append(f"{type(p).__name__.lstrip('_')} records unreadable: {_why(e)}")
-    return loss, log, cov
+    return loss, log, read
 
 
 def _why(e: BaseException) -> str:
@@ -764,9 +1078,17 @@ def _main_path(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("kind") == kind]
 
 
+def _hidden(r: dict[str, Any]) -> bool:
+    """A hidden layer's row: followed by an activation (module or, without activation
+    modules, a function before the next weight layer)."""
+    return bool(r.get("hidden", r.get("activation") is not None))
+
+
 def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
               outs: dict[str, dict[str, Any]] | None = None,
-              params: dict[str, dict[str, float]] | None = None) -> list[Finding]:
+              params: dict[str, dict[str, float]] | None = None, *,
+              chain: _Chain | None = None, functional: bool = False) -> list[Finding]:
+    """The rules (see the module docstring). Also fills ``d.not_applied`` and adds notes."""
     out: list[Finding] = []
     outs, params = outs or {}, params or {}
 
@@ -792,34 +1114,62 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
             add("non_finite", bad[0][0] or None, f"{bad[0][0] or '(model)'}: {bad[0][1]} "
                 "(first non-finite module output or parameter)")
 
-    every_hidden = [r for r in d.rows if r["activation"] is not None and _finite(r["act_std"])]
+    if not d.rows:
+        d.not_applied["per-layer rules (activations, gradients, saturation, dead_units, "
+                      "symmetric_units)"] = (
+            "no weight layer (nn.Linear, nn.Conv*, nn.Bilinear, nn.Embedding) and no activation "
+            "module recognized: there is nothing to read layer by layer")
+
+    # Without activation modules the depth rules read the weight layers' outputs s.
+    key, what = (("out_std", "std of the weight layers' outputs s (no activation module)")
+                 if functional else ("act_std", "activation std"))
+
+    def at(r: dict[str, Any]) -> str:
+        return r["layer"] if functional else r["activation"]
+
+    every_hidden = [r for r in d.rows if _hidden(r) and _finite(r.get(key))]
     hidden = _main_path(every_hidden)
     if len(hidden) >= 2:
         first, last = hidden[0], hidden[-1]
-        ratio = last["act_std"] / first["act_std"] if first["act_std"] > 0 else math.inf
-        stds = ", ".join(f"{r['act_std']:.2g}" for r in hidden)
+        ratio = last[key] / first[key] if first[key] > 0 else math.inf
+        stds = ", ".join(f"{r[key]:.2g}" for r in hidden)
         if ratio < VANISH_RATIO:
-            add("vanishing_activations", last["activation"],
-                f"activation std falls from {first['act_std']:.3g} ({first['activation']}) to "
-                f"{last['act_std']:.3g} ({last['activation']}): ratio {ratio:.2g} < "
-                f"VANISH_RATIO={VANISH_RATIO:g}; per layer: {stds}")
+            add("vanishing_activations", at(last),
+                f"{what} falls from {first[key]:.3g} ({at(first)}) to {last[key]:.3g} "
+                f"({at(last)}): ratio {ratio:.2g} < VANISH_RATIO={VANISH_RATIO:g}; per layer: "
+                f"{stds}")
         elif ratio > EXPLODE_RATIO:
-            add("exploding_activations", last["activation"],
-                f"activation std grows from {first['act_std']:.3g} to {last['act_std']:.3g}: "
-                f"ratio {ratio:.3g} > EXPLODE_RATIO={EXPLODE_RATIO:g}; per layer: {stds}")
+            add("exploding_activations", at(last),
+                f"{what} grows from {first[key]:.3g} ({at(first)}) to {last[key]:.3g} "
+                f"({at(last)}): ratio {ratio:.3g} > EXPLODE_RATIO={EXPLODE_RATIO:g}; per "
+                f"layer: {stds}")
     if not any(f.kind == "vanishing_activations" for f in out):
-        tiny = [r for r in every_hidden if r["act_std"] < ACT_STD_MIN]
+        tiny = [r for r in every_hidden if r[key] < ACT_STD_MIN]
         if tiny:
-            add("vanishing_activations", tiny[0]["activation"],
-                f"activation std {tiny[0]['act_std']:.3g} < ACT_STD_MIN={ACT_STD_MIN:g}")
+            add("vanishing_activations", at(tiny[0]),
+                f"{what} {tiny[0][key]:.3g} < ACT_STD_MIN={ACT_STD_MIN:g}")
 
     # Hidden layers only: the head's gradient (softmax − one-hot over a few outputs) is not
     # on the same per-element scale as the hidden layers' (Glorot compares hidden layers).
-    grads = _main_path([r for r in d.rows if _finite(r["grad_std"])
-                        and r["activation"] is not None])
+    grads = _main_path([r for r in d.rows if _finite(r["grad_std"]) and _hidden(r)])
+    head = _head(model, chain)
+    zero_head = head is not None and bool((model.get_submodule(head).weight == 0).all())
     if len(grads) >= 2:
         first, last = grads[0], grads[-1]
-        if last["grad_std"] > 0:
+        head_grad = next((r["grad_std"] for r in d.rows if r["layer"] == head), math.nan)
+        zeros = f"std of dL/ds is 0 at every hidden layer ({_names([r['layer'] for r in grads])})"
+        if last["grad_std"] == 0 and not zero_head and _finite(head_grad) and head_grad > 0:
+            add("vanishing_gradients", last["layer"],
+                f"{zeros} but {head_grad:.3g} at the output layer {head}: no gradient "
+                "reaches the hidden layers")
+        elif last["grad_std"] == 0:
+            why = (f"{head}'s weights are all zero (a zero-initialized head, as ViT, timm and "
+                   "Fixup make it): no gradient reaches the layers below it before its first "
+                   "step; diagnose(..., steps=1) to judge them" if zero_head else
+                   "the loss sends no gradient back (0 at the output layer too)")
+            d.not_applied["vanishing_gradients, exploding_gradients (depth ratio)"] = (
+                f"{zeros}: {why}")
+        else:
             ratio = first["grad_std"] / last["grad_std"]
             stds = ", ".join(f"{r['grad_std']:.2g}" for r in grads)
             if ratio < VANISH_RATIO or ratio > EXPLODE_RATIO:
@@ -831,35 +1181,40 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
                     f"{last['grad_std']:.3g} at {last['layer']}: ratio first/last {ratio:.2g} "
                     f"{bound}; per layer: {stds}")
 
+    _jacobian_rule(model, d, head, zero_head, add)
+
+    def where(r: dict[str, Any]) -> tuple[str, str]:
+        """(the finding's layer, how to say what was measured)"""
+        inferred = r.get("_inferred")
+        if not inferred:
+            return r["activation"], ""
+        return r["layer"], f" of what follows {r['layer']} ({inferred}, identified from the values)"
+
     for r in d.rows:
         if _finite(r["saturated"]) and r["saturated"] > SATURATION_MAX:
-            info = activation_info(model.get_submodule(r["activation"]))
+            info = r["_info"] if r.get("_inferred") else activation_info(
+                model.get_submodule(r["activation"]))
             rule = getattr(info, "saturated", None)
-            add("saturation", r["activation"],
-                f"{r['saturated']:.0%} of outputs saturated ({rule}) > "
+            layer, of = where(r)
+            add("saturation", layer,
+                f"{r['saturated']:.0%} of outputs{of} saturated ({rule}) > "
                 f"SATURATION_MAX={SATURATION_MAX:g}")
     for r in d.rows:
         if _finite(r["dead"]) and r["dead"] > DEAD_MAX:
-            add("dead_units", r["activation"],
-                f"{r['dead']:.0%} of units output zero-derivative values for every example "
-                f"of the batch > DEAD_MAX={DEAD_MAX:g}")
+            layer, of = where(r)
+            add("dead_units", layer,
+                f"{r['dead']:.0%} of units{of} output zero-derivative values for every "
+                f"example of the batch > DEAD_MAX={DEAD_MAX:g}")
+    unknown = [r for r in d.rows if functional and _hidden(r) and not r.get("_inferred")
+               and r.get("source") != "module output"]
+    if unknown:
+        names = _names([r["layer"] for r in unknown])
+        d.not_applied["saturation, dead_units"] = (
+            f"no activation module recognized, and what follows {names} could not be "
+            f"identified ({unknown[0]['layer']}: {unknown[0].get('_why', '')}): these rules "
+            "need the function; use activation modules (nn.Tanh() ...) to have them applied")
 
-    for name, m in weight_layers(model):
-        if isinstance(m, nn.Embedding):
-            continue
-        w = m.weight.detach()
-        if w.shape[0] < 2:
-            continue
-        rows = w.reshape(w.shape[0], -1)
-        b = getattr(m, "bias", None)
-        if isinstance(b, Tensor):
-            rows = torch.cat([rows, b.detach().reshape(-1, 1)], dim=1)
-        distinct = torch.unique(rows, dim=0).shape[0]
-        if distinct <= SYMMETRY_MAX_DISTINCT * w.shape[0]:
-            add("symmetric_units", name,
-                f"{w.shape[0]} output units but only {distinct} distinct weight vector(s) "
-                f"(<= SYMMETRY_MAX_DISTINCT={SYMMETRY_MAX_DISTINCT:g} of the units): units "
-                "that start equal get equal gradients and stay equal")
+    _symmetry_rule(model, d, chain, add)
 
     mean, std = d.input_stats["mean"], d.input_stats["std"]
     if d.input_stats.get("integer"):
@@ -896,6 +1251,105 @@ def _findings(model: nn.Module, d: Diagnosis, losses: list[float],
                 f"model in eval mode and BatchNorm running statistics never updated "
                 f"({', '.join(fresh[:3])}: mean 0, var 1): train in train mode first")
     return out
+
+
+def _head(model: nn.Module, chain: _Chain | None) -> str | None:
+    """The output layer: the last weight layer called, embeddings aside (the last registered
+    one when the call order is unknown); ``None`` without such layers."""
+    wl = [n for n, m in weight_layers(model) if not isinstance(m, nn.Embedding)]
+    called = [n for n in chain.calls if n in wl] if chain is not None else []
+    if called:
+        return called[-1]
+    return wl[-1] if wl else None
+
+
+def _jacobian_rule(model: nn.Module, d: Diagnosis, head: str | None, zero_head: bool,
+                   add: Callable[[str, str | None, str], None]) -> None:
+    """The input-output Jacobian's RMS singular value against ``JACOBIAN_SV_MIN/MAX``: the
+    factor by which the whole network scales an input perturbation, and the gradient it
+    sends back to the input (needs no activation module). Flagged only when it is out of range
+    also with the output layer's own gain ``‖W‖_F/√fan_in`` divided out (a zero-initialized
+    head after its first steps is small on purpose). Left out, with a note, where the
+    eval-mode Jacobian is not the function that trains or is 0 by design."""
+    io = d.context.get("input_output_jacobian_rms")
+    if io is None or not math.isfinite(io):
+        return
+    bn = [n for n, m in model.named_modules() if isinstance(m, _BN) and m.training]
+    if bn:
+        d.notes.append(f"Jacobian rule not applied: {len(bn)} BatchNorm layer(s) in train mode "
+                       f"({_names(bn)}); the Jacobian is computed in eval mode, with running "
+                       "statistics, which is another function than the one that trains")
+        return
+    if zero_head:
+        d.notes.append(f"Jacobian rule not applied: the output layer {head}'s weights are all "
+                       "zero (a zero-initialized head), so the input-output Jacobian is 0 by "
+                       "design until its first step")
+        return
+    # A small (just-moved zero-init) or large output layer scales the Jacobian by its own
+    # gain ‖W‖_F/√fan_in: flagged only when what lies below it is out of range too.
+    w = model.get_submodule(head).weight.detach() if head is not None else None
+    gain = (float(torch.linalg.vector_norm(w.float())) / math.sqrt(w[0].numel())
+            if w is not None and w.dim() >= 2 else 1.0)
+    below = io / gain
+    said = (f"input-output Jacobian: RMS singular value {io:.3g} ({below:.3g} with the output "
+            f"layer {head}'s own gain {gain:.2g} divided out)")
+    if io < JACOBIAN_SV_MIN and below < JACOBIAN_SV_MIN:
+        add("vanishing_gradients", None,
+            f"{said} < JACOBIAN_SV_MIN={JACOBIAN_SV_MIN:g}: the network scales an input "
+            "perturbation, and the gradient it sends back to its input, by about that factor")
+    elif io > JACOBIAN_SV_MAX and below > JACOBIAN_SV_MAX:
+        add("exploding_gradients", None,
+            f"{said} > JACOBIAN_SV_MAX={JACOBIAN_SV_MAX:g}: the network multiplies an input "
+            "perturbation, and the gradient it sends back to its input, by about that factor")
+
+
+def _symmetry_rule(model: nn.Module, d: Diagnosis, chain: _Chain | None,
+                   add: Callable[[str, str | None, str], None]) -> None:
+    """Units that can never become different (see the module docstring): equal incoming
+    weights and bias, equal outgoing weights in the consumer (the next weight layer called,
+    taking this layer's output unit by unit), equal values where the consumer reads them and
+    equal weight gradients. An output layer (no consumer) is never symmetric: its units get
+    different gradients through their labels."""
+    if chain is None:
+        return
+    unjudged = []
+    for name, first in chain.groups.items():
+        m = model.get_submodule(name)
+        units = len(first)
+        ids = torch.arange(units, device=first.device)
+        if int((first == ids).sum()) > SYMMETRY_MAX_DISTINCT * units:
+            continue  # not enough equal incoming weights to matter
+        nxt = chain.successor.get(name)
+        if nxt is None:
+            continue  # the output layer, or not called
+        grads = chain.grads.get(name)
+        consumer = model.get_submodule(nxt)
+        out_rows = _outgoing(consumer)
+        if not (chain.calls.get(name) == 1 and chain.calls.get(nxt) == 1
+                and name in chain.unitwise and out_rows is not None
+                and out_rows.shape[0] == units and _unit_dim(consumer) == _unit_dim(m)):
+            if grads is None or bool(_close(grads, grads[first], 1).all()):
+                unjudged.append(name)  # (gradients that already differ break it anyway)
+            continue
+        incoming = _incoming(m)
+        cls = _first_equal(torch.cat([incoming, out_rows.to(incoming.dtype)], dim=1))
+        same = chain.unitwise[name] & chain.unitwise[name][cls]
+        if grads is not None:
+            same &= _close(grads, grads[cls], 1)
+        cls = torch.where(same, cls, ids)
+        distinct = int((cls == ids).sum())
+        if distinct <= SYMMETRY_MAX_DISTINCT * units:
+            add("symmetric_units", name,
+                f"{units} units but only {distinct} class(es) of interchangeable units: equal "
+                f"incoming weights and bias, equal outgoing weights in {nxt} (the layer that "
+                "consumes them), equal values where it reads them and equal gradients "
+                f"(<= SYMMETRY_MAX_DISTINCT={SYMMETRY_MAX_DISTINCT:g} of the units): every "
+                "update keeps them equal, whatever the data")
+    if unjudged:
+        d.notes.append(f"symmetry not judged at {_names(unjudged)}: units there share incoming "
+                       "weights, but the layer that consumes them could not be determined (the "
+                       "next weight layer called does not take this output unit by unit); such "
+                       "units still become different where their outgoing weights differ")
 
 
 _FIXUP_KINDS = ("vanishing_activations", "exploding_activations", "vanishing_gradients",
@@ -980,19 +1434,24 @@ def _rebuild(model: nn.Module, **changes: Any) -> nn.Module | None:
 
 
 def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, seed: int,
-               batch_dim: int = 0) -> tuple[nn.Module, Tensor, float, str] | str:
+               batch_dim: int = 0, inferred: Any = None
+               ) -> tuple[nn.Module, Tensor, float, str] | str:
     """``(model, x, lr, what was done)`` with ``fix`` applied (copies), or the reason it
-    does not apply."""
+    does not apply. ``inferred``: the ActivationInfo identified from the values in a model
+    without activation modules (the init fix's scheme then follows it)."""
     if fix == "init":
         from trainlab.init import init_model
 
         m = copy.deepcopy(model)
-        scheme = _init_scheme(_activation(m))
+        info = _activation(m) or inferred
+        scheme = _init_scheme(info)
         with warnings.catch_warnings(record=True) as caught:  # said in the fix's note
             warnings.simplefilter("always")
             init_model(m, scheme, bias=0.0, generator=seed)
         left = "".join(f" ({w.message})" for w in caught if issubclass(w.category, UserWarning))
-        return m, x, lr, f"re-initialized with {scheme!r}, biases 0{left}"
+        how = f" (for the {info.name} identified from the values)" if (
+            info is not None and info is inferred) else ""
+        return m, x, lr, f"re-initialized with {scheme!r}{how}, biases 0{left}"
     if fix == "norm":
         spec = getattr(model, "spec", None)
         if isinstance(spec, dict) and spec.get("norm") not in (None, "none"):
@@ -1134,8 +1593,9 @@ def diagnose(
     if try_fixes:
         wanted = list(dict.fromkeys(f for fd in d.findings for f in fd.fixes)) \
             if try_fixes is True else list(try_fixes)
+        inferred = next((r["_info"] for r in d.rows if r.get("_info") is not None), None)
         for fix in wanted:
-            got = _apply_fix(fix, model, x, lr, steps, seed, bd)
+            got = _apply_fix(fix, model, x, lr, steps, seed, bd, inferred)
             if isinstance(got, str):
                 d.fix_results.append(FixResult(fix, False, got))
                 continue

@@ -9,15 +9,16 @@ self-contained page (figures beside it, named ``<page stem>.<figure>.png``):
 2. **Per-layer statistics** with plain-words column headers and a glossary giving each
    column's formula;
 3. **Findings**, each with its evidence, a "why it matters" line (the lectures'
-   explanation) and the fixes it proposes — only those fixes are listed;
+   explanation) and the fixes it proposes — only those fixes are listed; and the rules that
+   could not be applied (``not_applied``), with the reason;
 4. **Across depth**: per-layer activation std and back-propagated gradient std on a log axis,
    and the saturated / dead fractions, with the doctor's thresholds drawn where they apply —
    the quantities the findings are computed from;
 5. **Fixes tried**: the before/after table and, per applied fix, the per-layer activation and
    gradient std before and after.
 
-The page reads ``notes``, ``coverage`` and ``context`` with ``getattr`` so a diagnosis
-without them still renders.
+The page reads ``notes``, ``coverage``, ``context`` and ``not_applied`` with ``getattr`` so a
+diagnosis without them still renders.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ __all__ = ["write_doctor_page", "GLOSSARY", "WHY", "THRESHOLD_MEANING"]
 #: column header -> (plain words, formula or rule).
 GLOSSARY = {
     "layer": ("weight layer (Linear / Conv), by its name in model.named_modules()", ""),
-    "activation": ("the activation module that follows the layer", ""),
+    "activation": ("the activation module that follows the layer (without activation "
+                   "modules: the function identified from the values, marked inferred)", ""),
+    "out std": ("spread of the weight layer's own output over the batch (shown when the "
+                "model has no activation module: the depth rules then read it)",
+                "std of all values of s = W·x + b"),
     "act std": ("spread of the layer's activations over the batch",
                 "std of all values of the activation's output h = f(s)"),
     "saturated": ("fraction of outputs in the flat part of a saturating activation",
@@ -103,7 +108,12 @@ THRESHOLD_MEANING = {
     "ACT_STD_MIN": "a hidden activation std below this counts as vanishing",
     "SATURATION_MAX": "largest acceptable saturated fraction in a layer",
     "DEAD_MAX": "largest acceptable dead-unit fraction in a layer",
-    "SYMMETRY_MAX_DISTINCT": "symmetric when distinct weight rows <= this fraction of units",
+    "SYMMETRY_MAX_DISTINCT": "symmetric when the classes of interchangeable units (equal "
+                             "incoming and outgoing weights, values and gradients) are <= this "
+                             "fraction of the units",
+    "JACOBIAN_SV_MIN": "input-output Jacobian RMS singular value below this: vanishing "
+                       "gradients (also with the output layer's gain divided out)",
+    "JACOBIAN_SV_MAX": "... above this: exploding gradients",
     "INPUT_CENTER_MAX": "largest acceptable |mean(x)| / std(x) of the inputs",
 }
 
@@ -127,10 +137,19 @@ def _dash(rows: list[list[Any]]) -> list[list[Any]]:
 
 def _depth_series(d: Any, key: str) -> tuple[list[str], list[float]]:
     """(labels, values) of a per-layer quantity over the hidden layers (those followed by an
-    activation), the layers the findings compare; non-positive values are dropped from a
-    log plot by matplotlib, NaN kept as gaps."""
-    rows = [r for r in d.rows if r.get("activation")]
+    activation: a module, or without activation modules a function), the layers the findings
+    compare; non-positive values are dropped from a log plot by matplotlib, NaN kept as
+    gaps. ``act_std`` of a model without activation modules is its weight layers' output
+    std, which the doctor's depth rule reads."""
+    rows = [r for r in d.rows if r.get("hidden", bool(r.get("activation")))]
+    if key == "act_std" and _functional(d):
+        key = "out_std"
     return [r["layer"] for r in rows], [float(r.get(key, math.nan)) for r in rows]
+
+
+def _functional(d: Any) -> bool:
+    """No activation module: the rows carry the weight layers' output std."""
+    return any(_finite(r.get("out_std")) for r in d.rows)
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -201,8 +220,16 @@ def _findings(page: HtmlPage, d: Any) -> list[str]:
     from trainlab.doctor import FIXES
 
     page.heading("Findings")
+    not_applied = getattr(d, "not_applied", None) or {}
+    if not_applied:
+        page.paragraph("Rules not applied (no verdict on what they check):", cls="note")
+        page.table([[rule, why] for rule, why in not_applied.items()],
+                   header=["rule not applied", "why"])
     if not d.findings:
-        page.paragraph("No problem found.", cls="pass")
+        complete = getattr(d, "healthy", True) is True
+        page.paragraph("No problem found." if complete else "No problem found in what was "
+                       "examined; no verdict on the rest (see above).",
+                       cls="pass" if complete else "note")
         return []
     parts = ["<table><tr><th>finding</th><th>layer</th><th>evidence</th>"
              "<th>why it matters</th><th>fixes proposed</th></tr>"]
@@ -247,8 +274,10 @@ def _threshold_lines(ax: Any, values: list[float], *, lower: float, upper: float
 
 
 def _legend_below(ax: Any) -> None:
-    """Legend under the axes (below the tick labels and x label), never over a curve."""
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
+    """Legend under the axes (below the tick labels and x label), never over a curve; none
+    for a panel without labelled lines (no saturating or rectifying activation)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
 
 
 def _layer_ticks(ax: Any, names: list[str]) -> None:
@@ -266,7 +295,9 @@ def plot_depth(d: Any, path: str | os.PathLike) -> Path:
     _, grad = _depth_series(d, "grad_std")
     xs = list(range(1, len(names) + 1))
     for ax, vals, title, ylabel, ref in (
-            (axes[0], act, "activation std across depth", "std of h (log)", "first"),
+            (axes[0], act, "activation std across depth" if not _functional(d) else
+             "weight layer output std across depth", "std of h (log)" if not _functional(d)
+             else "std of s (log)", "first"),
             (axes[1], grad, "gradient std across depth", "std of dL/ds (log)", "last")):
         pos = [v if _finite(v) and v > 0 else math.nan for v in vals]
         ax.plot(xs, pos, marker="o", color="C0" if ref == "first" else "C1", label="per layer")
@@ -363,7 +394,8 @@ def write_doctor_page(d: Any, path: str | os.PathLike, title: str = "trainlab di
     except Exception as e:  # a figure must not cost the report
         page.paragraph(f"(figure skipped: {e})", cls="note")
     page.heading("Per-layer statistics")
-    page.table(_dash(d.table_rows()), header=list(d.HEADER))
+    header = d.table_header() if hasattr(d, "table_header") else list(d.HEADER)
+    page.table(_dash(d.table_rows()), header=header)
     page.heading("What the columns mean", level=3)
     _glossary(page)
     if getattr(d, "fix_results", None):
