@@ -2,7 +2,7 @@
 
 The authors' code (github.com/zhangyuc/CCNN, ``src/mnist/CCNN.py``) caches every feature
 vector of every image; its README reports ~10 GB for the MNIST variants. Its 2-layer setup,
-reproduced here with :class:`trainlab.ccnn.CCNN`:
+reproduced here with :class:`trainlab.engine.ccnn.CCNN`:
 
 ====== ======= ======== ===== ====== ==== ===== =========================================
 layer  patch   features gamma pool   R    lr    iterations (x 10 steps of 50 images)
@@ -47,7 +47,7 @@ import time
 
 import torch
 
-from trainlab.ccnn import CCNN, CCNNLayer
+from trainlab.engine.ccnn import CCNN, CCNNLayer
 from trainlab.utils import resolve_device
 
 MiB = 2**20

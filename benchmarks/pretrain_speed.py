@@ -4,7 +4,8 @@ Same MLP (``--depth`` hidden layers of ``--width``), same in-memory data, same b
 Measured, best of ``--repeats``, in a rotating order:
 
 * **plain**: ``Trainer(...).fit((x, y), steps=S)`` — ``S`` supervised steps;
-* **pretrain METHOD**: :func:`trainlab.pretrain.pretrain` with ``--pretrain-steps P`` steps
+* **pretrain METHOD**: :func:`trainlab.engine.pretraining.pretrain` with
+  ``--pretrain-steps P`` steps
   per hidden layer (``autoencoder``, ``denoising``, ``rbm``), then nothing else.
 
 Printed: seconds per run, seconds per step, and two ratios — the whole pre-training phase
@@ -26,8 +27,8 @@ import time
 
 import torch
 
+from trainlab.engine.pretraining import pretrain
 from trainlab.nn import mlp
-from trainlab.pretrain import pretrain
 from trainlab.train import Trainer
 from trainlab.utils import resolve_device
 

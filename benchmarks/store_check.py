@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainlab.runs.config import TrainConfig
+from trainlab.runs.run import collect_env
 from trainlab.store import FULL_CHECK_BYTES, RunStore
-from trainlab.train.config import TrainConfig
-from trainlab.train.runs import collect_env
 
 
 def build(path: Path, runs: int, rows: int) -> None:

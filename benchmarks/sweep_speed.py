@@ -56,7 +56,7 @@ def _lrs(m: int) -> list[float]:
 
 
 def _members(m: int, widths: list[int]):
-    from trainlab.train.pack import build_members
+    from trainlab.engine.pack import build_members
 
     spec = {**SPEC, "widths": widths}
     return build_members(spec, [{"seed": s} for s in range(m)])

@@ -1,4 +1,4 @@
-"""Tests of trainlab.ccnn against independent computations (float64 SVD, bisection,
+"""Tests of trainlab.engine.ccnn against independent computations (float64 SVD, bisection,
 explicit loops, the RBF kernel itself)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainlab.ccnn import (
+from trainlab.engine.ccnn import (
     CCNN,
     KERNEL_FEATURES,
     CCNNLayer,

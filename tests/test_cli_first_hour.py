@@ -13,7 +13,7 @@ import yaml
 
 import trainlab
 from trainlab.cli import main
-from trainlab.train.config import load_config
+from trainlab.runs.config import load_config
 
 TINY = ["--dataset", "blobs", "--depth", "2", "--width", "8", "--steps", "4",
         "--batch-size", "32", "--device", "cpu", "--no-db"]
@@ -43,7 +43,7 @@ def test_a_missing_argument_names_the_key_to_set(tmp_path, capsys, flag, key):
 
 def test_options_reach_the_techniques(tmp_path):
     from trainlab.nn.norms import GroupNorm
-    from trainlab.train.runs import build_model_from_config, build_trainer, load_data_from_config
+    from trainlab.runs.run import build_model_from_config, build_trainer, load_data_from_config
 
     cfg = load_config(overrides=[
         "data.name=blobs", "model.width=8", "model.norm=gn", "model.norm_options.groups=4",
@@ -159,8 +159,8 @@ def test_diagnose_refuses_fewer_than_two_classes(tmp_path, capsys, classes):
     dict(name="preact_resnet", depth=8, out_features=10, in_channels=3),
 ])
 def test_the_estimate_counts_exactly_the_parameters(spec):
+    from trainlab.models.memory import estimate_memory
     from trainlab.nn import build_model
-    from trainlab.nn.memory import estimate_memory
 
     real = sum(p.numel() for p in build_model(spec).parameters())
     est = estimate_memory(spec, optimizer="adam")

@@ -351,7 +351,7 @@ def test_momentum_at_least_one_warns():
 def take_step(opt, per_example) -> float:
     """One step of any registered optimizer on the mean of ``per_example()``; the loss at the
     point the step started from. L-BFGS, Newton and the natural gradient take a closure of
-    their ``closure_kind`` (see trainlab.second_order)."""
+    their ``closure_kind`` (see trainlab.optim.second_order)."""
     kind = getattr(opt, "closure_kind", None)
     if kind == "loss":
         return float(opt.step(lambda: per_example().mean()))
@@ -410,8 +410,8 @@ def test_unknown_optimizer_keyword_lists_close_matches():
 def test_one_lr_rule_everywhere(lr):
     """build_optimizer, the Trainer and the config refuse the same values, in the same words
     (before: lr=0 and lr=nan gave two different rules in the Trainer; the config took inf)."""
+    from trainlab.runs.config import load_config
     from trainlab.train import Trainer
-    from trainlab.train.config import load_config
 
     m = torch.nn.Linear(2, 2)
     for make in (lambda: build_optimizer("sgd", m, lr=lr),

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab.nn import mlp
-from trainlab.pretrain import (
+from trainlab.engine.pretraining import (
     PRETRAINERS,
     TiedDecoder,
     cd_k,
@@ -19,6 +18,7 @@ from trainlab.pretrain import (
     linear_stack,
     pretrain,
 )
+from trainlab.nn import mlp
 from trainlab.train import History, LambdaCallback, Trainer
 
 
@@ -289,7 +289,7 @@ def test_maxout_mlp_pretrains_untied_only():
 def test_unsupported_models_name_the_supported_ones():
     from trainlab.nn import convnet, preact_resnet
 
-    supported = r"pre-training needs a stack of Linear layers: an mlp from trainlab.nn.builders"
+    supported = r"pre-training needs a stack of Linear layers: an mlp from trainlab.models.builders"
     cases = [
         (convnet(1, [4], 2), r"ConvNet, its child 'block1' holds a Conv2d at 'conv'"),
         (preact_resnet(8, 2, 1, widths=(4,)), r"PreActResNet, which holds a Conv2d at 'stem'"),

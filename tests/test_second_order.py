@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainlab.optim import OPTIMIZERS, build_optimizer
-from trainlab.second_order import NaturalGradient, Newton
+from trainlab.optim.second_order import NaturalGradient, Newton
 from trainlab.train import Trainer
 
 A = torch.tensor([[10.0, 2.0], [2.0, 1.0]], dtype=torch.float64)

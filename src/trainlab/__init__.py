@@ -15,33 +15,44 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 # The `trainlab` command: a Ctrl-C while torch loads prints one line, not a traceback.
 from trainlab import _startup  # noqa: E402
+from trainlab._version import __version__  # noqa: E402
 
 _startup.install()
 
 # Importing the families registers every name (the CLI's `list` reads the registries).
-from trainlab import init, losses, nn, optim  # noqa: E402
+# Old module paths (trainlab.train.trainer, trainlab.nn.builders ...) keep working.
+from trainlab import (  # noqa: E402
+    _compat,  # noqa: E402
+    init,
+    losses,
+    models,
+    nn,
+    optim,
+)
 from trainlab.init import init_model  # noqa: E402
-from trainlab.nn import build_model, convnet, mlp, preact_resnet  # noqa: E402
+from trainlab.models import build_model, convnet, mlp, preact_resnet  # noqa: E402
 from trainlab.optim import build_optimizer, build_schedule  # noqa: E402
 from trainlab.registry import Registry  # noqa: E402
 from trainlab.utils import seed_everything  # noqa: E402
+
+_compat.install()
 
 # Heavier parts load on first use, so `import trainlab` stays quick.
 _LAZY = {
     "data": ("trainlab.data", None),
     "load_dataset": ("trainlab.data", "load_dataset"),
     "probes": ("trainlab.probes", None),
+    "engine": ("trainlab.engine", None),
+    "runs": ("trainlab.runs", None),
     "train": ("trainlab.train", None),
-    "Trainer": ("trainlab.train", "Trainer"),
+    "Trainer": ("trainlab.engine", "Trainer"),
     "store": ("trainlab.store", None),
     "doctor": ("trainlab.doctor", None),
     "diagnose": ("trainlab.doctor", "diagnose"),
-    "ccnn": ("trainlab.ccnn", None),
-    "CCNN": ("trainlab.ccnn", "CCNN"),
+    "ccnn": ("trainlab.engine.ccnn", None),
+    "CCNN": ("trainlab.engine.ccnn", "CCNN"),
 }
 
 
@@ -55,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
 def load_all_families() -> None:
     """Import every part that owns a registry (for listings and reports)."""
-    for module in ("trainlab.data", "trainlab.pretrain", "trainlab.ccnn"):
+    for module in ("trainlab.data", "trainlab.engine.pretraining", "trainlab.engine.ccnn"):
         try:
             importlib.import_module(module)
         except ImportError as e:  # pragma: no cover - a part missing from an install
@@ -73,6 +84,7 @@ __all__ = [
     "init_model",
     "load_all_families",
     "losses",
+    "models",
     "seed_everything",
     "mlp",
     "nn",

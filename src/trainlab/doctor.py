@@ -304,6 +304,11 @@ class Diagnosis:
         std of the weight layers' outputs) when the model has no activation module."""
         return ["layer", "activation"] + [h for h, _ in self._columns()]
 
+    @property
+    def fix_texts(self) -> dict[str, str]:
+        """What each named fix does (:data:`FIXES`), for the report pages."""
+        return dict(FIXES)
+
     def to_text(self) -> str:
         lines = [_format_table(self.table_header(), self.table_rows())]
         lines.append(f"loss {self.loss:.4g}; inputs: mean {self.input_stats['mean']:.3g}, "
@@ -1422,7 +1427,7 @@ def _rebuild(model: nn.Module, **changes: Any) -> nn.Module | None:
     name = _BUILDER_NAMES.get(type(model).__name__)
     if not isinstance(spec, dict) or name is None:
         return None
-    from trainlab.nn.builders import build_model
+    from trainlab.models.builders import build_model
 
     new = build_model({"name": name, **{**spec, **changes, "init": None}})
     # keep the weights of every layer that still exists with the same shape

@@ -247,6 +247,11 @@ class Registry:
         """Canonical names in registration order."""
         return list(self._entries)
 
+    def sort(self) -> None:
+        """Order the entries by name (for a family whose modules may be imported in any
+        order, such as the studies: listings then do not depend on what was imported first)."""
+        self._entries = dict(sorted(self._entries.items()))
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and normalize_name(name) in self._lookup
 

@@ -368,8 +368,8 @@ def test_registry_entries_are_described():
 
 
 def test_a_config_with_a_data_dependent_init_is_initialized_on_training_data():
-    from trainlab.train.config import load_config
-    from trainlab.train.runs import build_model_from_config, load_data_from_config
+    from trainlab.runs.config import load_config
+    from trainlab.runs.run import build_model_from_config, load_data_from_config
 
     cfg = load_config(overrides=["data.name=blobs", "model.depth=3", "model.width=16",
                                  "model.activation=relu", "model.norm=none",

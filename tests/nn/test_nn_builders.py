@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab.nn.activations import Maxout
-from trainlab.nn.builders import (
+from trainlab.models.builders import (
     MODELS,
     ConvMaxout,
     build_model,
@@ -17,6 +16,7 @@ from trainlab.nn.builders import (
     mlp,
     preact_resnet,
 )
+from trainlab.nn.activations import Maxout
 from trainlab.nn.norms import NORMS, BatchNorm, GroupNorm, LayerNorm
 
 

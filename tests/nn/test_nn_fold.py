@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from trainlab.nn.builders import convnet, mlp, preact_resnet
+from trainlab.models.builders import convnet, mlp, preact_resnet
 from trainlab.nn.fold import fold_bn, fold_bn_into_, foldable_pairs
 from trainlab.nn.norms import BatchNorm
 

@@ -1,18 +1,18 @@
-"""trainlab.nn.memory: exact counts on the meta device, the byte formula, the refusal."""
+"""trainlab.models.memory: exact counts on the meta device, the byte formula, the refusal."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from trainlab.nn import memory
-from trainlab.nn.memory import (
+from trainlab.models.memory import (
     MemoryEstimate,
     available_memory,
     check_fits,
     estimate_memory,
     format_bytes,
 )
+from trainlab.nn import memory
 
 
 def test_activation_count_of_a_known_mlp():

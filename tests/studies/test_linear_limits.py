@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainlab.data.synthetic import quadrants
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies import run_study
 from trainlab.studies.linear_limits import best_line_accuracy, collapse_affine
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies import run_study
 from trainlab.studies.symmetry import RowSpreadProbe, row_spread
 

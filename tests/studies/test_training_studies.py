@@ -161,7 +161,7 @@ def test_bn_mnist_study(tmp_path):
 
 
 def test_sigmoid_input_percentiles_probe_leaves_training_alone():
-    from trainlab.nn.builders import mlp
+    from trainlab.models.builders import mlp
     from trainlab.studies.bn_mnist import SigmoidInputPercentiles
     from trainlab.train import Trainer
 

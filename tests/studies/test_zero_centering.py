@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies import run_study
 from trainlab.studies.zero_centering import (
     _per_example_fraction,

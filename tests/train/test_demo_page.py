@@ -8,7 +8,7 @@ import re
 import torch
 
 import trainlab
-from trainlab.train.demo import gradient_stds, run_demo
+from trainlab.cli.demo_app import gradient_stds, run_demo
 
 
 def test_gradient_stds_match_a_hand_computed_backward():
@@ -41,7 +41,7 @@ def test_demo_page_is_self_explaining(tmp_path):
 
 
 def test_demo_runs_its_studies_and_links_them(tmp_path):
-    from trainlab.train.demo import DEMO_STUDIES
+    from trainlab.cli.demo_app import DEMO_STUDIES
 
     lines = []
     res = run_demo(tmp_path / "demo", steps=4, depth=2, width=8, db=tmp_path / "t.db",

@@ -17,8 +17,8 @@ import sys
 import pytest
 import torch
 
-from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.distributed import is_distributed, is_main, rank, world_size
+from trainlab.engine.checkpoint import load_checkpoint
+from trainlab.engine.distributed import is_distributed, is_main, rank, world_size
 
 ARGS = ["train", "--dataset", "spirals", "--depth", "2", "--width", "16", "--steps", "30",
         "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.1", "--seed", "3", "--quiet",
@@ -71,11 +71,11 @@ def test_rank_helpers_outside_torchrun(monkeypatch):
 
 
 def test_distributed_trainer_needs_the_process_group():
+    from trainlab.engine.distributed import DistributedTrainer
     from trainlab.nn import mlp
-    from trainlab.train.distributed import DistributedTrainer
 
     with pytest.raises(RuntimeError, match="needs the process group: call "
-                       "trainlab.train.distributed.setup"):
+                       "trainlab.engine.distributed.setup"):
         DistributedTrainer(mlp([2, 4, 2]), lr=0.1, progress=False)
 
 
@@ -84,9 +84,9 @@ def test_one_process_group_trains_as_the_trainer(monkeypatch):
     process takes the Trainer's steps; cleanup() leaves the group."""
     import torch.distributed as dist
 
+    from trainlab.engine.distributed import DistributedTrainer, cleanup, setup
     from trainlab.nn import mlp
     from trainlab.train import Trainer
-    from trainlab.train.distributed import DistributedTrainer, cleanup, setup
 
     for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
@@ -171,7 +171,7 @@ _LOOP = """
 import os, sys, torch
 import torch.distributed as dist
 from trainlab.nn import mlp
-from trainlab.train.distributed import DistributedTrainer, cleanup
+from trainlab.engine.distributed import DistributedTrainer, cleanup
 rank = int(os.environ["RANK"])
 g = torch.Generator().manual_seed(0)
 x, y = torch.randn(96, 2, generator=g), torch.randint(0, 2, (96,), generator=g)

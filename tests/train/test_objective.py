@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainlab.train.objective import nest, train_objective
+from trainlab.runs.objective import nest, train_objective
 
 CFG = {"data.name": "spirals", "model.depth": 2, "model.width": 16, "steps": 40,
        "batch_size": 32, "optim.name": "sgd", "optim.lr": 0.1, "seed": 1, "device": "cpu",

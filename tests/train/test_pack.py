@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from trainlab.engine.pack import build_members, structure_key
 from trainlab.nn import build_model
 from trainlab.nn.norms import NORMS
 from trainlab.optim import build_optimizer
 from trainlab.train import Pack, PackOptimizer, PackTrainer, Trainer, train_pack
-from trainlab.train.pack import build_members, structure_key
 from trainlab.utils import seed_everything
 
 

@@ -9,10 +9,11 @@ tasks than there are CPUs.
 from __future__ import annotations
 
 import builtins
+import signal
 
 import pytest
 
-from trainlab.train.objective import train_objective
+from trainlab.runs.objective import train_objective
 
 CFG = {"data.name": "spirals", "model.depth": 1, "model.width": 8, "steps": 20,
        "batch_size": 32, "optim.name": "sgd", "device": "cpu", "log_every": 10}
@@ -29,10 +30,13 @@ def _same_metrics(got, config):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    from trainlab.train.ray_executor import run_with_ray
+    from trainlab.runs.ray_executor import run_with_ray
 
     if ray.is_initialized():  # pragma: no cover - a Ray left running by another module
         ray.shutdown()
+    # ray.init installs its own SIGTERM/SIGINT handlers in this process and shutdown leaves
+    # them: put the test process's back, or later signal tests see Ray's handler
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     # no configs: only starts the local Ray, with the executor's own ray.init settings
     assert run_with_ray([], init_kwargs={"num_cpus": 2}) == []
     assert ray.is_initialized()
@@ -40,6 +44,8 @@ def local_ray():
         yield ray
     finally:
         ray.shutdown()
+        for s, h in saved.items():
+            signal.signal(s, h)
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
@@ -51,7 +57,7 @@ def test_missing_ray_names_the_extra(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    from trainlab.train.ray_executor import require_ray
+    from trainlab.runs.ray_executor import require_ray
 
     with pytest.raises(ImportError, match=r"trainlab\[ray\]"):
         require_ray()
@@ -59,15 +65,15 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 def test_one_folder_per_config():
     pytest.importorskip("ray")
-    from trainlab.train.ray_executor import run_with_ray
+    from trainlab.runs.ray_executor import run_with_ray
 
     with pytest.raises(ValueError, match="one folder per config: 2 configs, 1 folders"):
         run_with_ray([TINY, TINY], ["a"])
 
 
 def test_ray_tasks_match_in_process_and_record_the_run(local_ray, tmp_path):
+    from trainlab.runs.ray_executor import run_with_ray
     from trainlab.store import RunStore
-    from trainlab.train.ray_executor import run_with_ray
 
     assert local_ray.cluster_resources().get("CPU") == 2
     configs = [{**TINY, "seed": 0}, {**TINY, "seed": 1, "optim.lr": 0.2}]
@@ -86,7 +92,7 @@ def test_ray_tasks_match_in_process_and_record_the_run(local_ray, tmp_path):
 
 
 def test_a_bad_config_fails_with_its_message(local_ray):
-    from trainlab.train.ray_executor import run_with_ray
+    from trainlab.runs.ray_executor import run_with_ray
 
     # the task's ValueError reaches the driver (Ray's task error is also a ValueError)
     with pytest.raises(ValueError, match="unknown key model.widht"):
@@ -95,8 +101,8 @@ def test_a_bad_config_fails_with_its_message(local_ray):
 
 @pytest.mark.slow
 def test_more_tasks_than_cpus_match_in_process(local_ray, tmp_path):
+    from trainlab.runs.ray_executor import run_with_ray
     from trainlab.store import RunStore
-    from trainlab.train.ray_executor import run_with_ray
 
     configs = [{**CFG, "optim.lr": lr, "seed": s} for lr in (0.05, 0.2) for s in (0, 1)]
     outs = [tmp_path / f"run{i}" for i in range(len(configs))]

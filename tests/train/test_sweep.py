@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from trainlab.cli import main
+from trainlab.runs.run import execute_run
 from trainlab.store import RunStore
 from trainlab.train import PackTrainer
 from trainlab.train import sweep as S
-from trainlab.train.runs import execute_run
 
 
 def _grid(**over):

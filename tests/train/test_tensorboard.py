@@ -20,7 +20,7 @@ def test_missing_extra_names_it(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    from trainlab.train.tensorboard import TensorBoardSink
+    from trainlab.engine.tensorboard import TensorBoardSink
 
     with pytest.raises(ImportError, match=r"trainlab\[tensorboard\]"):
         TensorBoardSink("x")
@@ -30,8 +30,8 @@ def test_scalars_and_precomputed_histograms(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from trainlab.engine.tensorboard import TensorBoardSink
     from trainlab.probes import ActivationStats
-    from trainlab.train.tensorboard import TensorBoardSink
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)

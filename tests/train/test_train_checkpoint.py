@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.engine.checkpoint import save_checkpoint, set_rng_state
 from trainlab.train import CheckpointError, Trainer, load_checkpoint
-from trainlab.train.checkpoint import save_checkpoint, set_rng_state
 
 
 class _CreatesFile:
@@ -134,8 +134,8 @@ def test_every_part_trainlab_writes_loads_with_weights_only(tmp_path):
 
 
 def test_orphan_temporary_files_are_removed_on_resume(tmp_path):
-    from trainlab.train.config import load_config
-    from trainlab.train.runs import execute_run
+    from trainlab.runs.config import load_config
+    from trainlab.runs.run import execute_run
 
     cfg = load_config(overrides=["data.name=blobs", "model.depth=1", "model.width=4",
                                  "steps=8", "batch_size=64", "log_every=4", "device=cpu"])

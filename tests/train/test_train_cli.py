@@ -97,7 +97,7 @@ def test_resume_refuses_corrupt_checkpoint(tmp_path, capsys):
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch, capsys):
-    import trainlab.train.runs as runs
+    import trainlab.runs.run as runs
 
     assert _train(tmp_path, out="full") == 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainlab.train.config import (
+from trainlab.runs.config import (
     TrainConfig,
     config_diff,
     load_config,
@@ -138,7 +138,7 @@ def test_probe_errors_name_close_matches_and_values():
 
 
 def test_config_diff_covers_probes_and_fills_keys_of_older_configs():
-    from trainlab.train.config import with_defaults
+    from trainlab.runs.config import with_defaults
 
     a = load_config(overrides=["probes=activations"]).to_dict()
     b = load_config(overrides=["probes=activations,jacobian", "probe_every=7"]).to_dict()
@@ -167,8 +167,8 @@ def test_seq_classifier_config_builds_and_trains_with_each_recurrent_norm(tmp_pa
 
     import torch
 
-    from trainlab.nn.builders import SeqClassifier
-    from trainlab.train.runs import build_model_from_config, build_trainer, load_data_from_config
+    from trainlab.models.builders import SeqClassifier
+    from trainlab.runs.run import build_model_from_config, build_trainer, load_data_from_config
 
     f = tmp_path / "seq.yaml"
     f.write_text(
@@ -194,7 +194,7 @@ def test_seq_classifier_config_builds_and_trains_with_each_recurrent_norm(tmp_pa
 
 def test_seq_classifier_options_norm_options_and_input_size():
     from trainlab.data import load_dataset
-    from trainlab.train.runs import build_model_from_config
+    from trainlab.runs.run import build_model_from_config
 
     cfg = load_config(overrides=[
         "data.name=mnist1d", "data.options.num_samples=100", "model.builder=lstm_classifier",
@@ -242,7 +242,7 @@ def test_seq_classifier_keys_that_do_not_apply_name_key_value_and_allowed():
 
 
 def test_seq_classifier_spec_checks_a_config_made_in_python():
-    from trainlab.train.config import ModelConfig, seq_classifier_spec
+    from trainlab.runs.config import ModelConfig, seq_classifier_spec
 
     cfg = TrainConfig(model=ModelConfig(builder="seq_classifier", dropout=0.5))
     with pytest.raises(ValueError, match="model.dropout does not apply.*Received: "

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab.nn import mlp
-from trainlab.train.ensemble import (
+from trainlab.engine.ensemble import (
     Ensemble,
     bagging,
     bootstrap_indices,
@@ -19,7 +18,8 @@ from trainlab.train.ensemble import (
     mc_dropout_predict,
     weight_scaling_predict,
 )
-from trainlab.train.history import History
+from trainlab.engine.history import History
+from trainlab.nn import mlp
 
 
 def test_bootstrap_rows_are_sampled_with_replacement():

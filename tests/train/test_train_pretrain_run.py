@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-import trainlab.pretrain as tp
+import trainlab.engine.pretraining as tp
 from trainlab.cli import main
+from trainlab.runs.config import load_config
+from trainlab.runs.run import build_model_from_config, execute_run, load_data_from_config
 from trainlab.store import RunStore
 from trainlab.train import load_checkpoint
-from trainlab.train.config import load_config
-from trainlab.train.runs import build_model_from_config, execute_run, load_data_from_config
 from trainlab.utils import seed_everything
 
 
@@ -93,7 +93,7 @@ def test_config_errors(sets, match):
 
 
 def test_old_configs_without_the_section_compare_equal():
-    from trainlab.train.config import config_diff, with_defaults
+    from trainlab.runs.config import config_diff, with_defaults
 
     given = load_config(overrides=["data.name=blobs"]).to_dict()
     stored = dict(given)

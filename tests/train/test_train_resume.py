@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.engine.checkpoint import save_checkpoint
 from trainlab.train import CheckpointError, LambdaCallback, Trainer, load_checkpoint
-from trainlab.train.checkpoint import save_checkpoint
 
 
 def _data(n=200, seed=0):
@@ -116,7 +116,7 @@ def test_sigkill_during_large_checkpoint_write_leaves_old_file_readable(tmp_path
             sys.stdout.write("writing\\n"); sys.stdout.flush()
             import time; time.sleep(30)
         os.fsync = slow_fsync
-        from trainlab.train.checkpoint import save_checkpoint
+        from trainlab.engine.checkpoint import save_checkpoint
         save_checkpoint({str(ckpt)!r}, {{"step": 2, "model": {{"w": torch.zeros(10**6)}},
                         "optimizer": {{}}, "rng": {{}}}})
         """
@@ -285,8 +285,8 @@ def test_resume_restores_the_numpy_and_python_random_states(tmp_path):
 
 
 def test_execute_run_reads_the_checkpoint_once(tmp_path, monkeypatch):
-    from trainlab.train.config import load_config
-    from trainlab.train.runs import execute_run
+    from trainlab.runs.config import load_config
+    from trainlab.runs.run import execute_run
 
     cfg = load_config(overrides=["data.name=blobs", "model.depth=1", "model.width=4",
                                  "steps=8", "batch_size=64", "log_every=4", "device=cpu"])

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-import trainlab.train.runs as runs
+import trainlab.runs.run as runs
+from trainlab.cli.demo_app import activation_stds, run_demo
+from trainlab.runs.config import load_config
+from trainlab.runs.run import RunFolder, execute_run
 from trainlab.store import RunStore
-from trainlab.train.config import load_config
-from trainlab.train.demo import activation_stds, run_demo
-from trainlab.train.runs import RunFolder, execute_run
 
 
 def _cfg(**over):

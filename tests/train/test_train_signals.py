@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import trainlab.train.runs as runs
+import trainlab.runs.run as runs
 from trainlab.cli import main
 from trainlab.store import RunStore
 from trainlab.train import load_checkpoint
@@ -225,7 +225,7 @@ def test_sigterm_to_the_command_saves_marks_interrupted_and_exits_143(tmp_path):
 
 _SLOW_PLOTS = """
 import sys, time
-import trainlab.train.runs as runs
+import trainlab.runs.run as runs
 from trainlab.cli import main
 real = runs.plot_curves
 def slow(*a, **k):
@@ -311,7 +311,7 @@ def test_a_second_signal_while_fit_cleans_up_still_restores_the_handlers(tmp_pat
 
 def test_any_command_stopped_by_sigterm_exits_143(monkeypatch, capsys):
     import trainlab.cli.demo as demo
-    from trainlab.train.trainer import TrainingInterrupted
+    from trainlab.engine.trainer import TrainingInterrupted
 
     def stopped(args):
         raise TrainingInterrupted(signal.SIGTERM, 3)

@@ -113,7 +113,7 @@ def test_a_failed_force_leaves_the_old_run_and_its_row_intact(tmp_path, capsys, 
 
 def test_the_old_row_is_not_marked_overwritten_before_the_folder_is_replaced(
         tmp_path, capsys, monkeypatch):
-    import trainlab.train.runs as runs
+    import trainlab.runs.run as runs
 
     assert _train(tmp_path) == 0
 

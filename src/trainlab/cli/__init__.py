@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainlab import __version__
+    from trainlab._version import __version__
 
     parser = _Parser(
         prog="trainlab",

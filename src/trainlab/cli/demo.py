@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.cli import CliError
+    from trainlab.cli.demo_app import DEMO_STUDIES, run_demo
     from trainlab.store import DEFAULT_DB
-    from trainlab.train.demo import DEMO_STUDIES, run_demo
 
     for name in ("steps", "depth", "width"):
         if getattr(args, name) < 1:

@@ -84,7 +84,7 @@ def load_model(target: str) -> Any:
 
 
 def model_from_spec(text: str) -> Any:
-    from trainlab.nn.builders import build_model
+    from trainlab.models.builders import build_model
 
     try:
         spec = json.loads(text)

@@ -19,11 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import trainlab
+    import trainlab.data  # noqa: F401  (the parts that own registries register on import)
+    import trainlab.engine.ccnn  # noqa: F401
+    import trainlab.engine.pretraining  # noqa: F401
+    import trainlab.losses  # noqa: F401
+    import trainlab.models  # noqa: F401
+    import trainlab.optim  # noqa: F401
     from trainlab.registry import Registry
     from trainlab.studies import load_studies
 
-    trainlab.load_all_families()  # the lazily imported parts own registries too
     load_studies()  # each study module registers itself, as for `trainlab study list`
 
     families = Registry.families()

@@ -104,10 +104,10 @@ def _when(t) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.cli import CliError
-    from trainlab.train.runs import format_table
+    from trainlab.runs.run import format_table
 
     if args.action == "compare" and getattr(args, "sweep", None):
-        from trainlab.train.sweep import sweep_run_ids
+        from trainlab.runs.sweep import sweep_run_ids
 
         db, ids = sweep_run_ids(args.sweep, args.db)
         args.db = args.db or str(db)
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             print("no runs recorded yet")
         return 0
     if args.action == "show":
-        from trainlab.train.config import _flat
+        from trainlab.runs.config import _flat
 
         r = store.get_run(args.id)
         rows = [["id", r["id"]], ["name", r["name"] or ""], ["status", r["status"]],
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows, ["field", "value"]))
         return 0
     if args.action == "compare":
-        from trainlab.train.config import _flat
+        from trainlab.runs.config import _flat
 
         if len(args.ids) < 2:
             raise CliError(f"compare needs at least two run ids. Received: {args.ids}.")

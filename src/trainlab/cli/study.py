@@ -159,8 +159,8 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
 
 
 def _print_claims(results) -> None:
+    from trainlab.runs.run import format_table
     from trainlab.studies.page import data_short
-    from trainlab.train.runs import format_table
 
     rows = []
     for r in results:

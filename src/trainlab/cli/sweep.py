@@ -63,14 +63,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainlab.cli import CliError
-    from trainlab.store import DEFAULT_DB
-    from trainlab.train.sweep import (
+    from trainlab.runs.sweep import (
         expand_grid,
         format_plan,
         load_grid,
         plan_packs,
         run_sweep,
     )
+    from trainlab.store import DEFAULT_DB
 
     if args.max_pack < 1:
         raise CliError(f"--max-pack must be >= 1. Received: --max-pack {args.max_pack}.")

@@ -166,9 +166,9 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainlab.cli import CliError
+    from trainlab.runs.config import load_config
+    from trainlab.runs.run import execute_run, format_table, resume_config, summary_rows
     from trainlab.store import DEFAULT_DB
-    from trainlab.train.config import load_config
-    from trainlab.train.runs import execute_run, format_table, resume_config, summary_rows
 
     if args.resume and args.force:
         raise CliError("give --resume or --force, not both.")
@@ -188,7 +188,7 @@ def _train(args: argparse.Namespace) -> int:
     db = None if args.no_db else (args.db or DEFAULT_DB)
     sinks = []
     if args.tensorboard:
-        from trainlab.train.tensorboard import TensorBoardSink
+        from trainlab.engine.tensorboard import TensorBoardSink
 
         sinks.append(TensorBoardSink(args.tensorboard))
     result = execute_run(
@@ -203,7 +203,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     for sink in sinks:
         sink.close()
-    from trainlab.train.distributed import is_main
+    from trainlab.engine.distributed import is_main
 
     if not is_main():  # under torchrun only rank 0 reports
         return 1 if result.status == "diverged" else 0
@@ -252,7 +252,7 @@ def _interrupted(e: KeyboardInterrupt, out: str | None) -> int:
     if state.get("pid") != os.getpid():  # this process never started the run
         msg = f"interrupted ({name}) while starting up, before training; nothing was written"
     elif state.get("status") == "interrupted":
-        from trainlab.train.runs import resume_command
+        from trainlab.runs.run import resume_command
 
         msg = (f"interrupted ({name}) at step {state.get('step')}; checkpoint saved in "
                f"{out}. Resume with: {resume_command(out)}")

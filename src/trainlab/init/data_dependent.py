@@ -655,7 +655,7 @@ def _match(names: Sequence[str], pattern: Any) -> list[str]:
 
 
 def _default_branches(model: nn.Module) -> list[str]:
-    from trainlab.nn.builders import PreActBlock
+    from trainlab.nn.blocks import PreActBlock
 
     return [n for n, m in model.named_modules() if isinstance(m, PreActBlock)]
 
@@ -695,7 +695,7 @@ def fixup_(
         data: optional batch (only to order the branch layers by their calls).
         branches: names or fnmatch patterns of the residual branch modules (e.g.
             ``"layer*.*"`` for torchvision's ResNet, whose blocks hold branch and shortcut).
-            Default: every :class:`trainlab.nn.builders.PreActBlock` (``preact_resnet``).
+            Default: every :class:`trainlab.models.builders.PreActBlock` (``preact_resnet``).
         shortcut: child names that hold the skip path inside a branch module.
         head: name of the classification layer to zero; ``"auto"``: the last ``nn.Linear``
             outside the branches; ``None``: leave it.

@@ -1,4 +1,4 @@
-"""Layers: activations, normalizations, model builders, BN folding.
+"""Layers: activations, normalizations, recurrent cells, residual blocks, BN folding.
 
 - :mod:`trainlab.nn.activations` — the ``activation`` registry :data:`ACTIVATIONS`, the
   activation Modules, :class:`Maxout` and :func:`activation_info` (saturation and dead rules,
@@ -6,8 +6,9 @@
 - :mod:`trainlab.nn.norms` — the ``norm`` registry :data:`NORMS` (``none``, ``bn``, ``ln``,
   ``in``, ``gn``), :func:`norm_layer`, placement before/after the nonlinearity, and BN's
   momentum convention against Keras'.
-- :mod:`trainlab.nn.builders` — the ``model`` registry :data:`MODELS` (``mlp``, ``convnet``,
-  ``preact_resnet``) and :func:`build_model` for configs and the CLI.
+- :mod:`trainlab.nn.blocks` — the units a builder assembles (an activation, a norm or weight
+  reparametrization) and :class:`PreActBlock`; the builders themselves (``mlp``,
+  ``convnet``, ``preact_resnet``, ``seq_classifier``) are in :mod:`trainlab.models`.
 - :mod:`trainlab.nn.weight_norm` — weight normalization and centered weight normalization
   (``wn``, ``cwn``, ``wn_mobn``): :func:`weight_norm_`, data-dependent
   :func:`weight_norm_init_`, torch state-dict layouts.
@@ -24,16 +25,17 @@
 
 Example::
 
-    >>> from trainlab.nn import mlp, fold_bn
+    >>> from trainlab.models import mlp
+    >>> from trainlab.nn import fold_bn
     >>> model = mlp(784, [100] * 3, 10, activation="tanh", norm="bn", placement="before")
     >>> model.block3.norm, model.block3.act
     >>> fast = fold_bn(model)           # eval-mode copy, same outputs
 """
 
 from trainlab.nn import norms, renorm, weight_norm, normprop  # noqa: I001  (registry order)
-from trainlab.nn import activations, builders, fold, functional, natural, recurrent
+from trainlab.nn import activations, blocks, fold, functional, natural, recurrent
 from trainlab.nn.activations import *  # noqa: F403
-from trainlab.nn.builders import *  # noqa: F403
+from trainlab.nn.blocks import *  # noqa: F403
 from trainlab.nn.fold import *  # noqa: F403
 from trainlab.nn.natural import *  # noqa: F403
 from trainlab.nn.norms import *  # noqa: F403
@@ -45,7 +47,7 @@ from trainlab.nn.weight_norm import *  # noqa: F403
 __all__ = [
     *activations.__all__,
     *norms.__all__,
-    *builders.__all__,
+    *blocks.__all__,
     *fold.__all__,
     *renorm.__all__,
     *weight_norm.__all__,
@@ -53,7 +55,7 @@ __all__ = [
     *recurrent.__all__,
     *natural.__all__,
     "activations",
-    "builders",
+    "blocks",
     "fold",
     "functional",
     "natural",

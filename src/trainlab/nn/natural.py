@@ -306,7 +306,7 @@ class WhiteningCallback:
     or after each multiple of ``every`` steps, :func:`reestimate_whitening` runs on
     ``num_samples`` examples drawn (without replacement, seeded) from ``x`` or, when ``x`` is
     ``None``, from the trainer's training set (the callback protocol of
-    :mod:`trainlab.train.callbacks`). Callbacks run at logging points only, so make
+    :mod:`trainlab.engine.callbacks`). Callbacks run at logging points only, so make
     ``every`` a multiple of the Trainer's ``log_every`` (a warning says when it is not).
     Each re-estimation keeps the network's function; the optimizer's state (momentum,
     Adam moments) is kept as it is.

@@ -187,7 +187,7 @@ class BatchRenorm(_BatchNorm):
     def current_limits(self) -> tuple[float, float]:
         """``(r_max, d_max)`` for the next training step."""
         count = self.num_batches_tracked
-        # Inside torch.func.vmap (a vectorized pack of models, trainlab.train.pack) the count
+        # Inside torch.func.vmap (a vectorized pack of models, trainlab.engine.pack) the count
         # is a batched tensor whose members all hold the same step: read the first one, as
         # `int()` of a batched tensor is not allowed.
         from torch._C import _functorch

@@ -217,8 +217,7 @@ def _glossary(page: HtmlPage) -> None:
 
 
 def _findings(page: HtmlPage, d: Any) -> list[str]:
-    from trainlab.doctor import FIXES
-
+    fixes = d.fix_texts  # what each named fix does (trainlab.doctor.FIXES)
     page.heading("Findings")
     not_applied = getattr(d, "not_applied", None) or {}
     if not_applied:
@@ -245,7 +244,7 @@ def _findings(page: HtmlPage, d: Any) -> list[str]:
     tried = [fr.fix for fr in getattr(d, "fix_results", [])]
     shown = list(dict.fromkeys(proposed + tried))
     page.heading("The fixes these findings propose", level=3)
-    page.table([[k, FIXES.get(k, "?"), "yes" if k in proposed else "asked for"]
+    page.table([[k, fixes.get(k, "?"), "yes" if k in proposed else "asked for"]
                 for k in shown], header=["fix", "what it does", "proposed by a finding"])
     return shown
 

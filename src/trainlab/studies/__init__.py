@@ -75,6 +75,7 @@ def load_studies() -> None:
         if info.name.startswith("_") or info.name in _FRAMEWORK:
             continue
         importlib.import_module(f"{__name__}.{info.name}")
+    STUDIES.sort()  # catalogue order, whatever was imported first (the demo imports two)
     _loaded = True
 
 

@@ -59,7 +59,7 @@ def build_mlp(sizes: Sequence[int], activation: str, init: Any, *, norm: str = "
     """``mlp(sizes, ...)`` initialized with ``init`` (a name or ``(name, kwargs)``) from
     ``seed``; biases ``bias_init``."""
     from trainlab.init import init_model
-    from trainlab.nn.builders import mlp
+    from trainlab.models.builders import mlp
 
     torch.manual_seed(seed)
     model = mlp(list(sizes), activation=activation, norm=norm, placement=placement)

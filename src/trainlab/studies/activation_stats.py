@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.init import init_model
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies._signal import (
     abs_fraction,
     gaussian_input,

@@ -39,8 +39,8 @@ class Config:
 
 def _model(act: str, sizes, seed: int) -> torch.nn.Module:
     from trainlab.init import init_model
+    from trainlab.models.builders import mlp
     from trainlab.nn import activation_info
-    from trainlab.nn.builders import mlp
 
     torch.manual_seed(seed)
     model = mlp(list(sizes), activation=act)

@@ -57,6 +57,7 @@ from typing import Any
 import torch
 
 from trainlab.registry import Registry
+from trainlab.studies.page import format_value, write_study_page
 from trainlab.utils import atomic_write_text, resolve_device
 
 __all__ = [
@@ -82,26 +83,6 @@ SCALES = ("test", "quick", "paper")
 _OPS = ("<", "<=", ">", ">=", "in")
 
 STUDIES = Registry("study")
-
-
-def format_value(value: Any) -> str:
-    """A measured number as a person reads it: 4 significant digits, scientific when tiny."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, (int, float)):
-        v = float(value)
-        if math.isnan(v) or math.isinf(v):
-            return str(v)
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
-            return f"{v:.3e}"
-        if float(v).is_integer() and abs(v) < 1e5:
-            return str(int(v))
-        return f"{v:.4g}"
-    return str(value)
 
 
 class DataMissingError(FileNotFoundError):
@@ -556,8 +537,8 @@ class StudyContext:
         "diverged"`` (``on_divergence="stop"``) for the study to report. ``seed`` defaults to
         the study's seed. Returns the History.
         """
-        from trainlab.train.runs import collect_env
-        from trainlab.train.trainer import Trainer
+        from trainlab.engine.trainer import Trainer
+        from trainlab.runs.run import collect_env
 
         seed = self.seed if seed is None else seed
         trainer_kwargs.setdefault("device", self.device)
@@ -768,7 +749,7 @@ class StudyResult:
         return self.dataset
 
     def to_dict(self) -> dict[str, Any]:
-        from trainlab import __version__
+        from trainlab._version import __version__
 
         return {
             "study": self.name, "title": self.title, "source": self.source,
@@ -889,8 +870,6 @@ def run_study(
     )
     atomic_write_text(out_path / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
-    from trainlab.studies.page import write_study_page
-
     write_study_page(result, spec)
     na = len(claims) - result.n_applicable
     say(f"  {result.n_passed}/{result.n_applicable} claims passed on {result.data_text}"
@@ -911,8 +890,6 @@ def no_data_result(spec: Study, scale: str, seed: int, out: Path, message: str) 
                          summary=spec.summary, dataset=None, data_note=spec.data_note)
     atomic_write_text(out / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
-    from trainlab.studies.page import write_study_page
-
     write_study_page(result, spec)
     return result
 

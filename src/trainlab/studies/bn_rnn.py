@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.nn.builders import seq_classifier
+from trainlab.models.builders import seq_classifier
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 #: (registry name, label on the figures and tables)

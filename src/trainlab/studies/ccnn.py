@@ -7,7 +7,7 @@ MNIST-basic), their training objective decreases monotonically (each layer is a 
 problem solved by projected SGD), and the nuclear-norm constraint makes the parameter
 matrix nearly low-rank, which is what lets a few filters be recovered from it.
 
-Setup: :class:`trainlab.ccnn.CCNN` with one or two layers (5x5 patches, RBF random Fourier
+Setup: :class:`trainlab.engine.ccnn.CCNN` with one or two layers (5x5 patches, RBF random Fourier
 features, 2x2 average pooling, 16 filters passed on), against ``Conv(5x5, 16) - ReLU -
 AvgPool(2)`` blocks (one or two) and a linear classifier, trained with Adam through the
 Trainer. CCNN-1 is the first stage of CCNN-2 (layer-wise training makes them the same
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainlab.ccnn import CCNN, CCNNLayer
+from trainlab.engine.ccnn import CCNN, CCNNLayer
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 

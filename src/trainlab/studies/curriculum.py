@@ -70,7 +70,7 @@ def steps_to(history_rows: list[dict], target: float) -> float:
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     from trainlab.data.base import Dataset
-    from trainlab.train.history import History
+    from trainlab.engine.history import History
 
     data = flatten(ctx.dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
     easy = data.y_train < 3

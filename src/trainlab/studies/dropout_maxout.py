@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.nn.builders import mlp
+from trainlab.engine.ensemble import bagging, mc_dropout_predict, weight_scaling_predict
+from trainlab.models.builders import mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
-from trainlab.train.ensemble import bagging, mc_dropout_predict, weight_scaling_predict
 
 __all__ = ["Config", "run"]
 

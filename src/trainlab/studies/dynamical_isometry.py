@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from trainlab.init import init_model
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.probes import jacobian_singular_values
 from trainlab.studies._signal import _plt, mean_spread, plot_layer_curves
 from trainlab.studies.base import Claim, StudyContext, study

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-import trainlab
 from trainlab.init import fixup_scale, init_model
+from trainlab.models import preact_resnet
 from trainlab.studies.base import Claim, StudyContext, study
 
 NETS = ("bn", "no-bn-he", "no-bn-fixup")
@@ -56,7 +56,7 @@ def _data(ctx: StudyContext, cfg: Config) -> tuple[Any, ...]:
 
 def _net(cfg: Config, kind: str, classes: int, channels: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    m = trainlab.preact_resnet(cfg.depth, out_features=classes, in_channels=channels,
+    m = preact_resnet(cfg.depth, out_features=classes, in_channels=channels,
                                widths=cfg.widths, norm="bn" if kind == "bn" else "none")
     if kind == "no-bn-fixup":
         init_model(m, "fixup", generator=seed)

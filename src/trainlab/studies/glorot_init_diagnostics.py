@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from trainlab.data.shapeset import ShapesetStream
 from trainlab.init import init_model
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.probes import JacobianSpectrum
 from trainlab.report.probe_plots import plot_jacobian_spectra
 from trainlab.studies._signal import (

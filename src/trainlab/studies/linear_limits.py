@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from trainlab.data.synthetic import quadrants, ring, three_modes
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies.base import Claim, StudyContext, study
 
 __all__ = ["Config", "best_line_accuracy", "collapse_affine", "run"]

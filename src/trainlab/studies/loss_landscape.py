@@ -7,7 +7,7 @@ range of the loss, a smaller ℓ2 change of the gradient and a smaller effective
 β-smoothness than the same network without it.
 
 Setup: the same ReLU MLP with and without BN on MNIST-1D, SGD at one learning rate;
-:class:`trainlab.probes.LossLandscape` at scheduled steps moves along the gradient by
+:class:`LossLandscape` at scheduled steps moves along the gradient by
 η = 0.05 … 0.4 and records the three quantities. Each claim compares, per seed, the median
 over the logged steps of BN's value over the plain net's.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-import trainlab
 from trainlab.init import init_model
+from trainlab.models import mlp
 from trainlab.probes import LossLandscape
 from trainlab.studies.base import Claim, StudyContext, study
 
@@ -91,7 +91,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         med: dict[str, dict[str, float]] = {}
         for norm in ("none", "bn"):
             torch.manual_seed(s)
-            m = trainlab.mlp([ds.x_train.shape[1], *([cfg.width] * cfg.depth),
+            m = mlp([ds.x_train.shape[1], *([cfg.width] * cfg.depth),
                               ds.meta.num_classes], activation="relu", norm=norm)
             init_model(m, "he_normal", generator=s)
             probe = LossLandscape(every=cfg.every)

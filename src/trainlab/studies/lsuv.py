@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-import trainlab
 from trainlab.init import init_model, lsuv_
+from trainlab.models import mlp
 from trainlab.nn.activations import Maxout
 from trainlab.studies.base import Claim, StudyContext, study
 
@@ -86,7 +86,7 @@ def _deep_model(cfg: Config, classes: int, init: str, seed: int, x: torch.Tensor
                 ) -> nn.Module:
     torch.manual_seed(seed)
     norm = "bn" if init == "bn" else "none"
-    m = trainlab.mlp([x.shape[1], *([cfg.deep_width] * cfg.deep_depth), classes],
+    m = mlp([x.shape[1], *([cfg.deep_width] * cfg.deep_depth), classes],
                      activation="relu", norm=norm)
     if init == "normal-0.01":
         init_model(m, "normal", std=0.01, generator=seed)
@@ -166,7 +166,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     per_layer: dict[str, list[float]] = {}
     for act in ctx.progress(ACTIVATIONS, "variances"):
         torch.manual_seed(ctx.seed)
-        m = trainlab.mlp([x.shape[1], *([cfg.width] * cfg.depth), classes], activation=act)
+        m = mlp([x.shape[1], *([cfg.width] * cfg.depth), classes], activation=act)
         init_model(m, "normal", std=0.01, generator=ctx.seed)
         before = _variances(m, x)
         report = lsuv_(m, x, generator=ctx.seed)

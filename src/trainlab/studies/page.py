@@ -10,6 +10,7 @@ command that reproduces it.
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,28 @@ from typing import Any
 from trainlab.report.html import HtmlPage
 from trainlab.utils import atomic_write_text
 
-__all__ = ["claims_markdown", "data_condition", "reproductions_markdown", "write_study_page",
-           "data_short", "write_summary"]
+__all__ = ["claims_markdown", "data_condition", "data_short", "format_value",
+           "reproductions_markdown", "write_study_page", "write_summary"]
+
+def format_value(value: Any) -> str:
+    """A measured number as a person reads it: 4 significant digits, scientific when tiny."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        if float(v).is_integer() and abs(v) < 1e5:
+            return str(int(v))
+        return f"{v:.4g}"
+    return str(value)
+
 
 _MAX_ROWS = 40
 _STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT MEASURED": "fail", "NO DATA": "fail"}
@@ -69,8 +90,6 @@ def _claim_rows(result: Any) -> str:
 
 def write_study_page(result: Any, spec: Any) -> Path:
     """Write ``index.html`` of one study run into ``result.out``."""
-    from trainlab.studies.base import format_value
-
     page = HtmlPage(f"{result.name}: {result.title}")
     verdict = _verdict_text(result)
     page.paragraph(

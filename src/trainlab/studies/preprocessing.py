@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from trainlab.data.preprocess import build_preprocessor
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "loss_sensitivity", "picture_data", "rotation_sensitivity", "run"]

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.nn.builders import mlp
-from trainlab.pretrain import pretrain
+from trainlab.engine.pretraining import pretrain
+from trainlab.models.builders import mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "run"]

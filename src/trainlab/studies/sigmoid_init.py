@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainlab.init import init_model
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies._signal import (
     gaussian_input,
     mean_spread,

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from trainlab.data.synthetic import ring
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies.base import Claim, StudyContext, study
 
 __all__ = ["Config", "RowSpreadProbe", "row_spread", "run"]
@@ -75,7 +75,7 @@ class RowSpreadProbe:
     Keys: ``(step, layer, "weight_row_spread", value)`` and ``(step, layer,
     "grad_row_spread", value)`` every ``every`` steps and at ``last_step``, read after the
     backward pass (so the weights are those the gradient was computed at). Layers are the
-    ``linear`` of each ``block{i}`` of a :func:`trainlab.nn.builders.mlp`.
+    ``linear`` of each ``block{i}`` of a :func:`trainlab.models.builders.mlp`.
     """
 
     def __init__(self, every: int = 20, last_step: int | None = None) -> None:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from trainlab.data.preprocess import Center
-from trainlab.nn.builders import mlp
+from trainlab.models.builders import mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "SameSignProbe", "positive_blobs", "same_sign_fraction", "run"]

@@ -1,42 +1,11 @@
-"""Training: the Trainer, its History, callbacks, checkpoints, configs and run folders.
-
-``Trainer(model, optimizer="sgd", lr=None, loss="cross_entropy", ...).fit(data, steps=...)``
-(``lr=None``: the optimizer's own default learning rate) returns a :class:`History`; see
-:mod:`trainlab.train.trainer` for the design. ``train_pack`` / :class:`PackTrainer` train many
-models of one structure as one vectorized pack (:mod:`trainlab.train.pack`).
+"""``trainlab.train``: the name this package had before the engine and the run layer were
+split (Architecture II). Kept so that ``from trainlab.train import Trainer`` and every old
+module path (``trainlab.train.trainer``, ``trainlab.train.runs`` …, see
+:mod:`trainlab._compat`) keep working; new code imports :mod:`trainlab.engine` (what trains)
+and :mod:`trainlab.runs` (configs, run folders, sweeps).
 """
 
 from __future__ import annotations
 
-from trainlab.train.callbacks import Callback, EarlyStopping, LambdaCallback, MetricsCSV
-from trainlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from trainlab.train.history import Divergence, History
-from trainlab.train.pack import (
-    Pack,
-    PackDivergence,
-    PackOptimizer,
-    PackResult,
-    PackTrainer,
-    train_pack,
-)
-from trainlab.train.trainer import DivergenceError, Trainer
-
-__all__ = [
-    "Callback",
-    "CheckpointError",
-    "Divergence",
-    "DivergenceError",
-    "EarlyStopping",
-    "History",
-    "LambdaCallback",
-    "MetricsCSV",
-    "Pack",
-    "PackDivergence",
-    "PackOptimizer",
-    "PackResult",
-    "PackTrainer",
-    "Trainer",
-    "load_checkpoint",
-    "save_checkpoint",
-    "train_pack",
-]
+from trainlab.engine import *  # noqa: F403
+from trainlab.engine import __all__  # noqa: F401

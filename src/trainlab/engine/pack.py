@@ -92,7 +92,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from trainlab.train.history import Divergence, History
+from trainlab.engine.history import Divergence, History
 from trainlab.utils import resolve_device
 
 __all__ = [
@@ -714,7 +714,7 @@ class PackTrainer:
         progress: bool | None = None,
         eval_batch_size: int = 1024,
     ) -> None:
-        from trainlab.train.trainer import Trainer, _check_count
+        from trainlab.engine.trainer import Trainer, _check_count
 
         if not isinstance(pack, Pack):
             raise TypeError(f"pack must be a Pack. Received: {type(pack).__name__}.")
@@ -778,7 +778,7 @@ class PackTrainer:
             batch_size: int = 128, eval_every: int | None = None) -> list[History]:
         """Train for ``epochs`` or ``steps`` (exactly one), as :meth:`Trainer.fit`; returns
         one :class:`History` per member (also ``self.histories``)."""
-        from trainlab.train.trainer import Trainer, _check_count, _split_data
+        from trainlab.engine.trainer import Trainer, _check_count, _split_data
 
         if (epochs is None) == (steps is None):
             raise ValueError(

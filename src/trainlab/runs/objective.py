@@ -1,12 +1,12 @@
 """One function ``config -> metrics``: the unit of work that sweeps hand to other engines.
 
 :func:`train_objective` trains one run described by a config mapping (the keys of
-:class:`~trainlab.train.config.TrainConfig`, nested ``{"model": {"width": 64}}`` or dotted
+:class:`~trainlab.runs.config.TrainConfig`, nested ``{"model": {"width": 64}}`` or dotted
 ``{"model.width": 64}``) and returns its final metrics. It is what ``trainlab sweep
 --executor ray`` runs as Ray tasks, and a user can hand it to Ray Tune or Optuna as is::
 
     from ray import tune
-    from trainlab.train.objective import train_objective
+    from trainlab.runs.objective import train_objective
     tune.Tuner(train_objective, param_space={"optim.lr": tune.loguniform(1e-3, 1),
                                              "model.init": tune.choice(["xavier_normal",
                                                                         "he_normal"])}).fit()
@@ -68,16 +68,16 @@ def train_objective(config: Mapping[str, Any], *, out: str | os.PathLike | None 
     ``step`` ...) plus ``diverged`` (1.0 when training hit NaN/Inf, else 0.0). Unknown keys
     and bad values raise ``ValueError`` before anything trains.
     """
-    from trainlab.train.config import from_dict
+    from trainlab.runs.config import from_dict
 
     cfg = from_dict(nest(config))
     if out is not None:
-        from trainlab.train.runs import execute_run
+        from trainlab.runs.run import execute_run
 
         result = execute_run(cfg, out, force=force, db=db, progress=progress)
         history, status = result.history, result.status
     else:
-        from trainlab.train.runs import (
+        from trainlab.runs.run import (
             build_model_from_config,
             build_trainer,
             load_data_from_config,

@@ -59,7 +59,8 @@ class History:
             from probes that offer ``spectra()`` (:class:`trainlab.probes.JacobianSpectrum`).
         status: ``"done"``, ``"diverged"``, ``"interrupted"`` or ``"stopped"`` (early stop).
         divergence: where training diverged, when it did.
-        pretrain: rows of greedy layer-wise pre-training (:func:`trainlab.pretrain.pretrain`),
+        pretrain: rows of greedy layer-wise pre-training
+            (:func:`trainlab.engine.pretraining.pretrain`),
             one per layer and logging point: ``method``, ``layer``, ``step`` (the layer's own
             step count), ``train_loss``, ``recon_loss``, ``time``; empty without it.
     """

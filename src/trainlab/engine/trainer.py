@@ -44,13 +44,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainlab.train.checkpoint import (
+from trainlab.engine.checkpoint import (
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
-from trainlab.train.history import Divergence, History
+from trainlab.engine.history import Divergence, History
 from trainlab.utils import resolve_device, seed_everything
 
 __all__ = ["DivergenceError", "Trainer", "TrainingInterrupted"]
@@ -195,7 +195,7 @@ def _probe_objects(probes: Any) -> list[Any]:
         probes = [probes]
     if not any(isinstance(p, str) for p in probes):
         return list(probes)
-    from trainlab.train.runs import build_probes  # unknown names: close matches
+    from trainlab.runs.run import build_probes  # unknown names: close matches
 
     out: list[Any] = []
     for p in probes:
@@ -225,7 +225,7 @@ class Trainer:
             moved into the History (``probe_records``, ``histograms``, ``spectra``) at every
             checkpoint and at the end of ``fit``; a probe with ``clear()`` is cleared then, so
             each record reaches the History once.
-        callbacks: see :mod:`trainlab.train.callbacks`.
+        callbacks: see :mod:`trainlab.engine.callbacks`.
         schedule: a name in :data:`trainlab.optim.SCHEDULES`, a ``(name, kwargs)`` pair, a
             built ``LRScheduler`` or a callable ``(optimizer, total_steps) -> LRScheduler``;
             stepped once per training step.
@@ -589,7 +589,7 @@ class Trainer:
     def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, step: int, probes: bool,
                       kind: str) -> torch.Tensor:
         """One step of an optimizer that evaluates the loss itself (``closure_kind``, see
-        :mod:`trainlab.second_order`): L-BFGS (``"backward"``), Newton (``"loss"``), the
+        :mod:`trainlab.optim.second_order`): L-BFGS (``"backward"``), Newton (``"loss"``), the
         natural gradient (``"per_example"``). The probes' ``after_backward`` sees the
         gradient of the first evaluation (L-BFGS) or of the point the step started from."""
         first = [True]

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainlab.models.build import build_model
+
 __all__ = ["MemoryEstimate", "available_memory", "check_fits", "estimate_memory",
            "format_bytes", "OPTIMIZER_SLOTS"]
 
@@ -72,8 +74,6 @@ def format_bytes(n: float) -> str:
 
 
 def _meta_model(spec: Any) -> nn.Module:
-    from trainlab.nn.builders import build_model
-
     with torch.device("meta"):
         return build_model(spec)
 

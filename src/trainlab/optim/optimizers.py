@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules by name, gradient clipping and gradient noise.
+"""First-order optimizers by name: the OPTIMIZERS registry and :func:`build_optimizer`.
 
 Lecture 003 ("Improving descent for DNNs") teaches SGD, momentum, Nesterov accelerated
 gradient, Adagrad, RMSProp, Adadelta and Adam; AdamW (Loshchilov & Hutter 2019) is added
@@ -10,18 +10,6 @@ optimizer against it step by step.
 
 Notation (the lecture's): ``w`` weights, ``g = ∂L(w)/∂w``, ``μ`` learning rate (torch's
 ``lr``), ``γ`` momentum or averaging constant, ``ε`` smoothing term, ``k`` the step.
-
-Example::
-
-    >>> opt = build_optimizer("adam", model.parameters())          # lr=1e-3, the entry default
-    >>> opt = build_optimizer(("momentum", {"lr": 0.05}), model)   # a module works too
-    >>> sched = build_schedule("cosine", opt, total_steps=1000, warmup_steps=100)
-    >>> noise = GradientNoise(eta=0.3, generator=torch.Generator().manual_seed(0))
-    >>> for step in range(1000):
-    ...     loss_fn(model(x), y).backward()
-    ...     clip_gradients(model.parameters(), max_norm=1.0)
-    ...     noise.add_(model.parameters(), step)
-    ...     opt.step(); opt.zero_grad(); sched.step()
 """
 
 from __future__ import annotations
@@ -29,45 +17,29 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import (
-    CosineAnnealingLR,
-    ExponentialLR,
-    LambdaLR,
-    LinearLR,
-    LRScheduler,
-    SequentialLR,
-    StepLR,
-)
 
 from trainlab.registry import Registry, check_keywords
 
 __all__ = [
     "OPTIMIZERS",
-    "SCHEDULES",
-    "GradientNoise",
     "adadelta",
     "adagrad",
     "adam",
     "adamw",
     "build_optimizer",
-    "build_schedule",
-    "clip_gradients",
-    "constant_schedule",
-    "cosine_schedule",
-    "exponential_schedule",
+    "check_lr",
     "momentum",
     "nesterov",
     "rmsprop",
     "sgd",
-    "step_schedule",
 ]
 
+
+
 OPTIMIZERS = Registry("optim")
-SCHEDULES = Registry("schedule")
 
 _LECTURE = "Lecture 003, 'Improving descent for DNNs'"
 
@@ -567,316 +539,3 @@ def build_optimizer(spec: Any, params: Any, lr: float | None = None, **kw: Any):
     return entry.factory(params, **kwargs)
 
 
-# ------------------------------------------------------------------------------------------
-# learning-rate schedules
-# ------------------------------------------------------------------------------------------
-def _one(step: int) -> float:
-    # a module-level function (not a lambda) so that the scheduler can be pickled
-    return 1.0
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}. Received: {name}={value!r}."
-        )
-    return int(value)
-
-
-def constant_schedule(optimizer: torch.optim.Optimizer, total_steps: int | None = None):
-    """``lr_t = lr``: ``LambdaLR`` with the factor 1."""
-    return LambdaLR(optimizer, _one)
-
-
-def step_schedule(
-    optimizer: torch.optim.Optimizer,
-    step_size: int | None = None,
-    gamma: float = 0.1,
-    total_steps: int | None = None,
-):
-    """``lr_t = lr · gamma^floor(t / step_size)``: ``StepLR``."""
-    if step_size is None:
-        raise ValueError(
-            "schedule 'step' needs step_size (steps between decays), an integer >= 1. "
-            "Received: step_size=None."
-        )
-    step_size = _check_int("step_size", step_size, 1)
-    if not _is_number(gamma) or not float(gamma) > 0:
-        raise ValueError(f"gamma must be a number > 0. Received: gamma={gamma!r}.")
-    return StepLR(optimizer, step_size=step_size, gamma=float(gamma))
-
-
-def exponential_schedule(
-    optimizer: torch.optim.Optimizer, gamma: float | None = None, total_steps: int | None = None
-):
-    """``lr_t = lr · gamma^t``: ``ExponentialLR``."""
-    if gamma is None or not _is_number(gamma) or not float(gamma) > 0:
-        raise ValueError(
-            "schedule 'exponential' needs gamma, the factor per step, a number > 0 "
-            f"(e.g. 0.999). Received: gamma={gamma!r}."
-        )
-    return ExponentialLR(optimizer, gamma=float(gamma))
-
-
-def cosine_schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int | None = None, eta_min: float = 0.0
-):
-    """``lr_t = eta_min + (lr - eta_min)(1 + cos(π t / T)) / 2``, ``T = total_steps``.
-
-    ``CosineAnnealingLR`` (Loshchilov & Hutter 2017 without restarts): ``lr`` at ``t = 0``,
-    ``eta_min`` at ``t = T``. Stepped past ``T``, torch's cosine rises again; give the
-    number of training steps.
-    """
-    if total_steps is None:
-        raise ValueError(
-            "schedule 'cosine' needs total_steps, the number of training steps it spans "
-            "(an integer >= 1). Received: total_steps=None."
-        )
-    total_steps = _check_int("total_steps", total_steps, 1)
-    if not _is_number(eta_min) or not float(eta_min) >= 0:
-        raise ValueError(f"eta_min must be a number >= 0. Received: eta_min={eta_min!r}.")
-    return CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=float(eta_min))
-
-
-SCHEDULES.add(
-    "constant",
-    constant_schedule,
-    description="lr_t = lr",
-    reference="",
-    meta={"requires": (), "example": {}},
-)
-SCHEDULES.add(
-    "step",
-    step_schedule,
-    description="lr_t = lr · gamma^floor(t / step_size)",
-    reference="step decay (torch StepLR)",
-    meta={"requires": ("step_size",), "example": {"step_size": 3, "gamma": 0.5}},
-)
-SCHEDULES.add(
-    "exponential",
-    exponential_schedule,
-    aliases=("exp",),
-    description="lr_t = lr · gamma^t",
-    reference="exponential decay (torch ExponentialLR)",
-    meta={"requires": ("gamma",), "example": {"gamma": 0.9}},
-)
-SCHEDULES.add(
-    "cosine",
-    cosine_schedule,
-    description="lr_t = eta_min + (lr - eta_min)(1 + cos(π t / T)) / 2 over total_steps",
-    reference="Loshchilov & Hutter 2017, SGDR (one cycle, no restart)",
-    meta={"requires": ("total_steps",), "example": {"eta_min": 0.0}},
-)
-SCHEDULES.add(
-    "warmup",
-    constant_schedule,  # build_schedule adds the warm-up in front
-    description="linear warm-up lr·(t+1)/warmup_steps, then constant (or then=another schedule)",
-    reference="Goyal et al. 2017, 'Accurate, Large Minibatch SGD' (gradual warm-up)",
-    meta={"requires": ("warmup_steps",), "example": {"warmup_steps": 4}},
-)
-
-
-def build_schedule(
-    spec: Any, optimizer: torch.optim.Optimizer, total_steps: int | None = None, **kw: Any
-) -> LRScheduler:
-    """Build a learning-rate schedule, stepped once per training step (after ``opt.step()``).
-
-    Args:
-        spec: a name from :data:`SCHEDULES` (``constant``, ``step``, ``exponential``,
-            ``cosine``, ``warmup``), a ``(name, kwargs)`` pair, a dict with ``name``, an
-            ``LRScheduler`` subclass or callable ``f(optimizer, **kw)``, or ``None``
-            (constant).
-        optimizer: the optimizer whose ``lr`` is scheduled.
-        total_steps: the number of training steps (needed by ``cosine``).
-        **kw: the schedule's arguments (``step_size``, ``gamma``, ``eta_min`` ...) and
-            ``warmup_steps``: with any schedule, a linear warm-up ``lr·(t+1)/W`` for
-            ``t < W``, after which the schedule runs from its own step 0 (a cosine then spans
-            ``total_steps - W``). ``warmup`` also takes ``then=`` (a schedule spec).
-
-    The learning rate used by the ``t``-th ``optimizer.step()`` (``t = 0, 1, ...``) is the
-    schedule's ``lr_t`` above.
-
-    Example::
-
-        >>> build_schedule("cosine", opt, total_steps=1000, warmup_steps=100)
-        >>> build_schedule("warmup", opt, warmup_steps=100, then="cosine", total_steps=1000)
-    """
-    if spec is None:
-        spec = "constant"
-    resolved = _resolve(SCHEDULES, spec)
-    if resolved is None:
-        if isinstance(spec, LRScheduler):
-            raise TypeError(
-                "build_schedule got an already-built scheduler; pass its class or a name. "
-                f"Received: {spec!r}."
-            )
-        if not callable(spec):
-            raise TypeError(
-                f"Cannot build a schedule from {spec!r} of type {type(spec).__name__}; give a "
-                "name, a (name, kwargs) pair, a dict with 'name', or an LRScheduler class."
-            )
-        entry, kwargs = None, dict(kw)
-    else:
-        entry, spec_kw = resolved
-        kwargs = {**entry.defaults, **spec_kw, **kw}
-
-    if total_steps is not None:
-        total_steps = _check_int("total_steps", total_steps, 1)
-    warmup_steps = kwargs.pop("warmup_steps", None)
-    then = kwargs.pop("then", None) if entry is not None and entry.name == "warmup" else None
-    if entry is not None and entry.name == "warmup" and warmup_steps is None:
-        raise ValueError(
-            "schedule 'warmup' needs warmup_steps, an integer >= 0. Received: warmup_steps=None."
-        )
-    warmup_steps = 0 if warmup_steps is None else _check_int("warmup_steps", warmup_steps, 0)
-    if total_steps is not None and warmup_steps >= total_steps and warmup_steps > 0:
-        raise ValueError(
-            f"warmup_steps must be smaller than total_steps. "
-            f"Received: warmup_steps={warmup_steps}, total_steps={total_steps}."
-        )
-    rest = None if total_steps is None else total_steps - warmup_steps
-
-    if then is not None:
-        return build_schedule(then, optimizer, total_steps, warmup_steps=warmup_steps, **kwargs)
-    if entry is None:
-        main = spec(optimizer, **kwargs)
-    else:
-        main = entry.factory(optimizer, total_steps=rest, **kwargs)
-    if warmup_steps <= 1:  # W = 1 means lr·1/1 at t = 0: no warm-up at all
-        return main
-    # LinearLR's factor at step t is 1/W + (1 - 1/W) min(t, W-1)/(W-1) = (t+1)/W for t < W.
-    warm = LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps - 1)
-    if entry is not None and entry.factory is constant_schedule:
-        # LinearLR holds factor 1 after its last iteration: warm-up then constant, one object.
-        return warm
-    return SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
-
-
-# ------------------------------------------------------------------------------------------
-# gradient clipping and gradient noise
-# ------------------------------------------------------------------------------------------
-def _with_grad(params: Any) -> list[torch.Tensor]:
-    if isinstance(params, torch.Tensor):
-        params = [params]
-    elif isinstance(params, torch.nn.Module):
-        params = params.parameters()
-    return [p for p in params if p.grad is not None]
-
-
-def clip_gradients(
-    params: Any,
-    max_norm: float | None = None,
-    max_value: float | None = None,
-    norm_type: float = 2.0,
-) -> float:
-    """Clip gradients in place; return their total norm *before* clipping.
-
-    ``max_value`` clamps each gradient element to ``[-max_value, max_value]``
-    (``torch.nn.utils.clip_grad_value_``); ``max_norm`` then rescales all gradients together
-    by ``min(1, max_norm / ‖g‖)`` (``torch.nn.utils.clip_grad_norm_``, Pascanu et al. 2013),
-    so the direction is kept. With neither, only the norm is measured (a logging aid).
-    ``norm_type`` is the p of the p-norm over all gradients (``inf`` for the max). Parameters
-    without a gradient are skipped. The returned float syncs with the device.
-    """
-    for name, v in (("max_norm", max_norm), ("max_value", max_value)):
-        if v is not None and (not _is_number(v) or not float(v) > 0):
-            raise ValueError(f"{name} must be a number > 0 or None. Received: {name}={v!r}.")
-    ps = _with_grad(params)
-    if not ps:
-        return 0.0
-    if max_norm is not None and max_value is None:
-        total = torch.nn.utils.clip_grad_norm_(ps, float(max_norm), norm_type=norm_type)
-        return float(total)
-    # measure first: clip_grad_norm_ with an infinite bound only measures (its factor is 1)
-    total = torch.nn.utils.clip_grad_norm_(ps, float("inf"), norm_type=norm_type)
-    if max_value is not None:
-        torch.nn.utils.clip_grad_value_(ps, float(max_value))
-    if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(ps, float(max_norm), norm_type=norm_type)
-    return float(total)
-
-
-class GradientNoise:
-    r"""Annealed Gaussian gradient noise (Neelakantan et al. 2015; lecture 003, "Gradient noise").
-
-    At training step ``t`` every gradient gets independent noise::
-
-        g_t <- g_t + N(0, σ_t²),      σ_t² = η / (1 + t)^γ
-
-    Neelakantan et al. use η ∈ {0.01, 0.3, 1.0} and γ = 0.55; the noise anneals so that it
-    helps early (escaping poor regions, especially for deep or badly initialized networks)
-    and fades later. Call :meth:`add_` after ``loss.backward()`` (and after clipping, if any)
-    and before ``optimizer.step()``.
-
-    Args:
-        eta: η >= 0, the variance at ``t = 0``.
-        gamma: γ >= 0, the annealing exponent.
-        generator: a ``torch.Generator``; with it the noise is reproducible. The noise is
-            drawn on the generator's device and moved to the gradient's device when they
-            differ. ``None`` uses torch's global generator.
-    """
-
-    def __init__(
-        self, eta: float = 0.3, gamma: float = 0.55, generator: torch.Generator | None = None
-    ) -> None:
-        for name, v in (("eta", eta), ("gamma", gamma)):
-            if not _is_number(v) or not float(v) >= 0 or not math.isfinite(float(v)):
-                raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={v!r}.")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                "generator must be a torch.Generator or None. "
-                f"Received: {type(generator).__name__}."
-            )
-        self.eta = float(eta)
-        self.gamma = float(gamma)
-        self.generator = generator
-
-    def variance(self, step: int) -> float:
-        """σ_t² = η / (1 + t)^γ."""
-        step = _check_int("step", step, 0)
-        return self.eta / (1.0 + step) ** self.gamma
-
-    def sigma(self, step: int) -> float:
-        """σ_t, the noise's standard deviation at step ``t``."""
-        return math.sqrt(self.variance(step))
-
-    @torch.no_grad()
-    def add_(self, params: Iterable[torch.Tensor] | torch.nn.Module, step: int) -> float:
-        """Add N(0, σ_t²) to the gradient of every parameter that has one; return σ_t."""
-        sigma = self.sigma(step)
-        if sigma == 0.0:
-            return sigma
-        g = self.generator
-        for p in _with_grad(params):
-            grad = p.grad
-            device = grad.device if g is None else g.device
-            noise = torch.randn(grad.shape, generator=g, device=device, dtype=grad.dtype)
-            grad.add_(noise.to(grad.device), alpha=sigma)
-        return sigma
-
-    def state_dict(self) -> dict[str, Any]:
-        """η, γ and the generator's state, for checkpoints."""
-        return {
-            "eta": self.eta,
-            "gamma": self.gamma,
-            "generator_state": None if self.generator is None else self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (the generator, if any, is restored in place)."""
-        self.eta = float(state["eta"])
-        self.gamma = float(state["gamma"])
-        gs = state.get("generator_state")
-        if gs is not None:
-            if self.generator is None:
-                self.generator = torch.Generator()
-            self.generator.set_state(gs)
-
-    def __repr__(self) -> str:
-        return f"GradientNoise(eta={self.eta}, gamma={self.gamma})"
-
-
-# L-BFGS, Newton and the natural gradient live in trainlab.second_order; their names are here.
-from trainlab.second_order import _register as _register_second_order  # noqa: E402
-
-_register_second_order()

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from trainlab.train.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-from trainlab.train.history import History
+from trainlab.engine.history import History
+from trainlab.runs.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from trainlab.utils import atomic_write_text, seed_everything
 
 __all__ = ["DEMO_STUDIES", "DemoResult", "demo_configs", "run_demo"]
@@ -220,9 +220,9 @@ def _run_demo(
     studies: tuple[str, ...] = (),
     study_scale: str = "quick",
 ) -> DemoResult:
+    from trainlab.engine.checkpoint import load_checkpoint
     from trainlab.report.html import HtmlPage
-    from trainlab.train.checkpoint import load_checkpoint
-    from trainlab.train.runs import (
+    from trainlab.runs.run import (
         build_model_from_config,
         execute_run,
         format_table,

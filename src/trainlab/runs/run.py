@@ -34,7 +34,7 @@ Policies of :func:`execute_run`:
   bookkeeping short: during training the :class:`Trainer` handles them (checkpoint, status
   ``interrupted``); outside it they are deferred, the final files, ``status.json`` and the
   store row are written, and then the signal is delivered as
-  :class:`~trainlab.train.trainer.TrainingInterrupted`.
+  :class:`~trainlab.engine.trainer.TrainingInterrupted`.
 - **Temporary files.** Orphans of a kill during an atomic write (trainlab's own
   ``.NAME.XXXXXXXX.tmp`` and ``.NAME.tmp.png``) are removed from the run folder, its
   ``checkpoints/`` and ``figures/`` when the run is started or resumed.
@@ -63,9 +63,11 @@ from typing import Any
 
 import torch
 
-from trainlab.train.callbacks import Callback, EarlyStopping, MetricsCSV
-from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.config import (
+from trainlab.engine.callbacks import Callback, EarlyStopping, MetricsCSV
+from trainlab.engine.checkpoint import load_checkpoint
+from trainlab.engine.history import History
+from trainlab.engine.trainer import DivergenceError, Trainer, TrainingInterrupted
+from trainlab.runs.config import (
     PROBE_NAMES,
     TrainConfig,
     config_diff,
@@ -74,8 +76,6 @@ from trainlab.train.config import (
     read_config_file,
     with_defaults,
 )
-from trainlab.train.history import History
-from trainlab.train.trainer import DivergenceError, Trainer, TrainingInterrupted
 from trainlab.utils import atomic_write_text, resolve_device, seed_everything
 
 __all__ = [
@@ -276,11 +276,11 @@ def collect_env(device: str | torch.device | None = None, seed: int | None = Non
     """Versions, device, seed, git revision, host and command line of this process."""
     import numpy
 
-    import trainlab
+    from trainlab._version import __version__
 
     dev = resolve_device(device)
     env: dict[str, Any] = {
-        "trainlab": trainlab.__version__,
+        "trainlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -364,7 +364,7 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             **common,
         )
     elif builder == "seq_classifier":  # its own keys: width, depth, a recurrent norm
-        from trainlab.train.config import seq_classifier_spec
+        from trainlab.runs.config import seq_classifier_spec
 
         spec = seq_classifier_spec(cfg, shape, classes)
     else:  # other builders (preact_resnet ...) take depth as they define it
@@ -387,7 +387,7 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
 def _check_memory(cfg: TrainConfig, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
     """Refuse, before anything is allocated, a run whose parameters, gradients, optimizer
     state and activations at ``batch_size`` exceed the device's memory, naming the keys."""
-    from trainlab.nn.memory import check_fits, estimate_memory
+    from trainlab.models.memory import check_fits, estimate_memory
     from trainlab.utils import resolve_device
 
     est = estimate_memory(spec, shape, cfg.batch_size, optimizer=cfg.optim.name)
@@ -435,7 +435,7 @@ def build_probes(names: list[str] | tuple[str, ...], every: int | None = None, *
     show where training ended and not only the last multiple of the cadence.
     """
     import trainlab.probes as P
-    from trainlab.train.config import resolve_probe_names
+    from trainlab.runs.config import resolve_probe_names
 
     out = []
     for name in resolve_probe_names(list(names)):
@@ -779,16 +779,16 @@ def execute_run(
 
     ``status.json`` moves ``running`` → ``done`` / ``diverged`` / ``failed`` /
     ``interrupted`` in a ``finally`` block; the store row is finished only after the
-    folder's files are complete. :class:`~trainlab.train.trainer.TrainingInterrupted` (a
+    folder's files are complete. :class:`~trainlab.engine.trainer.TrainingInterrupted` (a
     ``KeyboardInterrupt``) is re-raised after the checkpoint and status are written.
     Resuming with a config that differs from the stored one raises ``ValueError`` listing
     the differences; a missing checkpoint raises ``ValueError``; a corrupt one
-    :class:`~trainlab.train.checkpoint.CheckpointError` naming the file. ``warn`` receives
+    :class:`~trainlab.engine.checkpoint.CheckpointError` naming the file. ``warn`` receives
     warnings for the user (default :func:`warnings.warn`). See the module docstring for the
     order of the steps and the signal policy.
     """
     warn = warn or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
-    from trainlab.train import distributed
+    from trainlab.engine import distributed
 
     if distributed.is_distributed():
         return _execute_distributed(cfg, out, resume=resume, force=force, db=db,
@@ -821,7 +821,7 @@ def _execute_single(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool, f
     dataset = load_data_from_config(cfg)
     model = build_model_from_config(cfg, dataset)
     if cfg.pretrain.method is not None:  # a model it cannot pre-train is refused up front
-        from trainlab.pretrain import check_pretrainable
+        from trainlab.engine.pretraining import check_pretrainable
 
         check_pretrainable(model, dataset.x_train[:2], cfg.pretrain.method, cfg.pretrain.tied)
     trainer = build_trainer(
@@ -981,7 +981,7 @@ def _pretrain(cfg: TrainConfig, trainer: Trainer, dataset: Any) -> None:
     """Greedy layer-wise pre-training of the trainer's model (in place, on its device)
     before fine-tuning; an interrupt stops it after the current step, and ``fit`` then
     stops at once (status ``interrupted``, a checkpoint of the weights so far)."""
-    from trainlab.pretrain import pretrain
+    from trainlab.engine.pretraining import pretrain
 
     p = cfg.pretrain
     hist = pretrain(
@@ -1037,10 +1037,10 @@ def _execute_distributed(cfg: TrainConfig, out: str | os.PathLike, *, resume: bo
                          name: str | None, warn: Callable[[str], None],
                          extra_callbacks: Sequence[Any] = ()) -> RunResult:
     """``execute_run`` under torchrun: every process trains (DDP); rank 0 alone writes the
-    folder, the checkpoints and the store row. See :mod:`trainlab.train.distributed`."""
+    folder, the checkpoints and the store row. See :mod:`trainlab.engine.distributed`."""
     from dataclasses import replace
 
-    from trainlab.train import distributed
+    from trainlab.engine import distributed
 
     if resume:
         raise ValueError("--resume is not supported under torchrun yet; resume the run "

@@ -117,7 +117,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Greedy layer-wise pre-training before training (:mod:`trainlab.pretrain`).
+    """Greedy layer-wise pre-training before training (:mod:`trainlab.engine.pretraining`).
 
     ``method`` ``None`` (no pre-training), ``"autoencoder"``, ``"denoising"`` or ``"rbm"``;
     ``steps`` per hidden layer; ``batch_size`` ``None`` = the run's; ``lr`` ``None`` = the
@@ -476,7 +476,7 @@ def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
         ("optim.name", "trainlab.optim", "OPTIMIZERS"),
         ("optim.schedule", "trainlab.optim", "SCHEDULES"),
         ("loss", "trainlab.losses", "LOSSES"),
-        ("pretrain.method", "trainlab.pretrain", "PRETRAINERS"),
+        ("pretrain.method", "trainlab.engine.pretraining", "PRETRAINERS"),
         ("pretrain.optimizer", "trainlab.optim", "OPTIMIZERS"),
     ]
     return out
@@ -631,7 +631,7 @@ def _check_options(cfg: TrainConfig, errors: list[str]) -> None:
 
 
 # -- builders with their own arguments -------------------------------------------------------
-# seq_classifier (trainlab.nn.builders) takes none of the feed-forward keys of ModelConfig:
+# seq_classifier (trainlab.models.builders) takes none of the feed-forward keys of ModelConfig:
 # model.width is its hidden_size, model.depth its number of stacked recurrent layers,
 # model.norm (with model.norm_options) a recurrent_norm, the dataset gives num_classes and,
 # by default, input_size and steps; its other arguments go in model.options.
@@ -677,7 +677,7 @@ def _seq_options() -> list[str]:
     """The seq_classifier arguments ``model.options`` may set (read from its signature)."""
     import inspect
 
-    from trainlab.nn.builders import seq_classifier
+    from trainlab.models.builders import seq_classifier
 
     params = inspect.signature(seq_classifier).parameters
     return [p for p in params if p not in _SEQ_MAPPED]
@@ -722,7 +722,7 @@ def _check_builder_keys(cfg: TrainConfig, errors: list[str], build: bool = True)
     errors.extend(found)
     if found or not build:
         return
-    from trainlab.nn.builders import seq_classifier
+    from trainlab.models.builders import seq_classifier
 
     opts = dict(cfg.model.options)
     try:  # cell, T_max, forget_bias, ... checked by the builder itself, on 2 units
@@ -750,7 +750,7 @@ def _default_input_size(shape: tuple[int, ...]) -> int:
 def seq_classifier_spec(
     cfg: TrainConfig, input_shape: tuple[int, ...] | list[int], num_classes: int
 ) -> dict[str, Any]:
-    """The :func:`trainlab.nn.builders.seq_classifier` spec of ``cfg`` for examples of
+    """The :func:`trainlab.models.builders.seq_classifier` spec of ``cfg`` for examples of
     ``input_shape``: only the arguments that builder takes.
 
     ``hidden_size`` is ``model.width``, ``layers`` ``model.depth``, ``norm`` ``model.norm``

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainlab.train.trainer import Trainer
+from trainlab.engine.trainer import Trainer
 
 __all__ = ["DistributedTrainer", "cleanup", "is_distributed", "is_main", "rank", "setup",
            "world_size"]
@@ -118,7 +118,7 @@ class DistributedTrainer(Trainer):
 
         if not dist.is_initialized():
             raise RuntimeError("DistributedTrainer needs the process group: call "
-                               "trainlab.train.distributed.setup() first (under torchrun).")
+                               "trainlab.engine.distributed.setup() first (under torchrun).")
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
         if self.rank != 0:

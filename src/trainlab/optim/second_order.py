@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.optimizers import OPTIMIZERS, _params, check_lr
+
 __all__ = ["NaturalGradient", "Newton", "lbfgs", "natural_gradient", "newton"]
 
 
@@ -59,7 +61,6 @@ class _Preconditioned(torch.optim.Optimizer):
     closure_kind = "loss"
 
     def __init__(self, params: Any, lr: float, damping: float, max_params: int) -> None:
-        from trainlab.optim import _params, check_lr
 
         check_lr(lr)
         _check("damping", damping, 0.0)
@@ -240,7 +241,6 @@ def lbfgs(params: Any, lr: float = 1.0, max_iter: int = 20, history_size: int = 
     which makes a fixed ``lr`` step that diverges easily); pass ``line_search_fn=None`` for
     torch's behaviour.
     """
-    from trainlab.optim import _params, check_lr
 
     check_lr(lr)
     if line_search_fn not in (None, "strong_wolfe"):
@@ -253,8 +253,6 @@ def lbfgs(params: Any, lr: float = 1.0, max_iter: int = 20, history_size: int = 
 
 
 def _register() -> None:
-    from trainlab.optim import OPTIMIZERS
-
     OPTIMIZERS.add("lbfgs", lbfgs, description="quasi-Newton: H^-1 from the last steps, "
                    "strong-Wolfe line search (torch.optim.LBFGS)",
                    reference="Lecture 002, 'Newton or quasi-Newton'; Liu & Nocedal 1989",
@@ -271,3 +269,6 @@ def _register() -> None:
                    aliases=("ngd", "natural"), defaults={"lr": 0.1},
                    meta={"default_lr": 0.1, "torch_class": NaturalGradient,
                          "closure": "per_example"})
+
+
+_register()

@@ -1,7 +1,7 @@
 """Sweeps: a grid of :class:`TrainConfig` runs, packed where they can be, resumable.
 
 A grid file (YAML, TOML or JSON) has fixed settings and axes, both with the keys of
-:class:`~trainlab.train.config.TrainConfig` (nested, or dotted for axes)::
+:class:`~trainlab.runs.config.TrainConfig` (nested, or dotted for axes)::
 
     name: mnist1d-init-lr          # optional
     fixed:
@@ -20,14 +20,14 @@ fastest) and checks every run's config before anything runs: an unknown key or t
 is reported with its close matches, naming the axis value. ``--set KEY=VALUE`` overrides a
 fixed setting; on an axis key it fixes that axis to one value.
 
-**Packs.** Runs that differ only in what a :class:`~trainlab.train.pack.PackTrainer` holds
+**Packs.** Runs that differ only in what a :class:`~trainlab.engine.pack.PackTrainer` holds
 per member — ``seed``, ``optim.lr``, ``optim.options`` (momentum, weight decay, betas ...),
 ``optim.name`` within one kind of optimizer (sgd / momentum / nesterov; adam / adamw),
 ``optim.schedule`` and its options, ``model.init`` and its options — share a pack
 (:func:`plan_packs`), at most ``max_pack`` members each. Any other difference (activation,
 norm, width, data, batch size, steps ...) changes the structure or the loop, so those runs
 go into separate packs; this is said once per axis. Runs with probes or early stopping run
-one by one with the Trainer (:func:`trainlab.train.runs.execute_run`).
+one by one with the Trainer (:func:`trainlab.runs.run.execute_run`).
 
 **Runs and resume.** The sweep folder holds ``sweep.json`` (the grid and the expanded runs),
 one run folder per run under ``runs/`` (``config.json``, ``env.json``, ``status.json``,
@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainlab.train.config import (
+from trainlab.runs.config import (
     TrainConfig,
     from_dict,
     parse_overrides,
@@ -276,8 +276,8 @@ def runs_label(grid: SweepGrid, idx: list[int]) -> str:
 
 # -- packing -----------------------------------------------------------------------------------
 def _optimizer_kind(name: str) -> str:
+    from trainlab.engine.pack import _KINDS
     from trainlab.optim import OPTIMIZERS
-    from trainlab.train.pack import _KINDS
 
     cls = OPTIMIZERS.get(name).meta.get("torch_class")
     return _KINDS.get(getattr(cls, "__name__", ""), (f"other:{name}",))[0]
@@ -344,7 +344,7 @@ def plan_packs(grid: SweepGrid, runs: list[SweepRun], max_pack: int = 64,
 
 def format_plan(plan: SweepPlan) -> str:
     """The expanded grid and the packs, as ``--dry-run`` prints them."""
-    from trainlab.train.runs import format_table
+    from trainlab.runs.run import format_table
 
     where = {}
     for p, members in enumerate(plan.packs, start=1):
@@ -528,7 +528,7 @@ def run_sweep(
 
 
 def _fix_status(folder: Path, f: dict[str, Any]) -> None:
-    from trainlab.train.runs import RunFolder
+    from trainlab.runs.run import RunFolder
 
     rf = RunFolder(folder, resume=True, create=False)
     rf.set_status(f["status"], run_id=f["run_id"], final=f["final"])
@@ -546,7 +546,7 @@ def _bar(total: int, initial: int, progress: bool | None) -> Any:
 def _train_single(run: SweepRun, out: Path, store: Any, grid: SweepGrid) -> dict[str, Any]:
     """One run with the Trainer (:func:`execute_run`): resumed from its checkpoint when a
     kill left one, started afresh otherwise."""
-    from trainlab.train.runs import execute_run
+    from trainlab.runs.run import execute_run
 
     folder = out / "runs" / run.folder
     has_ckpt = (folder / "checkpoints" / "last.pt").is_file() and \
@@ -560,8 +560,8 @@ def _train_single(run: SweepRun, out: Path, store: Any, grid: SweepGrid) -> dict
 def _train_pack(runs: list[SweepRun], out: Path, store: Any, grid: SweepGrid,
                 data_cache: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Train ``runs`` as one pack; each member is a run folder and a store row."""
-    from trainlab.train.pack import Pack, PackTrainer
-    from trainlab.train.runs import (
+    from trainlab.engine.pack import Pack, PackTrainer
+    from trainlab.runs.run import (
         RunFolder,
         build_model_from_config,
         collect_env,
@@ -673,7 +673,7 @@ def write_report(plan: SweepPlan, out: Path, results: dict[int, dict[str, Any]],
     import io
 
     from trainlab.report.html import HtmlPage
-    from trainlab.train.runs import format_table
+    from trainlab.runs.run import format_table
     from trainlab.utils import atomic_write_text
 
     grid, keys = plan.grid, list(plan.grid.axes)

@@ -22,7 +22,7 @@ Methods (registry :data:`PRETRAINERS`, family ``pretrain``):
   ``E(v, h) = -bᵀv - cᵀh - hᵀW v`` (Bernoulli visibles) or ``||v - b||²/2 - cᵀh - hᵀW v``
   (``visible="gaussian"``, unit variance; standardize the data), see :func:`cd_k`.
 
-Which models: an :func:`~trainlab.nn.builders.mlp` (its ``block{i}`` are the layers, ``head``
+Which models: an :func:`~trainlab.models.builders.mlp` (its ``block{i}`` are the layers, ``head``
 is the output layer), or any ``nn.Sequential`` whose children are ``nn.Linear`` layers (or
 maxout units) each followed by elementwise modules (activations, norms, dropout) — the last
 Linear is the output layer, modules before the first one (``Flatten``) are applied to the
@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainlab.engine.history import History
 from trainlab.registry import Registry
-from trainlab.train.history import History
 
 __all__ = [
     "CORRUPTIONS",
@@ -82,7 +82,7 @@ _VISIBLE = ("bernoulli", "gaussian")
 _LOSSES = ("mse", "bce")
 
 _SUPPORTED = (
-    "an mlp from trainlab.nn.builders, or an nn.Sequential of nn.Linear layers (or maxout "
+    "an mlp from trainlab.models.builders, or an nn.Sequential of nn.Linear layers (or maxout "
     "units) each followed by elementwise modules (activations, norms, dropout), the last "
     "Linear being the output layer"
 )
@@ -244,7 +244,7 @@ def _foreign_inside(m: nn.Module, label: str) -> str | None:
 def linear_stack(model: nn.Module) -> tuple[nn.Module, list[StackLayer], StackLayer]:
     """``(prefix, hidden layers, output layer)`` of a stack of Linear layers.
 
-    For an :func:`~trainlab.nn.builders.mlp` the hidden layers are ``block1..blockL`` and the
+    For an :func:`~trainlab.models.builders.mlp` the hidden layers are ``block1..blockL`` and the
     output layer ``head``; for a user's ``nn.Sequential`` each ``nn.Linear`` (or maxout unit)
     starts a layer that takes the elementwise modules after it, and the layer is named after
     its children (``"0+1"``). ``prefix`` (an ``nn.Sequential``, possibly empty) holds the

@@ -1,7 +1,7 @@
 """Past one machine: runs as Ray tasks (``trainlab sweep --executor ray``).
 
 Ray (the optional extra ``trainlab[ray]``) schedules; trainlab only says what one unit of work
-is — :func:`trainlab.train.objective.train_objective`, ``config -> metrics`` — so there is no
+is — :func:`trainlab.runs.objective.train_objective`, ``config -> metrics`` — so there is no
 home-made scheduler here. :func:`run_with_ray` submits one Ray task per run (each task trains
 into its own run folder and writes its row into the results store, as ``trainlab train``
 does) and gathers the metrics in submission order. A task asks Ray for ``num_cpus`` CPUs
@@ -36,7 +36,7 @@ def _task(config: Mapping[str, Any], out: str | None, db: str | None) -> dict[st
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    from trainlab.train.objective import train_objective
+    from trainlab.runs.objective import train_objective
 
     return train_objective(config, out=out, db=db, force=False)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainlab.train.history import History
+from trainlab.engine.history import History
 
 __all__ = [
     "AVERAGES",
@@ -158,7 +158,7 @@ def bagging(
         if fit_member is not None:
             hist = fit_member(model, part, i)
         else:
-            from trainlab.train.trainer import Trainer
+            from trainlab.engine.trainer import Trainer
 
             if steps is None and epochs is None:
                 epochs = 10
