@@ -24,13 +24,10 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-__all__ = ["main", "build_parser", "CliError"]
+from trainlab.cli._common import CliError, examples
 
-
-class CliError(Exception):
-    """A user-facing error: its message is printed as one line, exit status 2."""
+__all__ = ["main", "build_parser", "CliError", "examples"]
 
 
 def _commands() -> list:
@@ -72,12 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
-
-
-def examples(*lines: str) -> dict[str, Any]:
-    """``add_parser`` keywords giving a sub-action an ``examples:`` epilog, verbatim."""
-    return {"epilog": "examples:\n" + "".join(f"  {line}\n" for line in lines),
-            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

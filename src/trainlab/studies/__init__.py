@@ -15,9 +15,7 @@ framework. See ``STUDIES.md`` in the design documents for the catalogue.
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,10 +33,12 @@ from trainlab.studies.base import (
     StudyContext,
     StudyResult,
     get_study,
+    load_studies,
     no_data_result,
     prepare_folder,
     run_study,
     study,
+    study_names,
 )
 
 __all__ = [
@@ -61,29 +61,6 @@ __all__ = [
     "study",
     "study_names",
 ]
-
-_FRAMEWORK = {"base", "page"}
-_loaded = False
-
-
-def load_studies() -> None:
-    """Import every study module of this package (each registers itself)."""
-    global _loaded
-    if _loaded:
-        return
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_") or info.name in _FRAMEWORK:
-            continue
-        importlib.import_module(f"{__name__}.{info.name}")
-    STUDIES.sort()  # catalogue order, whatever was imported first (the demo imports two)
-    _loaded = True
-
-
-def study_names() -> list[str]:
-    """The registered studies, in catalogue order of their modules."""
-    load_studies()
-    return STUDIES.names()
-
 
 def run_all(
     names: Sequence[str] | None = None,

@@ -374,10 +374,36 @@ def get_study(name: str | Study) -> Study:
     """The :class:`Study` of ``name`` (all study modules are imported first)."""
     if isinstance(name, Study):
         return name
-    from trainlab.studies import load_studies
-
     load_studies()
     return STUDIES.get(name).factory
+
+
+_loaded = False
+
+
+def load_studies() -> None:
+    """Import every study module of this package (each registers itself), then order the
+    registry by name: listings do not depend on what was imported first (the demo imports
+    two studies)."""
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+    import pkgutil
+
+    here = [str(Path(__file__).parent)]
+    for info in sorted(pkgutil.iter_modules(here), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in ("base", "page"):
+            continue
+        importlib.import_module(f"trainlab.studies.{info.name}")
+    STUDIES.sort()
+    _loaded = True
+
+
+def study_names() -> list[str]:
+    """The registered studies, in catalogue order."""
+    load_studies()
+    return STUDIES.names()
 
 
 # -- the context a study runs in ---------------------------------------------------------------
