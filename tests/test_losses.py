@@ -233,6 +233,26 @@ def test_penalized_parameters_selection():
         WEIGHTS + NORMS)
 
 
+def test_penalized_layers_are_the_weight_layers_and_norms_are_is_norm():
+    # the weight layers of trainlab.nn.kinds: Bilinear and Embedding weights are penalized too;
+    # trainlab's own norms (LayerNorm, recurrent LN) count as norms
+    from trainlab.nn.kinds import weight_layers
+    from trainlab.nn.norms import LayerNorm
+    from trainlab.nn.recurrent import RecurrentLayerNorm
+
+    m = nn.ModuleDict({"embed": nn.Embedding(5, 4), "bil": nn.Bilinear(4, 4, 3),
+                       "ln": LayerNorm(3), "rln": RecurrentLayerNorm(3, shift=True),
+                       "head": nn.Linear(3, 2)})
+    assert [n for n, _ in penalized_parameters(m)] == [
+        f"{n}.weight" for n, _ in weight_layers(m)] == ["embed.weight", "bil.weight",
+                                                        "head.weight"]
+    assert [n for n, _ in penalized_parameters(m, include_bias=True)] == [
+        "embed.weight", "bil.weight", "bil.bias", "head.weight", "head.bias"]
+    assert sorted(n for n, _ in penalized_parameters(m, include_norm=True)) == sorted(
+        ["embed.weight", "bil.weight", "head.weight", "ln.weight", "ln.bias", "rln.weight",
+         "rln.bias"])
+
+
 @pytest.mark.parametrize("include_bias", [False, True])
 @pytest.mark.parametrize("include_norm", [False, True])
 def test_penalties_match_formula(include_bias, include_norm):
@@ -322,7 +342,8 @@ def test_penalty_registry():
      "weight must be a non-negative finite number. Received: weight=nan"),
     (lambda m: l2_penalty(nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3))), ValueError,
      "l2_penalty found no weight to penalize in Sequential: it sums over the weights of "
-     "nn.Linear, nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d layers"),
+     "nn.Linear, nn.Bilinear, nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, nn.Embedding and "
+     "trainlab's WhitenedLinear layers"),
     (lambda m: l1_penalty(m.parameters()), TypeError,
      "l1_penalty needs an nn.Module. Received: generator"),
     (lambda m: PENALTIES.build("ridg"), ValueError,

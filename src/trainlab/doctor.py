@@ -97,6 +97,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.nn.kinds import is_norm
+from trainlab.nn.weight_norm import is_weight_normalized
 from trainlab.probes import (
     ActivationStats,
     GradientStats,
@@ -756,9 +758,6 @@ class _Chain(Probe):
         return out
 
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-
-
 def _output_rows(model: nn.Module, outs: dict[str, dict[str, Any]],
                  params: dict[str, dict[str, float]], taken: set[str]) -> list[dict[str, Any]]:
     """Rows for modules with a weight matrix of their own that the layer probes do not watch
@@ -769,7 +768,7 @@ def _output_rows(model: nn.Module, outs: dict[str, dict[str, Any]],
     wl = {n for n, _ in weight_layers(model)}
     rows = []
     for name, m in model.named_modules():
-        if not name or name in wl or name in taken or isinstance(m, _NORMS) or name not in outs:
+        if not name or name in wl or name in taken or is_norm(m) or name not in outs:
             continue
         if not any(p.dim() >= 2 for p in m.parameters(recurse=False)):
             continue
@@ -1371,9 +1370,9 @@ def _residual_branches(model: nn.Module) -> list[str]:
 
 
 def _has_norm(model: nn.Module) -> bool:
-    from trainlab.init.apply import _is_norm
-
-    return any(_is_norm(m) for m in model.modules() if not isinstance(m, nn.Identity))
+    """Whether ``model`` normalizes: a norm layer, or a weight-normalized layer (WN, CWN,
+    NormProp)."""
+    return any(is_norm(m) or is_weight_normalized(m) for m in model.modules())
 
 
 # --------------------------------------------------------------------------------------------

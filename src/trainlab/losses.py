@@ -10,8 +10,9 @@ Losses take ``scores`` of shape ``(N, C)`` (lecture 001's ``s = f(x; W)``, unnor
     mse            ½ ‖s_i − t_i‖², t_i the one-hot target (sum over classes)
 
 Penalties take the model: :func:`l1_penalty` ``= λ·Σ|w|`` and :func:`l2_penalty`
-``= λ·½·Σw²`` over the weights of Linear and Conv layers — not biases, not the γ/β of norm
-layers, unless asked. The full objective of lecture 001 is ``L = 1/N Σ_i L_i + R(W)``.
+``= λ·½·Σw²`` over the weights of the weight layers (Linear, Conv, Embedding ...: see
+:func:`penalized_parameters`) — not biases, not the γ/β of norm layers, unless asked. The full
+objective of lecture 001 is ``L = 1/N Σ_i L_i + R(W)``.
 
 Registries: :data:`LOSSES` (family ``"loss"``; ``LOSSES.build("hinge")`` returns a loss
 module) and :data:`PENALTIES` (family ``"penalty"``; ``PENALTIES.build("l2", weight=5e-4)``
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab.init.apply import WEIGHT_LAYER_TYPES
+from trainlab.nn.kinds import TORCH_NORM_TYPES, WEIGHT_LAYERS_TEXT, is_norm, is_weight_layer
 from trainlab.registry import Registry
 
 __all__ = [
@@ -225,29 +226,11 @@ LOSSES.add("mse", SquaredErrorLoss,
 
 
 # -- penalties ------------------------------------------------------------------------------
-def _norm_layer_types() -> tuple[type[nn.Module], ...]:
-    types: list[type[nn.Module]] = [
-        nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
-        nn.LayerNorm,
-        nn.GroupNorm,
-        nn.LocalResponseNorm,
-    ]
-    if hasattr(nn, "RMSNorm"):
-        types.append(nn.RMSNorm)
-    return tuple(types)
-
-
-#: Layers whose parameters are "norm parameters" (γ, β), left out of penalties by default.
-NORM_LAYER_TYPES = _norm_layer_types()
-
-
-def _is_norm_layer(module: nn.Module) -> bool:
-    # torch's norm layers, and by name other normalization layers (trainlab's own, a user's)
-    # that are not themselves weight layers, e.g. "BatchRenorm", "FilterResponseNorm".
-    if isinstance(module, NORM_LAYER_TYPES):
-        return True
-    name = type(module).__name__.lower()
-    return "norm" in name and not isinstance(module, WEIGHT_LAYER_TYPES)
+#: torch's norm layers (``trainlab.nn.kinds.TORCH_NORM_TYPES``). Which layers' parameters are
+#: "norm parameters" (γ, β), left out of penalties by default, is
+#: :func:`trainlab.nn.kinds.is_norm`: these, trainlab's registered norms and, by name, other
+#: normalization layers that are not weight layers ("FilterResponseNorm").
+NORM_LAYER_TYPES = TORCH_NORM_TYPES
 
 
 def penalized_parameters(
@@ -255,11 +238,13 @@ def penalized_parameters(
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` of what :func:`l1_penalty` and :func:`l2_penalty` sum over.
 
-    The ``weight`` of every Linear, Conv and ConvTranspose layer (maxout's ``linear`` among
-    them; for a parametrized weight, e.g. weight normalization, the effective weight); with
-    ``include_bias`` their biases too; with ``include_norm`` the parameters directly owned by
-    normalization layers (torch's BatchNorm, InstanceNorm, LayerNorm, GroupNorm, RMSNorm, and
-    any module whose class name contains "Norm"). Each tensor is yielded once.
+    The ``weight`` of every weight layer (:func:`trainlab.nn.kinds.is_weight_layer`: Linear,
+    Bilinear, Conv, ConvTranspose, Embedding and trainlab's WhitenedLinear; maxout's ``linear``
+    among them; for a parametrized weight, e.g. weight normalization, the effective weight);
+    with ``include_bias`` their biases too; with ``include_norm`` the parameters directly
+    owned by normalization layers (:func:`trainlab.nn.kinds.is_norm`: torch's BatchNorm,
+    InstanceNorm, LayerNorm, GroupNorm, RMSNorm, trainlab's registered norms, and any other
+    module whose class name contains "norm"). Each tensor is yielded once.
     """
     seen: dict[int, torch.Tensor] = {}  # holds the tensors, so that no id is reused
 
@@ -270,11 +255,11 @@ def penalized_parameters(
 
     for mname, module in model.named_modules():
         prefix = f"{mname}." if mname else ""
-        if isinstance(module, WEIGHT_LAYER_TYPES):
+        if is_weight_layer(module):
             yield from once(prefix + "weight", module.weight)
             if include_bias:
-                yield from once(prefix + "bias", module.bias)
-        elif include_norm and _is_norm_layer(module):
+                yield from once(prefix + "bias", getattr(module, "bias", None))
+        elif include_norm and is_norm(module):
             for pname, p in module.named_parameters(recurse=False):
                 yield from once(prefix + pname, p)
 
@@ -295,7 +280,7 @@ def _penalized(model: nn.Module, include_bias: bool, include_norm: bool, who: st
     if not tensors:
         raise ValueError(
             f"{who} found no weight to penalize in {type(model).__name__}: it sums over the "
-            "weights of nn.Linear, nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d layers."
+            f"weights of {WEIGHT_LAYERS_TEXT} layers."
         )
     return tensors
 
@@ -305,7 +290,7 @@ def l1_penalty(
 ) -> torch.Tensor:
     """L1 penalty ``R(W) = λ · Σ |w|`` over the model's weights.
 
-    Formula: the sum runs over the weights of Linear/Conv layers (see
+    Formula: the sum runs over the weights of the weight layers (see
     :func:`penalized_parameters`), not their biases nor norm layers' γ/β unless
     ``include_bias`` / ``include_norm``. Its subgradient ``λ·sign(w)`` drives weights to
     exactly 0 (sparsity). Reference: lecture 001 (regularization ``R(W)``); Tibshirani 1996.
@@ -326,7 +311,7 @@ def l2_penalty(
     to the gradient, so ``loss + l2_penalty(model, λ)`` with plain SGD equals SGD with
     ``weight_decay=λ`` on those parameters. Lecture 001's ``R(W) = λ Σ_k W_k²`` (no ½) is
     ``l2_penalty(model, 2λ)``. Not AdamW's decoupled decay. The sum runs over the weights of
-    Linear/Conv layers (see :func:`penalized_parameters`), not biases nor norm γ/β unless
+    the weight layers (see :func:`penalized_parameters`), not biases nor norm γ/β unless
     asked. Reference: lecture 001; Krogh & Hertz 1992. Also known as: weight decay (for SGD),
     ridge / Tikhonov regularization. Returns a scalar tensor with gradient.
     """
@@ -367,10 +352,10 @@ class L2Penalty(_Penalty):
 
 #: Family ``"penalty"``: name -> factory of a callable ``penalty(model)``.
 PENALTIES = Registry("penalty")
-PENALTIES.add("l1", L1Penalty, description="λ·Σ|w| over Linear/Conv weights (not bias, norm)",
+PENALTIES.add("l1", L1Penalty, description="λ·Σ|w| over weight-layer weights (not bias, norm)",
               reference="lecture 001; Tibshirani 1996", aliases=("lasso",),
               meta={"function": l1_penalty})
 PENALTIES.add("l2", L2Penalty,
-              description="λ·½·Σw² over Linear/Conv weights; gradient λw = SGD weight_decay",
+              description="λ·½·Σw² over weight-layer weights; gradient λw = SGD weight_decay",
               reference="lecture 001; Krogh & Hertz 1992", aliases=("ridge",),
               meta={"function": l2_penalty})

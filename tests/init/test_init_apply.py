@@ -93,6 +93,28 @@ def test_all_conv_kinds_found():
         assert torch.equal(m.bias, torch.full_like(m.bias, 0.5))
 
 
+def test_every_weight_layer_but_embedding_gets_the_scheme():
+    # trainlab.nn.kinds.weight_layers: Bilinear and WhitenedLinear get the scheme (fan_in of a
+    # Bilinear(in1, in2, out) weight is in1 * in2); Embedding is left and named in the warning
+    from trainlab.nn.natural import WhitenedLinear
+
+    model = nn.ModuleDict({"embed": nn.Embedding(10, 4), "bil": nn.Bilinear(4, 5, 3),
+                           "white": WhitenedLinear(4, 3)})
+    assert [n for n, _ in I.weight_layers(model)] == ["embed", "bil", "white"]
+    table = model["embed"].weight.detach().clone()
+    with pytest.warns(UserWarning, match=r"left 1 parameter\(s\) as they were: embed.weight "
+                      r"\(nn.Embedding\)"):
+        init_model(model, "zeros", bias=0.5)
+    assert torch.equal(model["embed"].weight, table)
+    for name in ("bil", "white"):
+        assert torch.count_nonzero(model[name].weight) == 0
+        assert torch.equal(model[name].bias, torch.full_like(model[name].bias, 0.5))
+    big = nn.Bilinear(40, 50, 300)
+    init_model(big, "he_normal", generator=0)
+    assert big.weight.double().std().item() == pytest.approx(math.sqrt(2.0 / (40 * 50)),
+                                                             rel=0.02)
+
+
 def test_same_seed_same_model_and_int_seed_equals_generator():
     a = init_model(Net(), "xavier_uniform", generator=3)
     b = init_model(Net(), "xavier_uniform", generator=3)
@@ -223,18 +245,17 @@ class _Info:
 
 
 def test_activation_gain_with_a_stand_in_activation_info(monkeypatch):
-    import trainlab.nn
+    import trainlab.init.apply as apply
 
-    monkeypatch.setattr(trainlab.nn, "activation_info",
-                        lambda name: _Info({"tanh": 5 / 3, "relu": math.sqrt(2)}[name]),
-                        raising=False)
+    monkeypatch.setattr(apply, "activation_info",
+                        lambda name: _Info({"tanh": 5 / 3, "relu": math.sqrt(2)}[name]))
     m = init_model(Net(), "xavier_uniform", activation="tanh", generator=0)
     ref = init_model(Net(), "xavier_uniform", gain=5 / 3, generator=0)
     assert torch.equal(m.head.weight, ref.head.weight)
     m = init_model(Net(), "he_normal", activation="relu", generator=0)
     ref = init_model(Net(), "he_normal", generator=0)
     torch.testing.assert_close(m.head.weight, ref.head.weight, rtol=1e-6, atol=0)
-    monkeypatch.setattr(trainlab.nn, "activation_info", lambda name: _Info(None))
+    monkeypatch.setattr(apply, "activation_info", lambda name: _Info(None))
     with pytest.raises(ValueError, match=re.escape(
             "activation 'maxout' has no recommended gain; give gain= explicitly. "
             "Received: activation='maxout'")):
@@ -252,8 +273,9 @@ def test_activation_gain_with_trainlab_activation_info():
 
 # -- errors ---------------------------------------------------------------------------------
 def test_no_layer_matched():
-    msg = ("init_model found no layer to initialize in Sequential: it looks for nn.Linear, "
-           "nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d")
+    msg = ("init_model found no layer to initialize in Sequential: it looks for the weight "
+           "layers with a fan-in: nn.Linear, nn.Bilinear, nn.Conv1d/2d/3d, "
+           "nn.ConvTranspose1d/2d/3d and trainlab's WhitenedLinear")
     with pytest.raises(ValueError, match=re.escape(msg)):
         init_model(nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)), "he_normal")
 

@@ -639,3 +639,31 @@ def test_input_shape_errors():
         r"\(\.\.\., 4\)\. Received: shape \(2, 5\)\.",
     ):
         ACTIVATIONS.build("maxout", 4, 3)(torch.randn(2, 5))
+
+
+# -- the registry entry is the one place an activation's info lives ------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_info_is_the_registry_entry(name):
+    e = ACTIVATIONS.get(name)
+    info = e.meta["info"]
+    assert activation_info(name) is info
+    for alias in e.aliases:
+        assert activation_info(alias) is info
+    assert activation_info(build(name)) == info  # the Module at the entry's defaults
+    assert activation_info((name, {})) == info
+    assert e.meta["info_for"](**e.defaults) == info
+    for torch_cls in e.meta["torch"]:  # torch's Module of the same activation, default settings
+        assert activation_info(torch_cls()) == info
+        assert activation_info(torch_cls) == info
+    # the classes hold no copy of it
+    assert not hasattr(e.factory, "info_for") and not hasattr(e.factory, "activation_info")
+
+
+def test_module_settings_are_read_through_the_entry():
+    assert activation_info(ACTIVATIONS.build("leaky_relu", negative_slope=0.2)) == \
+        ACTIVATIONS.get("leaky_relu").meta["info_for"](negative_slope=0.2)
+    assert activation_info(nn.LeakyReLU(0.2)) == activation_info(LeakyReLU(0.2))
+    swish = ACTIVATIONS.build("swish", beta=2.0, learnable=True)
+    assert activation_info(swish) == ACTIVATIONS.get("swish").meta["info_for"](2.0, True)
+    assert activation_info(Maxout(4, 3, k=3)).gain == pytest.approx(maxout_gain(3))
+    assert activation_info(ACTIVATIONS.build("gelu_tanh")).name == "gelu_tanh"

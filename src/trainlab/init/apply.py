@@ -3,9 +3,11 @@
 :func:`init_model` walks ``model.named_modules()`` and initializes, on models trainlab built
 and on any other:
 
-- the ``weight`` (and the ``bias``) of every ``nn.Linear``, ``nn.Conv1d/2d/3d`` and
-  ``nn.ConvTranspose1d/2d/3d``. A maxout layer holds its pieces in one plain ``nn.Linear``
-  named ``linear`` (contract C1), so it is found as such;
+- the ``weight`` (and the ``bias``) of every weight layer
+  (:func:`trainlab.nn.kinds.is_weight_layer`) but ``nn.Embedding``: ``nn.Linear``,
+  ``nn.Bilinear``, ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d`` and trainlab's
+  ``WhitenedLinear``, with the fans torch computes for their weight. A maxout layer holds its
+  pieces in one plain ``nn.Linear`` named ``linear`` (contract C1), so it is found as such;
 - recurrent layers ``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells **gate by gate**:
   ``weight_ih_l{k}`` of shape ``(G·H, in)`` and ``weight_hh_l{k}`` of shape ``(G·H, H)`` hold
   ``G`` stacked gate matrices (LSTM: i, f, g, o; GRU: r, z, n; RNN: one), and each ``(H, in)``
@@ -22,9 +24,10 @@ and on any other:
 
 Left as they are, by rule:
 
-- the scale and shift of normalization layers (BatchNorm, LayerNorm, GroupNorm, ...: 1 and
-  0 at construction) and the parameters of activations (PReLU's slope, Swish's β): their
-  own initial values are the ones the papers prescribe; no warning;
+- the scale and shift of normalization layers (:func:`trainlab.nn.kinds.is_norm`:
+  BatchNorm, LayerNorm, GroupNorm, ...: 1 and 0 at construction) and the parameters of
+  activations (PReLU's slope, Swish's β): their own initial values are the ones the papers
+  prescribe; no warning;
 - ``nn.Embedding`` weights (a lookup table has no fan_in: its scale is a modelling choice —
   torch draws N(0, 1), transformer codebases N(0, 0.02²)) and free parameters of custom
   modules (a ViT's ``cls_token`` and ``pos_embed``, attention's ``bias_k``/``bias_v``): left,
@@ -70,29 +73,20 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from trainlab.init.schemes import INITS
+from trainlab.nn.activations import activation_info
+from trainlab.nn.kinds import WEIGHT_LAYER_TYPES, is_norm, is_weight_layer, weight_layers
+from trainlab.nn.weight_norm import is_weight_normalized
 
 __all__ = ["WEIGHT_LAYER_TYPES", "ResolvedInit", "init_model", "model_level_entry", "resolve_init",
            "weight_layers"]
 
-#: Layers whose ``weight`` :func:`init_model` initializes (lazy variants are subclasses).
-WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+# WEIGHT_LAYER_TYPES and weight_layers are trainlab.nn.kinds' (re-exported): init_model gives
+# the scheme to every weight layer but nn.Embedding (a lookup table: no fan-in).
 _LAYER_TYPES_TEXT = (
-    "nn.Linear, nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d "
-    "(a maxout layer's pieces are the nn.Linear named 'linear' inside it)"
+    "the weight layers with a fan-in: nn.Linear, nn.Bilinear, nn.Conv1d/2d/3d, "
+    "nn.ConvTranspose1d/2d/3d and trainlab's WhitenedLinear (a maxout layer's pieces are the "
+    "nn.Linear named 'linear' inside it)"
 )
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` for every layer of ``model`` whose weight :func:`init_model` sets."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
 
 
 # -- scheme specs ---------------------------------------------------------------------------
@@ -236,8 +230,6 @@ def _resolve_bias(bias: Any) -> ResolvedInit | None:
 
 
 def _activation_gain(activation: str) -> float:
-    from trainlab.nn import activation_info  # lazy: trainlab.nn imports trainlab.init
-
     gain = activation_info(activation).gain
     if gain is None:
         raise ValueError(
@@ -294,13 +286,13 @@ class _Target:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
-                               nn.LocalResponseNorm)) or "Norm" in type(module).__name__
+    """A norm layer or a weight-normalized layer (what Fixup's branch check in
+    :mod:`trainlab.init.data_dependent` asks): :func:`trainlab.nn.kinds.is_norm`,
+    :func:`trainlab.nn.weight_norm.is_weight_normalized`."""
+    return is_norm(module) or is_weight_normalized(module)
 
 
 def _is_activation(module: nn.Module) -> bool:
-    from trainlab.nn import activation_info  # lazy: trainlab.nn imports trainlab.init
-
     return activation_info(module) is not None
 
 
@@ -318,7 +310,7 @@ def _targets(model: nn.Module) -> tuple[list[_Target], list[tuple[str, str]]]:
         prefix = f"{mname}." if mname else ""
         own = dict(m.named_parameters(recurse=False))
         done: set[str] = set()
-        if isinstance(m, WEIGHT_LAYER_TYPES):
+        if is_weight_layer(m) and not isinstance(m, nn.Embedding):  # a lookup table: below
             out.append(_Target(mname, m, "weight", "weight", owner=mname))
             if getattr(m, "bias", None) is not None:
                 out.append(_Target(mname, m, "bias", "bias", owner=mname))
@@ -362,8 +354,8 @@ def _targets(model: nn.Module) -> tuple[list[_Target], list[tuple[str, str]]]:
             # the originals of a parametrized tensor: set through its owner's right_inverse
             quiet += [(prefix + n, "parametrization") for n in own]
             done |= set(own)
-        elif own and (_is_norm(m) or _is_activation(m)):
-            why = "normalization" if _is_norm(m) else "activation"
+        elif own and (is_norm(m) or _is_activation(m)):
+            why = "normalization" if is_norm(m) else "activation"
             quiet += [(prefix + n, why) for n in own]
             done |= set(own)
         for pname in own:

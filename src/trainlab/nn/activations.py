@@ -12,7 +12,8 @@ and is registered by its lecture name in :data:`ACTIVATIONS`::
     >>> activation_info(torch.nn.Linear(2, 2))           # None: not an activation
 
 Each entry's ``meta["info"]`` is an :class:`ActivationInfo` declaring what probes and
-initializers need (contract C1):
+initializers need (contract C1), written once, in the entry (``meta["info_for"]`` gives it for
+other settings; the Modules themselves hold none of it):
 
 - ``output_range``: the closure of the set of outputs, ``(lo, hi)`` (``float("inf")`` allowed),
   and ``hist_range``, the range for fixed-bin histograms (unbounded sides at ``±HIST_LIMIT``);
@@ -26,7 +27,8 @@ initializers need (contract C1):
 - ``replaces_linear``: True only for maxout, a layer built as ``(in_features, out_features)``.
 
 :func:`activation_info` reads the info of a name, a spec, a trainlab Module or one of torch's
-own activation Modules (with their settings), and gives ``None`` for anything else.
+own activation Modules (with their settings) from the registry, and gives ``None`` for anything
+else.
 
 Saturation thresholds (``SATURATION_MARGIN = 0.03``). For a bounded squashing function a
 unit counts as saturated when its output is within 0.03 of an asymptote: sigmoid ``h <= 0.03
@@ -81,7 +83,7 @@ from trainlab.nn.functional import (
     TORCH_LEAKY_SLOPE,
     check_range,
 )
-from trainlab.registry import Registry, split_spec
+from trainlab.registry import Entry, Registry, split_spec
 
 __all__ = [
     "ACTIVATIONS",
@@ -308,20 +310,6 @@ class Sigmoid(nn.Module):
     returns; note the slope at 0 is 1/4, so some texts suggest 4× the tanh scale instead.
     """
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        lo, hi = SIGMOID_SATURATION
-        return ActivationInfo(
-            "sigmoid",
-            (0.0, 1.0),
-            1.0,
-            saturated=ThresholdRule(lo, hi),
-            notes="saturated within 0.03 of 0 or 1; gain 1 (torch: 1).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.sigmoid(x)
 
@@ -334,20 +322,6 @@ class Tanh(nn.Module):
     returns 5/3 instead, and the exact second-moment gain at unit-variance input is ≈1.59.
     """
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        t = TANH_SATURATION
-        return ActivationInfo(
-            "tanh",
-            (-1.0, 1.0),
-            1.0,
-            saturated=ThresholdRule(-t, t),
-            notes="saturated at |h| >= 0.97; gain 1 (Glorot/LeCun; torch's calculate_gain: 5/3).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.tanh(x)
 
@@ -359,20 +333,6 @@ class Softsign(nn.Module):
     Gain 1, as tanh (slope 1 at 0).
     """
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        t = SOFTSIGN_SATURATION
-        return ActivationInfo(
-            "softsign",
-            (-1.0, 1.0),
-            1.0,
-            saturated=ThresholdRule(-t, t),
-            notes="saturated at |h| >= 0.97 (|x| >= 32.3); gain 1 as tanh.",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.softsign(x)
 
@@ -381,39 +341,12 @@ class Softsign(nn.Module):
 class ReLU(nn.Module):
     """Rectified linear unit ``max(0, x)``. Dead where ``h == 0``; gain √2 (He et al. 2015)."""
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        return ActivationInfo(
-            "relu",
-            (0.0, _INF),
-            _SQRT2,
-            dead=ThresholdRule(at_or_below=0.0),
-            notes="dead where h == 0 (zero derivative); gain sqrt(2) (He).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.relu(x)
 
 
 class ReLU6(nn.Module):
     """``min(max(0, x), 6)``. Dead where ``h == 0``, saturated at the cap ``h == 6``; gain √2."""
-
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        return ActivationInfo(
-            "relu6",
-            (0.0, RELU6_CAP),
-            _SQRT2,
-            saturated=ThresholdRule(at_or_above=RELU6_CAP),
-            dead=ThresholdRule(at_or_below=0.0),
-            notes="dead where h == 0, saturated at the cap h == 6; gain sqrt(2).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
 
     def forward(self, x: Tensor) -> Tensor:
         return TF.relu6(x)
@@ -432,22 +365,6 @@ class LeakyReLU(nn.Module):
         self.negative_slope = check_range(
             "negative_slope", negative_slope, 0.0, 1.0, high_closed=False
         )
-
-    @staticmethod
-    def info_for(negative_slope: float = TORCH_LEAKY_SLOPE) -> ActivationInfo:
-        # a = 0 is the plain ReLU, which can die
-        dead = ThresholdRule(at_or_below=0.0) if negative_slope == 0 else None
-        return ActivationInfo(
-            "leaky_relu",
-            (-_INF if negative_slope > 0 else 0.0, _INF),
-            leaky_gain(negative_slope),
-            dead=dead,
-            notes="no dead or saturated rule (slope a > 0; a = 0 is ReLU and dies where h == 0); "
-            "gain sqrt(2/(1+a^2)).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope:g}"
@@ -479,19 +396,6 @@ class PReLU(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.weight, self.init)
 
-    @staticmethod
-    def info_for(init: float = PRELU_INIT) -> ActivationInfo:
-        return ActivationInfo(
-            "prelu",
-            (-_INF, _INF),
-            leaky_gain(init),
-            learnable=True,
-            notes="learned slope; no dead or saturated rule; gain sqrt(2/(1+a^2)) at init a.",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.init)
-
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}, init={self.init:g}"
 
@@ -517,20 +421,6 @@ class RReLU(nn.Module):
                 f"lower must be <= upper, both in [0, 1). Received: lower={lower!r}, "
                 f"upper={upper!r}."
             )
-
-    @staticmethod
-    def info_for(lower: float = RRELU_LOWER, upper: float = RRELU_UPPER) -> ActivationInfo:
-        mean_sq = (lower * lower + lower * upper + upper * upper) / 3.0
-        return ActivationInfo(
-            "rrelu",
-            (-_INF, _INF),
-            math.sqrt(2.0 / (1.0 + mean_sq)),
-            stochastic=True,
-            notes="random slope in training; no dead or saturated rule; gain sqrt(2/(1+E[a^2])).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.lower, self.upper)
 
     def extra_repr(self) -> str:
         return f"lower={self.lower:g}, upper={self.upper:g}"
@@ -559,20 +449,6 @@ class NoisyReLU(nn.Module):
         )
         self.generator = generator
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        return ActivationInfo(
-            "noisy_relu",
-            (0.0, _INF),
-            _SQRT2,
-            dead=ThresholdRule(at_or_below=0.0),
-            stochastic=True,
-            notes="Gaussian noise in training; dead where h == 0; gain sqrt(2).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def extra_repr(self) -> str:
         return "sigma=sigmoid(x) variance" if self.sigma is None else f"sigma={self.sigma:g}"
 
@@ -593,19 +469,6 @@ class ELU(nn.Module):
         super().__init__()
         self.alpha = check_range("alpha", alpha, 0.0, _INF, low_closed=False, high_closed=False)
 
-    @staticmethod
-    def info_for(alpha: float = 1.0) -> ActivationInfo:
-        return ActivationInfo(
-            "elu",
-            (-alpha, _INF),
-            _SQRT2,
-            saturated=ThresholdRule(at_or_below=-(1.0 - SATURATION_MARGIN) * alpha),
-            notes="saturated at h <= -0.97 alpha (negative asymptote); gain sqrt(2).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.alpha)
-
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}"
 
@@ -620,21 +483,6 @@ class SELU(nn.Module):
     requires for self-normalization. (``torch.nn.init.calculate_gain("selu")`` returns 3/4,
     a different convention.)
     """
-
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        floor = -SELU_LAMBDA * SELU_ALPHA
-        return ActivationInfo(
-            "selu",
-            (floor, _INF),
-            1.0,
-            saturated=ThresholdRule(at_or_below=(1.0 - SATURATION_MARGIN) * floor),
-            notes="saturated at h <= -0.97 lambda*alpha; gain 1 with LeCun normal "
-            "(torch's calculate_gain: 3/4).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
 
     def forward(self, x: Tensor) -> Tensor:
         return TF.selu(x)
@@ -658,18 +506,6 @@ class GELU(nn.Module):
             )
         self.approximate = approximate
 
-    @staticmethod
-    def info_for(approximate: str = "none") -> ActivationInfo:
-        return ActivationInfo(
-            "gelu" if approximate == "none" else "gelu_tanh",
-            (GELU_MIN if approximate == "none" else GELU_TANH_MIN, _INF),
-            _SQRT2,
-            notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.approximate)
-
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
 
@@ -683,18 +519,6 @@ class SiLU(nn.Module):
     Swish with β = 1. No saturated or dead rule. Gain √2, ReLU-like (exact second-moment
     gain at unit-variance input ≈1.68).
     """
-
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        return ActivationInfo(
-            "silu",
-            (SILU_MIN, _INF),
-            _SQRT2,
-            notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
 
     def forward(self, x: Tensor) -> Tensor:
         return TF.silu(x)
@@ -732,20 +556,6 @@ class Swish(nn.Module):
         if isinstance(self.beta, nn.Parameter):
             nn.init.constant_(self.beta, self.beta_init)
 
-    @staticmethod
-    def info_for(beta: float = 1.0, learnable: bool = False) -> ActivationInfo:
-        lo = -_INF if learnable or beta <= 0 else SILU_MIN / beta
-        return ActivationInfo(
-            "swish",
-            (lo, _INF),
-            _SQRT2,
-            learnable=learnable,
-            notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.beta_init, self.learnable)
-
     def extra_repr(self) -> str:
         s = f"beta={self.beta_init:g}, learnable={self.learnable}"
         return s + (f", num_parameters={self.num_parameters}" if self.learnable else "")
@@ -770,19 +580,6 @@ class Softplus(nn.Module):
         self.threshold = check_range(
             "threshold", threshold, 0.0, _INF, low_closed=False, high_closed=False
         )
-
-    @staticmethod
-    def info_for(beta: float = 1.0) -> ActivationInfo:
-        return ActivationInfo(
-            "softplus",
-            (0.0, _INF),
-            _SQRT2,
-            saturated=ThresholdRule(at_or_below=SATURATION_MARGIN / beta),
-            notes="saturated toward 0 at h <= 0.03/beta; never dead; gain sqrt(2).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.beta)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta:g}, threshold={self.threshold:g}"
@@ -842,20 +639,6 @@ class Maxout(nn.Module):
         if self.linear.bias is not None:
             nn.init.zeros_(self.linear.bias)
 
-    @staticmethod
-    def info_for(k: int = 2) -> ActivationInfo:
-        return ActivationInfo(
-            "maxout",
-            (-_INF, _INF),
-            maxout_gain(k),
-            learnable=True,
-            replaces_linear=True,
-            notes="no saturation, no death; gain 1/sqrt(E[max of k N(0,1)]^2) (1 for k = 2).",
-        )
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for(self.k)
-
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, k={self.k}, "
@@ -874,31 +657,43 @@ class Maxout(nn.Module):
 class Identity(nn.Module):
     """The identity (a linear unit). No saturated or dead rule; gain 1."""
 
-    @staticmethod
-    def info_for() -> ActivationInfo:
-        return ActivationInfo("identity", (-_INF, _INF), 1.0, notes="linear; gain 1.")
-
-    def activation_info(self) -> ActivationInfo:
-        return self.info_for()
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.identity(x)
 
 
-# -- registry -----------------------------------------------------------------------------
+# -- registry: each entry holds what its activation is (contract C1) ----------------------
 ACTIVATIONS = Registry("activation")
 
 
 def _register(
     name: str,
     cls: type[nn.Module],
+    info_for: Callable[..., ActivationInfo],
     description: str,
     reference: str,
     *,
     aliases: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
+    settings: Mapping[str, str] | None = None,
+    torch_modules: tuple[type[nn.Module], ...] = (),
 ) -> None:
-    info = cls.info_for(**(defaults or {}))  # type: ignore[attr-defined]
+    """Register ``cls`` under ``name`` with its :class:`ActivationInfo` rules in the entry's
+    meta, the one place they are written:
+
+    - ``meta["info_for"]``: ``info_for(**settings) -> ActivationInfo``, the rules (gain,
+      output range, saturated and dead rules, ``replaces_linear`` ...) for the activation's
+      settings (its constructor's keyword arguments that change them, with their defaults);
+    - ``meta["settings"]``: ``{info_for argument: Module attribute}``, where a Module keeps
+      each setting (by default the argument's own name); :func:`activation_info` reads a
+      Module through it;
+    - ``meta["torch"]``: torch's Modules that are this activation, read through the same
+      attributes (``nn.LeakyReLU.negative_slope``);
+    - ``meta["info"]``: the info at the entry's ``defaults``, and its fields for listings and
+      builders: ``output_range``, ``gain``, ``hist_range``, ``can_saturate``, ``can_die``,
+      ``stochastic``, ``learnable``, ``replaces_linear``.
+    """
+    params = inspect.signature(info_for).parameters
+    info = info_for(**{k: v for k, v in (defaults or {}).items() if k in params})
     ACTIVATIONS.add(
         name,
         cls,
@@ -907,6 +702,9 @@ def _register(
         aliases=aliases,
         defaults=defaults,
         meta={
+            "info_for": info_for,
+            "settings": dict(settings) if settings is not None else {p: p for p in params},
+            "torch": tuple(torch_modules),
             "info": info,
             "output_range": info.output_range,
             "gain": info.gain,
@@ -920,88 +718,341 @@ def _register(
     )
 
 
+# bounded, saturating
+def _sigmoid_info() -> ActivationInfo:
+    lo, hi = SIGMOID_SATURATION
+    return ActivationInfo(
+        "sigmoid",
+        (0.0, 1.0),
+        1.0,
+        saturated=ThresholdRule(lo, hi),
+        notes="saturated within 0.03 of 0 or 1; gain 1 (torch: 1).",
+    )
+
+
 _register(
     "sigmoid",
     Sigmoid,
+    _sigmoid_info,
     "logistic 1/(1+e^-x), range (0, 1), saturates at 0 and 1",
     "Glorot & Bengio 2010; lectures 001, 004",
     aliases=("logistic",),
+    torch_modules=(nn.Sigmoid,),
 )
+
+
+def _tanh_info() -> ActivationInfo:
+    t = TANH_SATURATION
+    return ActivationInfo(
+        "tanh",
+        (-1.0, 1.0),
+        1.0,
+        saturated=ThresholdRule(-t, t),
+        notes="saturated at |h| >= 0.97; gain 1 (Glorot/LeCun; torch's calculate_gain: 5/3).",
+    )
+
+
 _register(
     "tanh",
     Tanh,
+    _tanh_info,
     "hyperbolic tangent, range (-1, 1), saturates at ±1",
     "LeCun et al. 1998, Efficient BackProp",
+    torch_modules=(nn.Tanh,),
 )
+
+
+def _softsign_info() -> ActivationInfo:
+    t = SOFTSIGN_SATURATION
+    return ActivationInfo(
+        "softsign",
+        (-1.0, 1.0),
+        1.0,
+        saturated=ThresholdRule(-t, t),
+        notes="saturated at |h| >= 0.97 (|x| >= 32.3); gain 1 as tanh.",
+    )
+
+
 _register(
-    "softsign", Softsign, "x/(1+|x|), range (-1, 1), polynomial tails", "Glorot & Bengio 2010"
+    "softsign",
+    Softsign,
+    _softsign_info,
+    "x/(1+|x|), range (-1, 1), polynomial tails",
+    "Glorot & Bengio 2010",
+    torch_modules=(nn.Softsign,),
 )
+
+
+# rectifiers
+def _relu_info() -> ActivationInfo:
+    return ActivationInfo(
+        "relu",
+        (0.0, _INF),
+        _SQRT2,
+        dead=ThresholdRule(at_or_below=0.0),
+        notes="dead where h == 0 (zero derivative); gain sqrt(2) (He).",
+    )
+
+
 _register(
     "relu",
     ReLU,
+    _relu_info,
     "max(0, x); dead where the output is 0",
     "Nair & Hinton 2010; Glorot, Bordes & Bengio 2011",
+    torch_modules=(nn.ReLU,),
 )
-_register("relu6", ReLU6, "min(max(0, x), 6)", "Krizhevsky 2010")
+
+
+def _relu6_info() -> ActivationInfo:
+    return ActivationInfo(
+        "relu6",
+        (0.0, RELU6_CAP),
+        _SQRT2,
+        saturated=ThresholdRule(at_or_above=RELU6_CAP),
+        dead=ThresholdRule(at_or_below=0.0),
+        notes="dead where h == 0, saturated at the cap h == 6; gain sqrt(2).",
+    )
+
+
+_register("relu6", ReLU6, _relu6_info, "min(max(0, x), 6)", "Krizhevsky 2010",
+          torch_modules=(nn.ReLU6,))
+
+
+def _leaky_relu_info(negative_slope: float = TORCH_LEAKY_SLOPE) -> ActivationInfo:
+    # a = 0 is the plain ReLU, which can die
+    dead = ThresholdRule(at_or_below=0.0) if negative_slope == 0 else None
+    return ActivationInfo(
+        "leaky_relu",
+        (-_INF if negative_slope > 0 else 0.0, _INF),
+        leaky_gain(negative_slope),
+        dead=dead,
+        notes="no dead or saturated rule (slope a > 0; a = 0 is ReLU and dies where h == 0); "
+        "gain sqrt(2/(1+a^2)).",
+    )
+
+
 _register(
     "leaky_relu",
     LeakyReLU,
+    _leaky_relu_info,
     "max(a x, x), a = 0.01 (torch) or 0.1 (lectures)",
     "Maas, Hannun & Ng 2013",
     aliases=("lrelu", "leakyrelu"),
+    torch_modules=(nn.LeakyReLU,),
 )
+
+
+def _prelu_info(init: float = PRELU_INIT) -> ActivationInfo:
+    return ActivationInfo(
+        "prelu",
+        (-_INF, _INF),
+        leaky_gain(init),
+        learnable=True,
+        notes="learned slope; no dead or saturated rule; gain sqrt(2/(1+a^2)) at init a.",
+    )
+
+
 _register(
     "prelu",
     PReLU,
+    _prelu_info,
     "leaky ReLU with a learned slope (shared or per channel), init 0.25",
     "He et al. 2015, Delving deep into rectifiers",
     aliases=("parametric_relu",),
+    torch_modules=(nn.PReLU,),
 )
+
+
+def _rrelu_info(lower: float = RRELU_LOWER, upper: float = RRELU_UPPER) -> ActivationInfo:
+    mean_sq = (lower * lower + lower * upper + upper * upper) / 3.0
+    return ActivationInfo(
+        "rrelu",
+        (-_INF, _INF),
+        math.sqrt(2.0 / (1.0 + mean_sq)),
+        stochastic=True,
+        notes="random slope in training; no dead or saturated rule; gain sqrt(2/(1+E[a^2])).",
+    )
+
+
 _register(
     "rrelu",
     RReLU,
+    _rrelu_info,
     "leaky ReLU with slope ~ U(1/8, 1/3) in training, mean in eval",
     "Xu et al. 2015",
     aliases=("randomized_relu", "randomized_leaky_relu"),
+    torch_modules=(nn.RReLU,),
 )
+
+
+def _noisy_relu_info() -> ActivationInfo:
+    return ActivationInfo(
+        "noisy_relu",
+        (0.0, _INF),
+        _SQRT2,
+        dead=ThresholdRule(at_or_below=0.0),
+        stochastic=True,
+        notes="Gaussian noise in training; dead where h == 0; gain sqrt(2).",
+    )
+
+
 _register(
     "noisy_relu",
     NoisyReLU,
+    _noisy_relu_info,
     "max(0, x + N(0, sigmoid(x))) in training, ReLU in eval",
     "Nair & Hinton 2010",
     aliases=("nrelu",),
 )
+
+
+# exponential
+def _elu_info(alpha: float = 1.0) -> ActivationInfo:
+    return ActivationInfo(
+        "elu",
+        (-alpha, _INF),
+        _SQRT2,
+        saturated=ThresholdRule(at_or_below=-(1.0 - SATURATION_MARGIN) * alpha),
+        notes="saturated at h <= -0.97 alpha (negative asymptote); gain sqrt(2).",
+    )
+
+
 _register(
-    "elu", ELU, "x for x > 0, alpha (e^x - 1) otherwise", "Clevert, Unterthiner & Hochreiter 2016"
+    "elu",
+    ELU,
+    _elu_info,
+    "x for x > 0, alpha (e^x - 1) otherwise",
+    "Clevert, Unterthiner & Hochreiter 2016",
+    torch_modules=(nn.ELU,),
 )
+
+
+def _selu_info() -> ActivationInfo:
+    floor = -SELU_LAMBDA * SELU_ALPHA
+    return ActivationInfo(
+        "selu",
+        (floor, _INF),
+        1.0,
+        saturated=ThresholdRule(at_or_below=(1.0 - SATURATION_MARGIN) * floor),
+        notes="saturated at h <= -0.97 lambda*alpha; gain 1 with LeCun normal "
+        "(torch's calculate_gain: 3/4).",
+    )
+
+
 _register(
-    "selu", SELU, "scaled ELU, self-normalizing with LeCun normal init", "Klambauer et al. 2017"
+    "selu",
+    SELU,
+    _selu_info,
+    "scaled ELU, self-normalizing with LeCun normal init",
+    "Klambauer et al. 2017",
+    torch_modules=(nn.SELU,),
 )
-_register("gelu", GELU, "x Phi(x), exact (erf)", "Hendrycks & Gimpel 2016")
+
+
+# smooth, ReLU-like
+def _gelu_info(approximate: str = "none") -> ActivationInfo:
+    return ActivationInfo(
+        "gelu" if approximate == "none" else "gelu_tanh",
+        (GELU_MIN if approximate == "none" else GELU_TANH_MIN, _INF),
+        _SQRT2,
+        notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
+    )
+
+
+_register("gelu", GELU, _gelu_info, "x Phi(x), exact (erf)", "Hendrycks & Gimpel 2016",
+          torch_modules=(nn.GELU,))
 _register(
     "gelu_tanh",
     GELU,
+    _gelu_info,
     "x Phi(x), tanh approximation",
     "Hendrycks & Gimpel 2016",
     defaults={"approximate": "tanh"},
 )
+
+
+def _silu_info() -> ActivationInfo:
+    return ActivationInfo(
+        "silu",
+        (SILU_MIN, _INF),
+        _SQRT2,
+        notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
+    )
+
+
 _register(
     "silu",
     SiLU,
+    _silu_info,
     "x sigmoid(x) (swish with beta = 1)",
     "Elfwing, Uchibe & Doya 2018; Hendrycks & Gimpel 2016",
+    torch_modules=(nn.SiLU,),
 )
+
+
+def _swish_info(beta: float = 1.0, learnable: bool = False) -> ActivationInfo:
+    lo = -_INF if learnable or beta <= 0 else SILU_MIN / beta
+    return ActivationInfo(
+        "swish",
+        (lo, _INF),
+        _SQRT2,
+        learnable=learnable,
+        notes="no output-based dead or saturated rule; gain sqrt(2) as ReLU.",
+    )
+
+
 _register(
-    "swish", Swish, "x sigmoid(beta x), beta fixed or learnable", "Ramachandran, Zoph & Le 2017"
+    "swish",
+    Swish,
+    _swish_info,
+    "x sigmoid(beta x), beta fixed or learnable",
+    "Ramachandran, Zoph & Le 2017",
+    settings={"beta": "beta_init", "learnable": "learnable"},  # self.beta may be a Parameter
 )
-_register("softplus", Softplus, "log(1 + e^x), a smooth ReLU", "Dugas et al. 2001")
+
+
+def _softplus_info(beta: float = 1.0) -> ActivationInfo:
+    return ActivationInfo(
+        "softplus",
+        (0.0, _INF),
+        _SQRT2,
+        saturated=ThresholdRule(at_or_below=SATURATION_MARGIN / beta),
+        notes="saturated toward 0 at h <= 0.03/beta; never dead; gain sqrt(2).",
+    )
+
+
+_register("softplus", Softplus, _softplus_info, "log(1 + e^x), a smooth ReLU",
+          "Dugas et al. 2001", torch_modules=(nn.Softplus,))
+
+
+# maxout and identity
+def _maxout_info(k: int = 2) -> ActivationInfo:
+    return ActivationInfo(
+        "maxout",
+        (-_INF, _INF),
+        maxout_gain(k),
+        learnable=True,
+        replaces_linear=True,
+        notes="no saturation, no death; gain 1/sqrt(E[max of k N(0,1)]^2) (1 for k = 2).",
+    )
+
+
 _register(
     "maxout",
     Maxout,
+    _maxout_info,
     "max over k affine pieces; replaces Linear + activation",
     "Goodfellow et al. 2013",
 )
-_register("identity", Identity, "the identity (linear unit)", "", aliases=("linear", "none"))
+
+
+def _identity_info() -> ActivationInfo:
+    return ActivationInfo("identity", (-_INF, _INF), 1.0, notes="linear; gain 1.")
+
+
+_register("identity", Identity, _identity_info, "the identity (linear unit)", "",
+          aliases=("linear", "none"), torch_modules=(nn.Identity,))
 
 
 # -- activation_info ----------------------------------------------------------------------
@@ -1099,26 +1150,14 @@ def _threshold_info(m: nn.Threshold) -> ActivationInfo:
     )
 
 
-# torch's own modules -> the info of the equivalent trainlab activation, read from their
-# attributes. Looked up along the class's MRO, so nn.ReLU6 (a Hardtanh) is found first.
-# torch's other modules in torch.nn.modules.activation are not elementwise hidden-unit
-# nonlinearities (GLU halves a dimension; Softmax, Softmin, Softmax2d and LogSoftmax
-# normalize across units; MultiheadAttention is a layer) and are not activations here.
+# torch's elementwise activations that are no trainlab activation (not in ACTIVATIONS, so
+# not buildable by name) -> their info, read from their attributes. torch's modules that are
+# a trainlab activation are in that entry's meta["torch"]. Both are looked up along the
+# class's MRO, so nn.ReLU6 (a Hardtanh) is found first. torch's other modules in
+# torch.nn.modules.activation are not elementwise hidden-unit nonlinearities (GLU halves a
+# dimension; Softmax, Softmin, Softmax2d and LogSoftmax normalize across units;
+# MultiheadAttention is a layer) and are not activations here.
 _TORCH_INFO: dict[type, Callable[[Any], ActivationInfo]] = {
-    nn.Sigmoid: lambda m: Sigmoid.info_for(),
-    nn.Tanh: lambda m: Tanh.info_for(),
-    nn.Softsign: lambda m: Softsign.info_for(),
-    nn.ReLU: lambda m: ReLU.info_for(),
-    nn.ReLU6: lambda m: ReLU6.info_for(),
-    nn.LeakyReLU: lambda m: LeakyReLU.info_for(m.negative_slope),
-    nn.PReLU: lambda m: PReLU.info_for(PRELU_INIT if m.init is None else m.init),
-    nn.RReLU: lambda m: RReLU.info_for(m.lower, m.upper),
-    nn.ELU: lambda m: ELU.info_for(m.alpha),
-    nn.SELU: lambda m: SELU.info_for(),
-    nn.GELU: lambda m: GELU.info_for(m.approximate),
-    nn.SiLU: lambda m: SiLU.info_for(),
-    nn.Softplus: lambda m: Softplus.info_for(m.beta),
-    nn.Identity: lambda m: Identity.info_for(),
     nn.Hardtanh: _hardtanh_info,
     nn.CELU: _celu_info,
     nn.Mish: _mish_info,
@@ -1131,33 +1170,83 @@ _TORCH_INFO: dict[type, Callable[[Any], ActivationInfo]] = {
     nn.Threshold: _threshold_info,
 }
 
+_by_class_cache: dict[int, dict[type, Entry]] = {}
+
+
+def _entries_by_class() -> dict[type, Entry]:
+    """Each registered activation's class and its ``meta["torch"]`` classes -> the entry (the
+    first entry of a class: ``GELU`` is ``gelu``, its settings tell ``gelu_tanh``)."""
+    if len(ACTIVATIONS) not in _by_class_cache:
+        found: dict[type, Entry] = {}
+        for entry in ACTIVATIONS:
+            if "info_for" not in entry.meta:
+                continue
+            for cls in (entry.factory, *entry.meta["torch"]):
+                if isinstance(cls, type):
+                    found.setdefault(cls, entry)
+        _by_class_cache.clear()
+        _by_class_cache[len(ACTIVATIONS)] = found
+    return _by_class_cache[len(ACTIVATIONS)]
+
+
+def _registry_info(entry: Entry) -> ActivationInfo:
+    if "info" not in entry.meta:
+        raise ValueError(
+            f"activation {entry.name!r} was registered without its ActivationInfo "
+            "(meta['info'] and meta['info_for']); trainlab's activations register with "
+            "trainlab.nn.activations._register."
+        )
+    return entry.meta["info"]
+
 
 def _info_from_spec(name: str, kwargs: Mapping[str, Any]) -> ActivationInfo:
     """Info of a ``(name, kwargs)`` spec: the settings ``info_for`` reads, over the defaults."""
     entry = ACTIVATIONS.get(name)
-    info_for = entry.factory.info_for  # type: ignore[attr-defined]
+    _registry_info(entry)
+    info_for = entry.meta["info_for"]
     accepted = inspect.signature(info_for).parameters
     merged = {**entry.defaults, **kwargs}
     return info_for(**{k: v for k, v in merged.items() if k in accepted})
 
 
+def _module_info(entry: Entry, module: nn.Module) -> ActivationInfo:
+    """Info of a Module of ``entry``'s class or one of its torch classes: its settings, read
+    through ``meta["settings"]`` (an attribute that is missing or ``None`` keeps the default)."""
+    settings = {arg: getattr(module, attr, None) for arg, attr in entry.meta["settings"].items()}
+    return entry.meta["info_for"](**{k: v for k, v in settings.items() if v is not None})
+
+
+def _lookup(cls: type) -> tuple[Entry | None, Callable[[Any], ActivationInfo] | None]:
+    """The entry, or torch's info reader, of ``cls`` or its nearest base class."""
+    registered = _entries_by_class()
+    for klass in cls.__mro__:
+        if klass in registered:
+            return registered[klass], None
+        if klass in _TORCH_INFO:
+            return None, _TORCH_INFO[klass]
+    return None, None
+
+
 def activation_info(obj: Any, *, strict: bool = False) -> ActivationInfo | None:
     """The :class:`ActivationInfo` of an activation given by name, spec, Module or class.
 
-    ``obj`` may be
+    The info is the registry entry's (``ACTIVATIONS.get(name).meta["info"]`` at the entry's
+    defaults; ``meta["info_for"]`` for other settings). ``obj`` may be
 
     - a registry name or alias (the entry's default settings);
     - a spec as :meth:`Registry.build` takes it, ``("leaky_relu", {"negative_slope": 0.1})`` or
       ``{"name": "maxout", "k": 3}`` (the settings that change the info are read);
-    - a trainlab activation Module (its settings: ``LeakyReLU(0.1)`` gives gain
-      ``sqrt(2/1.01)``);
+    - a trainlab activation Module (its settings, read through the entry's
+      ``meta["settings"]``: ``LeakyReLU(0.1)`` gives gain ``sqrt(2/1.01)``);
     - one of torch's activation Modules, read the same way: ``nn.Sigmoid``, ``nn.Tanh``,
       ``nn.Softsign``, ``nn.ReLU``, ``nn.ReLU6``, ``nn.LeakyReLU``, ``nn.PReLU``, ``nn.RReLU``,
-      ``nn.ELU``, ``nn.SELU``, ``nn.GELU``, ``nn.SiLU``, ``nn.Softplus``, ``nn.Identity``, and
-      ``nn.Hardtanh``, ``nn.CELU``, ``nn.Mish``, ``nn.Hardswish``, ``nn.Hardsigmoid``,
-      ``nn.LogSigmoid``, ``nn.Tanhshrink``, ``nn.Softshrink``, ``nn.Hardshrink`` and
-      ``nn.Threshold`` (every elementwise activation of ``torch.nn``);
-    - a class of either (its default settings), or an :class:`ActivationInfo` (returned as is).
+      ``nn.ELU``, ``nn.SELU``, ``nn.GELU``, ``nn.SiLU``, ``nn.Softplus``, ``nn.Identity`` (the
+      entries' ``meta["torch"]``), and ``nn.Hardtanh``, ``nn.CELU``, ``nn.Mish``,
+      ``nn.Hardswish``, ``nn.Hardsigmoid``, ``nn.LogSigmoid``, ``nn.Tanhshrink``,
+      ``nn.Softshrink``, ``nn.Hardshrink`` and ``nn.Threshold`` (every elementwise activation
+      of ``torch.nn``);
+    - a class of either (its default settings), or an :class:`ActivationInfo` (returned as is);
+    - a Module of your own whose class has ``info_for()`` and an ``activation_info()`` method.
 
     Anything else (``nn.Linear``, a whole model, ``5``) gives ``None``, so probes can walk any
     model; with ``strict=True`` it raises ``ValueError`` (``TypeError`` for non-modules)
@@ -1167,23 +1256,29 @@ def activation_info(obj: Any, *, strict: bool = False) -> ActivationInfo | None:
     if isinstance(obj, ActivationInfo):
         return obj
     if isinstance(obj, str):
-        return ACTIVATIONS.get(obj).meta["info"]
+        return _registry_info(ACTIVATIONS.get(obj))
     if isinstance(obj, (tuple, list, Mapping)):
         parsed = split_spec(obj)
         if parsed is not None:
             return _info_from_spec(*parsed)
     if isinstance(obj, nn.Module):
-        if hasattr(type(obj), "info_for") and hasattr(obj, "activation_info"):
+        if hasattr(type(obj), "info_for") and callable(getattr(obj, "activation_info", None)):
             return obj.activation_info()
-        for klass in type(obj).__mro__:
-            if klass in _TORCH_INFO:
-                return _TORCH_INFO[klass](obj)
+        entry, torch_info = _lookup(type(obj))
+        if entry is not None:
+            return _module_info(entry, obj)
+        if torch_info is not None:
+            return torch_info(obj)
     elif isinstance(obj, type) and issubclass(obj, nn.Module):
         if hasattr(obj, "info_for"):
             return obj.info_for()
-        for klass in obj.__mro__:
-            if klass in _TORCH_INFO:
-                return _TORCH_INFO[klass](obj())
+        entry, torch_info = _lookup(obj)
+        if entry is not None:
+            if isinstance(entry.factory, type) and issubclass(obj, entry.factory):
+                return entry.meta["info_for"]()
+            return _module_info(entry, obj())
+        if torch_info is not None:
+            return torch_info(obj())
     elif strict:
         raise TypeError(
             "activation_info expects a registry name, a (name, kwargs) spec, an nn.Module, an "
@@ -1195,7 +1290,9 @@ def activation_info(obj: Any, *, strict: bool = False) -> ActivationInfo | None:
     if not strict:
         return None
     name = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    torch_names = {c.__name__ for e in ACTIVATIONS for c in e.meta.get("torch", ())}
+    torch_names |= {k.__name__ for k in _TORCH_INFO}
     raise ValueError(
         f"{name} is not a known activation. Known: trainlab's {', '.join(ACTIVATIONS.names())} "
-        f"and torch's {', '.join(sorted(k.__name__ for k in _TORCH_INFO))}."
+        f"and torch's {', '.join(sorted(torch_names))}."
     )

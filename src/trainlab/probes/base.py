@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.nn.kinds import WEIGHT_LAYERS_TEXT, weight_layers
+
 __all__ = [
     "Probe",
     "Schedule",
@@ -158,18 +160,8 @@ def activation_info(module: Any) -> Any:
     return info
 
 
-_WEIGHT_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding)
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Default layers for gradient and weight probes: Linear, Conv*, Bilinear, Embedding
-    (the layers whose ``weight`` is a matrix or filter bank), in registration order."""
-    return [
-        (n, m) for n, m in model.named_modules()
-        if isinstance(m, _WEIGHT_TYPES) and isinstance(getattr(m, "weight", None), Tensor)
-    ]
-
-
+# The default layers of gradient and weight probes are trainlab.nn.kinds.weight_layers (the
+# layers whose ``weight`` is a matrix or filter bank), re-exported here as weight_layers.
 _BLOCK_TYPES = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.RNNBase,
                 nn.RNNCellBase)
 
@@ -189,7 +181,7 @@ _SUPPORTED = {
     "nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.SELU, nn.Softplus, nn.Hardswish, "
     "nn.Hardsigmoid, nn.Mish, trainlab.nn activations, Maxout ...), "
     "nn.TransformerEncoderLayer/DecoderLayer outputs and nn.RNN/LSTM/GRU outputs",
-    "weight": "nn.Linear, nn.Conv1d/2d/3d (and transposed), nn.Bilinear, nn.Embedding",
+    "weight": WEIGHT_LAYERS_TEXT,
     "block": "the model's top-level children (an nn.Sequential or a trainlab builder model)",
 }
 
