@@ -101,11 +101,6 @@ def _is_facade(mod: str) -> bool:
     return mod in FACADE or mod.startswith("trainlab.train.")
 
 
-# Architecture II lands in steps: these marks come off as the last upward imports, cycles and
-# function-level imports go (see docs/architecture.md).
-_IN_PROGRESS = pytest.mark.xfail(reason="Architecture II in progress", strict=False)
-
-
 def _graph():
     files = sorted((SRC / "trainlab").rglob("*.py"))
     return {_module_name(f): _imports(f) for f in files}
@@ -116,7 +111,6 @@ def test_every_module_has_a_layer():
     assert not missing, f"modules in no layer (add them to LAYERS): {missing}"
 
 
-@_IN_PROGRESS
 def test_no_import_points_up():
     bad = []
     for mod, imports in _graph().items():
@@ -135,7 +129,6 @@ def test_no_import_points_up():
     assert not bad, "imports that point up:\n" + "\n".join(bad)
 
 
-@_IN_PROGRESS
 def test_no_import_cycle():
     graph = _graph()
     edges = defaultdict(set)
@@ -175,7 +168,6 @@ def test_no_import_cycle():
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
-@_IN_PROGRESS
 def test_function_level_imports_only_for_optional_extras():
     bad = [f"{mod}:{line} imports {target} inside a function"
            for mod, imports in _graph().items() if not _is_facade(mod)

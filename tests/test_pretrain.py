@@ -107,17 +107,17 @@ def test_tied_decoder_shares_the_encoder_weight():
 def test_tied_pretraining_adds_only_a_bias(monkeypatch):
     """With tied=True the optimizer of a layer holds the encoder's parameters plus one
     visible bias (no decoder matrix); with tied=False a decoder matrix too."""
-    import trainlab.optim as optim
+    import trainlab.engine.pretraining as pretraining
 
     seen = []
-    real = optim.build_optimizer
+    real = pretraining.build_optimizer
 
     def spy(spec, params, lr=None, **kw):
         params = list(params)
         seen.append([tuple(p.shape) for p in params])
         return real(spec, params, lr=lr, **kw)
 
-    monkeypatch.setattr(optim, "build_optimizer", spy)
+    monkeypatch.setattr(pretraining, "build_optimizer", spy)  # the name pretrain calls
     x = _low_rank(n=64)
     pretrain(mlp(16, [8], 2), x, "autoencoder", steps=2, tied=True)
     pretrain(mlp(16, [8], 2), x, "autoencoder", steps=2, tied=False)

@@ -114,6 +114,20 @@ def test_new_run_in_a_folder_marks_earlier_rows_overwritten(tmp_path):
     assert s.get_run(a)["message"].endswith(f"run {b}")  # an older mark keeps its message
 
 
+def test_a_run_whose_folder_is_taken_over_while_it_runs_stays_overwritten(tmp_path):
+    """Run a is still running when run b takes its folder; a finishing later must not turn
+    its row back to "done" (its folder now holds b's files)."""
+    s = RunStore(tmp_path / "t.db")
+    a = s.create_run({}, folder=tmp_path / "run")
+    b = s.create_run({}, folder=tmp_path / "run")
+    assert s.get_run(a)["status"] == "overwritten"
+    s.finish(a, "done", final_metrics={"test_acc": 0.5})
+    ra = s.get_run(a)
+    assert ra["status"] == "overwritten" and f"overwritten by run {b}" in ra["message"]
+    s.finish(b, "diverged", message="loss NaN")
+    assert s.get_run(b)["status"] == "diverged"
+
+
 def test_mark_overwritten_is_one_transaction_and_counts_rows(tmp_path):
     s = RunStore(tmp_path / "t.db")
     ids = [s.create_run({}, folder=tmp_path / "r", name=str(i)) for i in range(2)]

@@ -97,8 +97,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.init import init_model
+from trainlab.models.builders import build_model
 from trainlab.nn.kinds import is_norm
 from trainlab.nn.weight_norm import is_weight_normalized
+from trainlab.optim import build_optimizer, check_lr
 from trainlab.probes import (
     ActivationStats,
     GradientStats,
@@ -117,6 +120,7 @@ from trainlab.probes.base import (
     weight_layers,
 )
 from trainlab.probes.jacobian import module_batch_dim
+from trainlab.report.doctor_page import write_doctor_page
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "FixResult", "THRESHOLDS", "FIXES"]
 
@@ -377,7 +381,6 @@ class Diagnosis:
     def to_html(self, path: str | os.PathLike, title: str = "trainlab diagnosis") -> Path:
         """Write the report as an HTML page, figures beside it (see
         :func:`trainlab.report.doctor_page.write_doctor_page`)."""
-        from trainlab.report.doctor_page import write_doctor_page
 
         return write_doctor_page(self, path, title)
 
@@ -469,8 +472,6 @@ def _expected_input(model: nn.Module) -> str:
 
 def _train_steps(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: Callable,
                  steps: int, lr: float, optimizer: Any) -> list[float]:
-    from trainlab.optim import build_optimizer
-
     opt = build_optimizer(optimizer, model.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
@@ -1380,8 +1381,6 @@ def _has_norm(model: nn.Module) -> bool:
 # --------------------------------------------------------------------------------------------
 def _init_fix(model: nn.Module, scheme: str, what: str, **kw: Any
               ) -> tuple[nn.Module, str] | str:
-    from trainlab.init import init_model
-
     m = copy.deepcopy(model)
     with warnings.catch_warnings(record=True) as caught:  # said in the fix's note
         warnings.simplefilter("always")
@@ -1426,7 +1425,6 @@ def _rebuild(model: nn.Module, **changes: Any) -> nn.Module | None:
     name = _BUILDER_NAMES.get(type(model).__name__)
     if not isinstance(spec, dict) or name is None:
         return None
-    from trainlab.models.builders import build_model
 
     new = build_model({"name": name, **{**spec, **changes, "init": None}})
     # keep the weights of every layer that still exists with the same shape
@@ -1444,8 +1442,6 @@ def _apply_fix(fix: str, model: nn.Module, x: Tensor, lr: float, steps: int, see
     does not apply. ``inferred``: the ActivationInfo identified from the values in a model
     without activation modules (the init fix's scheme then follows it)."""
     if fix == "init":
-        from trainlab.init import init_model
-
         m = copy.deepcopy(model)
         info = _activation(m) or inferred
         scheme = _init_scheme(info)
@@ -1563,7 +1559,6 @@ def diagnose(
     x, y = _split_batch(batch)
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0. Received: steps={steps!r}.")
-    from trainlab.optim import check_lr  # the one lr rule
 
     check_lr(lr)
     if time_budget is not None and not (isinstance(time_budget, (int, float))

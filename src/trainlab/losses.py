@@ -16,7 +16,8 @@ objective of lecture 001 is ``L = 1/N Σ_i L_i + R(W)``.
 
 Registries: :data:`LOSSES` (family ``"loss"``; ``LOSSES.build("hinge")`` returns a loss
 module) and :data:`PENALTIES` (family ``"penalty"``; ``PENALTIES.build("l2", weight=5e-4)``
-returns a callable ``penalty(model)``).
+returns a callable ``penalty(model)``). :class:`PenalizedLoss` adds a penalty to a loss, as
+a Trainer's ``loss_fn`` (a run config's ``penalty`` with ``penalty_options``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "MulticlassHingeLoss",
     "NORM_LAYER_TYPES",
     "PENALTIES",
+    "PenalizedLoss",
     "REDUCTIONS",
     "SquaredErrorLoss",
     "cross_entropy",
@@ -359,3 +361,48 @@ PENALTIES.add("l2", L2Penalty,
               description="λ·½·Σw² over weight-layer weights; gradient λw = SGD weight_decay",
               reference="lecture 001; Krogh & Hertz 1992", aliases=("ridge",),
               meta={"function": l2_penalty})
+
+
+class PenalizedLoss:
+    """The objective of lecture 001, ``L = 1/N Σ_i L_i + R(W)``: a loss plus a weight penalty.
+
+    ``PenalizedLoss(loss, penalty, model)(scores, target)`` is ``loss(scores, target) +
+    penalty(model)`` while ``model.training`` is true, and the loss alone in eval mode. The
+    Trainer evaluates the test split in eval mode, so its ``train_loss`` is the objective
+    that is minimized (data loss plus ``R(W)``) and its ``test_loss`` the data loss.
+
+    Args:
+        loss: a :data:`LOSSES` spec (``"cross_entropy"``, ``("hinge", {"margin": 0.5})``) or
+            a callable ``(scores, target) -> loss``.
+        penalty: a :data:`PENALTIES` spec (``("l2", {"weight": 5e-4})``) or a callable
+            ``model -> scalar tensor``.
+        model: the module whose weights are penalized (held by reference, not copied).
+
+    Example::
+
+        >>> trainer = Trainer(model, optimizer="sgd")
+        >>> trainer.loss_fn = PenalizedLoss(trainer.loss_fn, ("l2", {"weight": 5e-4}), model)
+    """
+
+    def __init__(self, loss, penalty, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"PenalizedLoss needs the nn.Module it penalizes. Received: "
+                            f"{type(model).__name__}.")
+        self.loss = LOSSES.build(loss) if isinstance(loss, (str, tuple, list, dict)) else loss
+        self.penalty = PENALTIES.build(penalty) if isinstance(
+            penalty, (str, tuple, list, dict)) else penalty
+        for what, f in (("loss", self.loss), ("penalty", self.penalty)):
+            if not callable(f):
+                raise TypeError(f"PenalizedLoss: {what} must be a registry spec or a callable. "
+                                f"Received: {f!r}.")
+        self.model = model
+        self.penalty(model)  # no weight to penalize: the penalty's own error, now
+
+    def __call__(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = self.loss(scores, target)
+        if self.model.training:
+            out = out + self.penalty(self.model)
+        return out
+
+    def __repr__(self) -> str:
+        return f"PenalizedLoss({self.loss!r}, {self.penalty!r})"

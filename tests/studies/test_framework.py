@@ -61,6 +61,17 @@ def test_claim_rule_with_and_without_spread():
     assert inside.expected == "in [0.5, 2]" and c.expected == "> 1"
 
 
+@pytest.mark.parametrize("op", ["<", "<="])
+def test_claim_below_holds_by_more_than_its_spread(op):
+    """A ``<``/``<=`` claim holds when the value is below the threshold by more than the
+    spread, and fails when the spread reaches across it (the margin is negative here: a rule
+    comparing the signed margin with the spread would reject every such claim)."""
+    c = Claim("x", "s", "q", op, 1.0)
+    assert c.holds(0.5, spread=0.1) and c.holds(0.5, spread=0.49)
+    assert not c.holds(0.5, spread=0.6) and not c.holds(0.95, spread=0.1)
+    assert not c.holds(1.5, spread=0.1)
+
+
 def test_claim_rejects_bad_declarations():
     with pytest.raises(ValueError, match="op must be one of .*Received: op='=='"):
         Claim("x", "s", "q", "==", 1.0)
@@ -329,7 +340,7 @@ def test_cli_data_choice_and_missing_data(tmp_path, capsys, monkeypatch):
     from trainlab.cli import main
 
     s, _ = _data_study("td-cli", datasets=("mnist",))
-    monkeypatch.setattr("trainlab.studies.get_study", lambda name: s)
+    monkeypatch.setattr("trainlab.cli.study.get_study", lambda name: s)  # the name the CLI calls
     rc = main(["study", "run", "td-cli", "--scale", "test", "--no-db", "--out",
                str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()

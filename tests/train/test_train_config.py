@@ -257,3 +257,83 @@ def test_seq_classifier_spec_checks_a_config_made_in_python():
     assert (spec["input_size"], spec["steps"]) == (28, 28)  # image rows
     assert set(spec) == {"name", "input_size", "hidden_size", "num_classes", "norm", "layers",
                          "steps"}
+
+
+def test_training_parts_by_name_with_their_options():
+    """penalty, optim.grad_noise, model.whitening, bagging (and model.init wn_data): each a
+    registry name (aliases and spellings too) with a *_options mapping."""
+    cfg = load_config(overrides=["penalty=Ridge", "penalty_options.weight=1e-4",
+                                 "optim.grad_noise=annealed-gaussian",
+                                 "optim.grad_noise_options.eta=0.01", "model.whitening=prong",
+                                 "model.whitening_options.every=50", "bagging=3",
+                                 "bagging_options.average=geometric"])
+    assert (cfg.penalty, cfg.penalty_options) == ("Ridge", {"weight": 1e-4})
+    assert (cfg.optim.grad_noise, cfg.optim.grad_noise_options) == ("annealed-gaussian",
+                                                                    {"eta": 0.01})
+    assert (cfg.model.whitening, cfg.model.whitening_options) == ("prong", {"every": 50})
+    assert (cfg.bagging, cfg.bagging_options) == (3, {"average": "geometric"})
+    assert load_config(overrides=["model.norm=wn", "model.init=wn_data"]).model.init == "wn_data"
+    defaults = TrainConfig()  # off by default: a config without them trains as before
+    assert (defaults.penalty, defaults.optim.grad_noise, defaults.model.whitening,
+            defaults.bagging) == (None, None, None, None)
+    assert "penalty: null" in defaults.to_yaml() and "bagging: null" in defaults.to_yaml()
+
+
+def test_options_read_exponent_numbers_as_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-4 as a string; in a *_options mapping it is the number."""
+    cfg = load_config(overrides=["optim.options.weight_decay=1e-4", "penalty=l2",
+                                 "penalty_options.weight=5E-4"])
+    assert cfg.optim.options == {"weight_decay": 1e-4}
+    assert cfg.penalty_options == {"weight": 5e-4}
+    f = tmp_path / "c.yaml"
+    f.write_text("loss: hinge\nloss_options: {margin: 5e-1}\ndata: {options: {names: [1e3]}}\n")
+    cfg = load_config(f, check_names=False)
+    assert cfg.loss_options == {"margin": 0.5} and cfg.data.options == {"names": [1000.0]}
+    assert load_config(overrides=["data.options.tag=e5"], check_names=False).data.options == {
+        "tag": "e5"}  # not a number: left alone
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (["penalty=l3"], ["penalty: Unknown penalty 'l3'", "Available: l1, l2"]),
+    (["penalty=l2", "penalty_options.wieght=1"],
+     ["penalty 'l2' with penalty_options=", "Did you mean 'weight'?"]),
+    (["penalty_options.weight=1"], ["penalty_options is set but penalty is not"]),
+    (["penalty=l2", "penalty_options.weight=-1"], ["weight must be a non-negative finite",
+                                                   "Received: weight=-1"]),
+    (["optim.grad_noise=gausian"], ["optim.grad_noise: Unknown grad_noise 'gausian'",
+                                    "Did you mean 'gaussian'?"]),
+    (["optim.grad_noise=gaussian", "optim.grad_noise_options.eta=-1"],
+     ["optim.grad_noise_options={'eta': -1}", "eta must be a finite number >= 0"]),
+    (["optim.grad_noise=gaussian", "optim.grad_noise_options.generator=1"],
+     ["the generator is the run's own, seeded with seed"]),
+    (["optim.grad_noise=gaussian", "optim.name=lbfgs"],
+     ["optim.grad_noise acts between backward and the step", "Received: optim.name='lbfgs'"]),
+    (["model.whitening=pcaa"], ["model.whitening: Unknown whitening 'pcaa'", "'pca'"]),
+    (["model.whitening=pca", "model.whitening_options.every=0"],
+     ["model.whitening_options={'every': 0}", "every must be a positive integer"]),
+    (["model.whitening=pca", "model.norm=cwn"],
+     ["model.whitening does not apply with model.norm 'cwn'", "Allowed: an activation norm"]),
+    (["model.whitening=pca", "pretrain.method=rbm"],
+     ["model.whitening does not apply with pretrain.method", "Allowed: pretrain.method=None"]),
+    (["model.init=wn_data"], ["model.init 'wn_data' needs weight-normalized layers",
+                              "Allowed: model.norm one of wn, cwn, wn_mobn",
+                              "Received: model.norm='none'"]),
+    (["model.init=wn_data", "model.norm=wn", "model.init_options.init_scale=-1"],
+     ["model.init_options={'init_scale': -1}", "init_scale must be a finite number > 0"]),
+    (["bagging=0"], ["bagging must be >= 1. Received: bagging=0"]),
+    (["bagging=2", "bagging_options.avg=prob"], ["Did you mean 'average'?"]),
+    (["bagging=2", "bagging_options.average=median"], ["average must be one of ('prob', "]),
+    (["bagging_options.average=prob"], ["bagging_options is set but bagging is not"]),
+    (["bagging=2", "optim.clip_norm=1"], ["optim.clip_norm does not apply with bagging",
+                                          "Allowed: optim.clip_norm=None"]),
+    (["bagging=2", "optim.name=newton"], ["optim.name 'newton' does not apply with bagging",
+                                          "Allowed: a first-order optimizer"]),
+    (["bagging=2", "pretrain.method=rbm"], ["pretrain.method does not apply with bagging"]),
+])
+def test_training_part_errors_name_key_value_and_allowed(overrides, needles):
+    with pytest.raises(ValueError) as e:
+        load_config(overrides=overrides)
+    msg = str(e.value)
+    assert msg.startswith("invalid config: ")
+    for n in needles:
+        assert n in msg, msg

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import trainlab.engine.pretraining as tp
+import trainlab.runs.run as run_module
 from trainlab.cli import main
 from trainlab.runs.config import load_config
 from trainlab.runs.run import build_model_from_config, execute_run, load_data_from_config
@@ -31,7 +32,7 @@ def test_run_with_pretraining_writes_curves_and_store_row(tmp_path, monkeypatch)
         captured.update({n: v.clone() for n, v in model.state_dict().items()})
         return out
 
-    monkeypatch.setattr(tp, "pretrain", spy)
+    monkeypatch.setattr(run_module, "pretrain", spy)  # the name execute_run calls
     cfg = _cfg("pretrain.method=denoising", "optim.lr=1e-9")
     res = execute_run(cfg, tmp_path / "r", db=tmp_path / "t.db", progress=False)
     assert res.status == "done"

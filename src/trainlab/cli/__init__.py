@@ -25,6 +25,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from trainlab._version import __version__
 from trainlab.cli._common import CliError, examples
 
 __all__ = ["main", "build_parser", "CliError", "examples"]
@@ -48,8 +49,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainlab._version import __version__
-
     parser = _Parser(
         prog="trainlab",
         description="Make deep networks trainable and see why.",

@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trainlab.cli._common import examples
+from trainlab.data import DATASETS, load_dataset
+from trainlab.data.images import IMAGE_SPECS, data_root, find_folder, prepare
+from trainlab.report.figures import pyplot, save_figure
+
 NAME = "data"
 HELP = "list datasets, show one (shapes, class counts, a PNG of examples), fetch real ones"
 EPILOG = """examples:
@@ -23,8 +28,6 @@ $TRAINLAB_DATA (default ~/.cache/trainlab/data)/<name>/, else in a system packag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainlab.cli import examples
-
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True,
                                 parser_class=type(parser))
     sub.add_parser("list", help="every dataset with its source and whether it is available",
@@ -62,9 +65,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from trainlab.data import DATASETS
-    from trainlab.data.images import IMAGE_SPECS, data_root, find_folder
-
     width = max(len(e.name) for e in DATASETS)
     for e in DATASETS:
         if e.name in IMAGE_SPECS:
@@ -79,9 +79,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from trainlab.data import DATASETS, load_dataset
-    from trainlab.data.images import IMAGE_SPECS
-
     entry = DATASETS.get(args.name)
     if entry.name in IMAGE_SPECS:
         return load_dataset(entry.name, root=args.root, download=args.download)
@@ -105,9 +102,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from trainlab.data import DATASETS
-    from trainlab.data.images import IMAGE_SPECS, prepare
-
     entry = DATASETS.get(args.name)
     if entry.name not in IMAGE_SPECS:
         print(f"{entry.name} is generated on the fly (no files): nothing to prepare.")
@@ -121,12 +115,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def save_examples_png(ds: Any, path: Path, count: int = 36, seed: int = 0) -> Path:
     """A scatter plot (2-D sets), a grid of images, or signal plots (1-D sets) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
+    plt = pyplot()
     x, y = ds.x_train, ds.y_train
     classes = ds.meta.classes
     shape = ds.input_shape
@@ -161,7 +152,4 @@ def save_examples_png(ds: Any, path: Path, count: int = 36, seed: int = 0) -> Pa
             a.set_title(classes[int(y[i])][:18], fontsize=6)
         fig.suptitle(f"{ds.name}: {len(idx)} training examples", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90, tight=False)

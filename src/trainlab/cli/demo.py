@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from trainlab.cli._common import CliError
+from trainlab.cli.demo_app import DEMO_STUDIES, run_demo
+from trainlab.store import DEFAULT_DB
+
 NAME = "demo"
 HELP = "show in under a minute why init and normalization decide whether a deep net trains"
 EPILOG = """examples:
@@ -40,10 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainlab.cli import CliError
-    from trainlab.cli.demo_app import DEMO_STUDIES, run_demo
-    from trainlab.store import DEFAULT_DB
-
     for name in ("steps", "depth", "width"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} must be >= 1. Received: {getattr(args, name)}.")

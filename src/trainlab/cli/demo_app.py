@@ -32,8 +32,19 @@ from typing import Any
 
 import torch
 
+from trainlab.engine.checkpoint import load_checkpoint
 from trainlab.engine.history import History
+from trainlab.report.figures import pyplot, save_figure
+from trainlab.report.html import HtmlPage
 from trainlab.runs.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from trainlab.runs.run import (
+    build_model_from_config,
+    execute_run,
+    format_table,
+    load_data_from_config,
+    plot_curves,
+)
+from trainlab.studies import get_study, run_study
 from trainlab.utils import atomic_write_text, seed_everything
 
 __all__ = ["DEMO_STUDIES", "DemoResult", "demo_configs", "run_demo"]
@@ -188,8 +199,6 @@ def run_demo(
     t_start = time.perf_counter()
     out = Path(out)
     if studies:
-        from trainlab.studies import get_study
-
         for name in studies:
             get_study(name)  # an unknown name fails before anything is written
     _prepare_out(out, force)
@@ -220,16 +229,6 @@ def _run_demo(
     studies: tuple[str, ...] = (),
     study_scale: str = "quick",
 ) -> DemoResult:
-    from trainlab.engine.checkpoint import load_checkpoint
-    from trainlab.report.html import HtmlPage
-    from trainlab.runs.run import (
-        build_model_from_config,
-        execute_run,
-        format_table,
-        load_data_from_config,
-        plot_curves,
-    )
-
     configs = demo_configs(
         steps=steps, depth=depth, width=width, dataset=dataset, seed=seed, device=device
     )
@@ -350,7 +349,6 @@ def _run_studies(out: Path, names: tuple[str, ...], seed: int, device: str,
     """Run the demo's studies at ``scale`` (quick) into ``OUT/studies/NAME``."""
     if not names:
         return []
-    from trainlab.studies import run_study
 
     results = []
     echo("")
@@ -370,11 +368,7 @@ def _plot_stds(
     end: dict[str, dict[str, float]],
     path: Path,
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(1, len(layers) + 1)
     for i, lb in enumerate(labels):
@@ -387,26 +381,12 @@ def _plot_stds(
     ax.grid(alpha=0.3)
     # outside, to the right: inside, the legend covered the N(0, 0.01²) curves
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _plot_grads(labels: list[str], grads: dict[str, dict[str, float]], path: Path) -> Path:
     """Per-block std of dL/ds at init, one line per run, log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     blocks = list(next(iter(grads.values())))
     xs = range(1, len(blocks) + 1)
@@ -419,4 +399,4 @@ def _plot_grads(labels: list[str], grads: dict[str, dict[str, float]], path: Pat
     ax.set_xticks(list(xs))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)

@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainlab.data import load_dataset
+from trainlab.doctor import diagnose
+from trainlab.models.builders import build_model
+
 NAME = "diagnose"
 HELP = "diagnose a model: vanishing/exploding signals, saturation, dead units, fixes"
 DESCRIPTION = """Run one probed forward/backward pass (optionally after a few training steps) and
@@ -84,8 +88,6 @@ def load_model(target: str) -> Any:
 
 
 def model_from_spec(text: str) -> Any:
-    from trainlab.models.builders import build_model
-
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as e:
@@ -104,8 +106,6 @@ def _batch(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}.")
     if args.dataset:
-        from trainlab.data import load_dataset
-
         ds = load_dataset(args.dataset)
         return ds.x_train[: args.batch_size], ds.y_train[: args.batch_size]
     if args.input_shape:
@@ -137,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from trainlab.doctor import diagnose
 
     if args.classes is not None and args.classes < 2:
         raise ValueError(f"--classes must be >= 2 (with one class the loss is 0 and every "

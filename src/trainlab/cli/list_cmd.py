@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+import trainlab.data
+import trainlab.engine.ccnn  # noqa: F401  (registers its parts)
+import trainlab.engine.pretraining  # noqa: F401  (registers its parts)
+import trainlab.losses  # noqa: F401  (registers its parts)
+import trainlab.models  # noqa: F401  (registers its parts)
+import trainlab.optim  # noqa: F401  (registers its parts)
+from trainlab.registry import Registry
+from trainlab.studies import load_studies
+
 NAME = "list"
 HELP = "list the techniques trainlab knows, by family"
 EPILOG = """examples:
@@ -19,15 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import trainlab.data  # noqa: F401  (the parts that own registries register on import)
-    import trainlab.engine.ccnn  # noqa: F401
-    import trainlab.engine.pretraining  # noqa: F401
-    import trainlab.losses  # noqa: F401
-    import trainlab.models  # noqa: F401
-    import trainlab.optim  # noqa: F401
-    from trainlab.registry import Registry
-    from trainlab.studies import load_studies
-
     load_studies()  # each study module registers itself, as for `trainlab study list`
 
     families = Registry.families()

@@ -10,7 +10,13 @@ import argparse
 import sys
 import time
 
-from trainlab.store import LIST_STATUSES
+from trainlab.cli._common import CliError, examples
+from trainlab.report.html import format_cell
+from trainlab.runs.config import _flat
+from trainlab.runs.run import format_table
+from trainlab.runs.sweep import sweep_run_ids
+from trainlab.store import DEFAULT_DB, LIST_STATUSES, RunStore
+from trainlab.utils import atomic_write_text
 
 NAME = "runs"
 HELP = "list, show, compare, export and check recorded training runs"
@@ -26,8 +32,6 @@ EPILOG = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainlab.cli import examples
-
     parser.add_argument("--db", default=None, help="results store (default runs/trainlab.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     sub.required = True
@@ -83,8 +87,6 @@ def _db(parser: argparse.ArgumentParser) -> None:
 def _store(args: argparse.Namespace):
     from pathlib import Path
 
-    from trainlab.cli import CliError
-    from trainlab.store import DEFAULT_DB, RunStore
 
     path = Path(args.db or DEFAULT_DB)
     if not path.exists():
@@ -93,8 +95,6 @@ def _store(args: argparse.Namespace):
 
 
 def _fmt(v) -> str:
-    from trainlab.report.html import format_cell
-
     return "" if v is None else format_cell(v)
 
 
@@ -103,12 +103,7 @@ def _when(t) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainlab.cli import CliError
-    from trainlab.runs.run import format_table
-
     if args.action == "compare" and getattr(args, "sweep", None):
-        from trainlab.runs.sweep import sweep_run_ids
-
         db, ids = sweep_run_ids(args.sweep, args.db)
         args.db = args.db or str(db)
         args.ids = [*args.ids, *ids]
@@ -141,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
             print("no runs recorded yet")
         return 0
     if args.action == "show":
-        from trainlab.runs.config import _flat
-
         r = store.get_run(args.id)
         rows = [["id", r["id"]], ["name", r["name"] or ""], ["status", r["status"]],
                 ["seed", r["seed"]], ["created", _when(r["created"])],
@@ -155,8 +148,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows, ["field", "value"]))
         return 0
     if args.action == "compare":
-        from trainlab.runs.config import _flat
-
         if len(args.ids) < 2:
             raise CliError(f"compare needs at least two run ids. Received: {args.ids}.")
         runs = [store.get_run(i) for i in args.ids]
@@ -174,8 +165,6 @@ def run(args: argparse.Namespace) -> int:
         if args.csv == "-":
             store.export_csv(sys.stdout)
         else:
-            from trainlab.utils import atomic_write_text
-
             atomic_write_text(args.csv, store.export_csv())
             print(f"wrote {args.csv}")
         return 0

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from trainlab.cli._common import CliError, examples
+from trainlab.runs.run import format_table
+from trainlab.store import DEFAULT_DB
+from trainlab.studies import STUDIES, get_study, run_all, run_study, study_names, summarize
+from trainlab.studies.base import SCALES
+from trainlab.studies.page import data_short
+
 NAME = "study"
 HELP = "reproduce the lectures' experiments: figures, tables and checked claims"
 EPILOG = """examples:
@@ -25,9 +32,6 @@ EPILOG = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainlab.cli import examples
-    from trainlab.studies.base import SCALES
-
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     sub.required = True
     sub.add_parser("list", help="name, source, number of claims and quick-scale time",
@@ -76,18 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainlab.cli import CliError
-
     if args.action == "list":
         return _list()
     if args.action == "show":
-        from trainlab.studies import get_study
-
         print(get_study(args.name).describe())
         return 0
     if args.action == "summary":
-        from trainlab.studies import summarize
-
         folders = args.folder[0] if len(args.folder) == 1 else args.folder
         results, page = summarize(folders, markdown=args.markdown)
         _print_claims(results)
@@ -104,13 +102,11 @@ def run(args: argparse.Namespace) -> int:
                        "with --all each study picks its own and says which.")
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0. Received: {args.seed}.")
-    from trainlab.store import DEFAULT_DB
 
     db = None if args.no_db else (args.db or DEFAULT_DB)
     progress = False if args.quiet else None
     if args.all:
         return _run_all(args, db, progress)
-    from trainlab.studies import get_study, run_study
 
     spec = get_study(args.name)
     result = run_study(spec, scale=args.scale, seed=args.seed, out=args.out, force=args.force,
@@ -122,8 +118,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    from trainlab.studies import STUDIES, study_names
-
     names = study_names()
     rows = []
     for n in names:
@@ -145,7 +139,6 @@ def _list() -> int:
 def _run_all(args: argparse.Namespace, db, progress) -> int:
     import shlex
 
-    from trainlab.studies import run_all
 
     out = args.out or "trainlab-studies"
     cmd = ["trainlab", "study", "run", "--all", "--scale", args.scale, "--seed",
@@ -159,9 +152,6 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
 
 
 def _print_claims(results) -> None:
-    from trainlab.runs.run import format_table
-    from trainlab.studies.page import data_short
-
     rows = []
     for r in results:
         if r.error and not r.error.startswith("no data"):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from trainlab.cli._common import CliError
+from trainlab.runs.sweep import expand_grid, format_plan, load_grid, plan_packs, run_sweep
+from trainlab.store import DEFAULT_DB
+
 NAME = "sweep"
 HELP = "train a grid of runs from a YAML/TOML file, packed and resumable, with a report"
 EPILOG = """examples:
@@ -62,15 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trainlab.cli import CliError
-    from trainlab.runs.sweep import (
-        expand_grid,
-        format_plan,
-        load_grid,
-        plan_packs,
-        run_sweep,
-    )
-    from trainlab.store import DEFAULT_DB
 
     if args.max_pack < 1:
         raise CliError(f"--max-pack must be >= 1. Received: --max-pack {args.max_pack}.")

@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trainlab.cli._common import CliError
+from trainlab.engine.distributed import is_main
+from trainlab.engine.ensemble import AVERAGES, ENSEMBLES
+from trainlab.losses import PENALTIES
+from trainlab.nn import MODELS
+from trainlab.nn.natural import NATURAL_NETS
+from trainlab.nn.recurrent import RECURRENT_NORMS
+from trainlab.optim.gradients import GRAD_NOISES
+from trainlab.probes.registry import PROBES, every_run_probes
+from trainlab.runs.config import load_config
+from trainlab.runs.run import execute_run, format_table, resume_command, resume_config, summary_rows
+from trainlab.store import DEFAULT_DB
+
 NAME = "train"
 HELP = "train one model into a run folder (config, metrics, checkpoints, curves)"
 EPILOG = """examples:
@@ -19,6 +32,11 @@ EPILOG = """examples:
   trainlab train --dataset mnist1d --pretrain rbm --set pretrain.visible=gaussian --set pretrain.k=1
   trainlab train --dataset mnist1d --probe activations --tensorboard runs/tb
   trainlab train --dataset mnist1d --builder seq_classifier --norm bn_frame --depth 1 --width 32
+  trainlab train --dataset mnist1d --penalty l2 --set penalty_options.weight=5e-4
+  trainlab train --dataset mnist1d --grad-noise gaussian --set optim.grad_noise_options.eta=0.01
+  trainlab train --dataset mnist1d --whitening pca --set model.whitening_options.every=100
+  trainlab train --dataset mnist1d --norm wn --init wn_data
+  trainlab train --dataset mnist1d --bagging 5 --out runs/bagged
   torchrun --nproc-per-node 2 -m trainlab train --dataset mnist1d --batch-size 128 --out runs/ddp
 
 Settings are merged as: defaults < --config file < flags < --set KEY=VALUE. Every unknown key
@@ -38,7 +56,7 @@ model.init_options.value, loss_options.margin, ...). Example run.yaml:
   steps: 2000
   probes: [activations, gradients]
 
-Probes (--probe NAME[,NAME...], or all): activations, gradients, weights, updates, jacobian.
+Probes (--probe NAME[,NAME...], or all; the names: `trainlab list probe`, or --probe's help).
 The run folder then holds probes.csv, probe_histograms.jsonl, probe_spectra.jsonl and the
 lecture figures figures/probe_*.png. Config keys: probes: [...], probe_every: K.
 
@@ -89,25 +107,76 @@ _FLAGS = {
     "pretrain": ("pretrain.method", str,
                  "greedy layer-wise pre-training first: autoencoder, denoising or rbm"),
     "pretrain_steps": ("pretrain.steps", int, "pre-training steps per hidden layer (500)"),
+    # regularization and training options: help and choices from their registries
+    "penalty": ("penalty", str, None),  # help: _penalty_help()
+    "grad_noise": ("optim.grad_noise", str, None),  # help: _grad_noise_help()
+    "whitening": ("model.whitening", str, None),  # help: _whitening_help()
+    "bagging": ("bagging", int, None),  # help: _bagging_help()
 }
 
 
 def _builder_help() -> str:
     """Every model builder, read from the registry (a new builder is listed by itself)."""
-    from trainlab.nn import MODELS
 
     return (f"model builder: {', '.join(MODELS.names())} (trainlab list model); "
             "seq_classifier reads each example as a sequence (MNIST-1D: 40 steps of 1)")
 
 
 def _norm_help() -> str:
-    from trainlab.nn.recurrent import RECURRENT_NORMS
-
     return ("normalization: none, bn, ln, gn, ... (trainlab list norm); with --builder "
             f"seq_classifier a recurrent norm: {', '.join(RECURRENT_NORMS.names())}")
 
 
-_DYNAMIC_HELP = {"builder": _builder_help, "norm": _norm_help}
+# flag -> (the registry of the names it takes, what it does, the key of its options)
+_NAMED = {
+    "penalty": (PENALTIES, "weight penalty R(W) added to the training loss, strength "
+                "penalty_options.weight", "penalty_options"),
+    "grad_noise": (GRAD_NOISES, "noise added to every gradient after backward",
+                   "optim.grad_noise_options"),
+    "whitening": (NATURAL_NETS, "make the model a natural neural network",
+                  "model.whitening_options"),
+}
+
+
+def _named_help(flag: str) -> str:
+    """What the flag does, then every entry of its registry with its description, then where
+    the options go: read from the registry, so each text is written once."""
+    registry, what, options_key = _NAMED[flag]
+    names = "; ".join(f"{e.name}: {e.description}" for e in registry)
+    text = (f"{what} ({names}). Options: --set {options_key}.NAME=VALUE "
+            f"(trainlab list {registry.family})")
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
+def _bagging_help() -> str:
+    e = ENSEMBLES.get("bagging")
+    return (f"train K bagged members in one run: {e.description} ({e.reference}). Options: "
+            f"--set bagging_options.average={'|'.join(AVERAGES)} (trainlab list "
+            f"{ENSEMBLES.family})").replace("%", "%%")
+
+
+_DYNAMIC_HELP = {"builder": _builder_help, "norm": _norm_help, "bagging": _bagging_help,
+                 **{flag: (lambda flag=flag: _named_help(flag)) for flag in _NAMED}}
+
+
+def _metavar(flag: str) -> str | None:
+    """``{name,...}`` for a flag that takes a registry name (the choices, from the registry;
+    aliases and other spellings are accepted too), ``K`` for --bagging, else argparse's."""
+    if flag == "bagging":
+        return "K"
+    if flag in _NAMED:
+        return "{" + ",".join(_NAMED[flag][0].names()) + "}"
+    return None
+
+
+def _probe_help() -> str:
+    """The probe names, read from the registry: "all" and those it stands for, then the
+    probes given by name only."""
+
+    every = every_run_probes()
+    more = [n for n in PROBES.names() if n not in every]
+    return (f"record probes: {', '.join(every)}, or all (those {len(every)}); by name only: "
+            f"{', '.join(more)} (trainlab list probe)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,14 +193,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (_key, typ, help_) in _FLAGS.items():
         if flag in _DYNAMIC_HELP:
             help_ = _DYNAMIC_HELP[flag]()
-        g.add_argument(f"--{flag.replace('_', '-')}", type=typ, default=None, help=help_)
+        g.add_argument(f"--{flag.replace('_', '-')}", type=typ, default=None, help=help_,
+                       metavar=_metavar(flag))
     g.add_argument(
         "--probe",
         metavar="NAME[,NAME...]",
         action="append",
         default=None,
         dest="probes",
-        help="record probes: activations, gradients, weights, updates, jacobian, or all",
+        help=_probe_help(),
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true",
@@ -165,10 +235,6 @@ def _train(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from trainlab.cli import CliError
-    from trainlab.runs.config import load_config
-    from trainlab.runs.run import execute_run, format_table, resume_config, summary_rows
-    from trainlab.store import DEFAULT_DB
 
     if args.resume and args.force:
         raise CliError("give --resume or --force, not both.")
@@ -203,7 +269,6 @@ def _train(args: argparse.Namespace) -> int:
     )
     for sink in sinks:
         sink.close()
-    from trainlab.engine.distributed import is_main
 
     if not is_main():  # under torchrun only rank 0 reports
         return 1 if result.status == "diverged" else 0
@@ -252,8 +317,6 @@ def _interrupted(e: KeyboardInterrupt, out: str | None) -> int:
     if state.get("pid") != os.getpid():  # this process never started the run
         msg = f"interrupted ({name}) while starting up, before training; nothing was written"
     elif state.get("status") == "interrupted":
-        from trainlab.runs.run import resume_command
-
         msg = (f"interrupted ({name}) at step {state.get('step')}; checkpoint saved in "
                f"{out}. Resume with: {resume_command(out)}")
     else:

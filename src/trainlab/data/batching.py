@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from trainlab.utils import resolve_device
+
 __all__ = ["DeviceBatcher"]
 
 
@@ -68,8 +70,6 @@ class DeviceBatcher:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
         if device is not None:
-            from trainlab.utils import resolve_device
-
             device = resolve_device(device)
             x, y = x.to(device), y.to(device)
         self.x, self.y = x, y

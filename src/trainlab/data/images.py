@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from trainlab.data.base import DATASETS, Dataset, DatasetMeta
+from trainlab.utils import atomic_torch_save
 
 __all__ = [
     "DataFormatError",
@@ -621,8 +622,6 @@ def _cache_dir(spec: ImageSpec, folder: Path) -> Path:
 
 
 def _write_cache(c: dict, folder: Path, spec: ImageSpec) -> Path | None:
-    from trainlab.utils import atomic_torch_save
-
     for target in (_cache_dir(spec, folder), data_root() / spec.name):
         try:
             return atomic_torch_save(c, _cache_file(target, spec.name))

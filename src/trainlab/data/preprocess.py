@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from trainlab.data.base import Dataset
 from trainlab.registry import Registry
 
 __all__ = [
@@ -538,7 +539,6 @@ def preprocess_dataset(dataset: Any, spec: Any) -> tuple[Any, Preprocessor]:
     with the fitted preprocessor (save its ``state_dict()`` with the run)."""
     import dataclasses
 
-    from trainlab.data.base import Dataset
 
     pre = build_preprocessor(spec).fit(dataset.x_train)
     x_train, x_test = pre.transform(dataset.x_train), pre.transform(dataset.x_test)

@@ -4,6 +4,9 @@
   bootstrap sample (``n`` draws with replacement from the ``n`` training examples, so about
   ``1 - 1/e ≈ 63 %`` of them distinct, "about 36 % duplicates"), and predict with the average of
   their predictions: :func:`bootstrap_indices`, :func:`bagging`, :class:`Ensemble`.
+  :class:`BaggingTrainer` trains the ``k`` members of a :class:`BaggedEnsemble` together, in
+  one loop, each on its own bootstrap sample: the form a run uses (``trainlab train
+  --bagging K``; :data:`ENSEMBLES`, family ``"ensemble"``).
 - **Dropout as an ensemble of sub-networks** (Srivastava et al. 2014): each training step
   samples one of the ``2^n`` thinned networks (weights shared). At test time the ensemble's
   prediction can be approximated by averaging ``T`` sampled masks (Monte-Carlo averaging,
@@ -28,12 +31,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainlab.engine.history import History
+from trainlab.engine.trainer import Trainer
+from trainlab.registry import Registry
 
 __all__ = [
     "AVERAGES",
+    "ENSEMBLES",
+    "BaggedEnsemble",
+    "BaggedLoss",
     "BaggingResult",
+    "BaggingTrainer",
     "Ensemble",
     "bagging",
+    "bagging_trainer",
     "bootstrap_indices",
     "dropout_active",
     "mc_dropout_predict",
@@ -158,8 +168,6 @@ def bagging(
         if fit_member is not None:
             hist = fit_member(model, part, i)
         else:
-            from trainlab.engine.trainer import Trainer
-
             if steps is None and epochs is None:
                 epochs = 10
             trainer = Trainer(model, seed=seed + i, **trainer_kwargs)
@@ -168,6 +176,148 @@ def bagging(
         members.append(model)
         histories.append(hist)
     return BaggingResult(Ensemble(members, average), idx, histories)
+
+
+# -- bagging in one training loop ---------------------------------------------------------
+class BaggedEnsemble(Ensemble):
+    """Bagging's :class:`Ensemble`, trained by one :class:`BaggingTrainer`.
+
+    ``forward(x)`` on examples of ``input_shape`` (``x`` of shape ``(N, *input_shape)``) is
+    the ensemble's averaged prediction (:class:`Ensemble`, ``average``). On a *bagged batch*
+    ``x`` of shape ``(N, k, *input_shape)`` member ``j`` sees ``x[:, j]`` (its own examples)
+    and the result is the members' outputs, ``(N, k, C)``; members must return ``(N, C)``.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], input_shape: Sequence[int],
+                 average: str = "prob") -> None:
+        super().__init__(members, average)
+        shape = tuple(input_shape)
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise ValueError(f"input_shape must be a tuple of sizes >= 1 (one example's "
+                             f"shape). Received: input_shape={input_shape!r}.")
+        self.input_shape = shape
+
+    @property
+    def k(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != (self.k, *self.input_shape):
+            return super().forward(x)
+        outs = []
+        for j, m in enumerate(self.children()):
+            out = m(x[:, j])
+            if out.dim() != 2:
+                raise ValueError(f"BaggedEnsemble members must return (N, C) outputs. "
+                                 f"Received: member{j} output of shape {tuple(out.shape)}.")
+            outs.append(out)
+        return torch.stack(outs, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, input_shape={self.input_shape}"
+
+
+class BaggedLoss:
+    """A loss for :class:`BaggedEnsemble`: on member outputs ``(N, k, C)`` with targets
+    ``(N, k)``, the mean of the members' losses ``(1/k) Σ_j L_j(out[:, j], y[:, j])`` as the
+    value, with the gradient of their sum, so that each member gets exactly the gradient of
+    its own loss (as if trained alone); anything else (the ensemble's ``(N, C)`` prediction
+    at evaluation) goes to ``loss`` unchanged."""
+
+    def __init__(self, loss: Callable[[Tensor, Tensor], Tensor], k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1. Received: k={k!r}.")
+        self.loss, self.k = loss, k
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        if out.dim() != 3 or out.shape[1] != self.k or tuple(y.shape[:2]) != tuple(out.shape[:2]):
+            return self.loss(out, y)
+        total = sum(self.loss(out[:, j], y[:, j]) for j in range(self.k))
+        # value: total / k (the mean member loss); gradient: that of total
+        return total - total.detach() * (1.0 - 1.0 / self.k)
+
+    def __repr__(self) -> str:
+        return f"BaggedLoss({self.loss!r}, k={self.k})"
+
+
+class BaggingTrainer(Trainer):
+    """Bagging (Breiman 1996) in one training loop: a :class:`Trainer` for a
+    :class:`BaggedEnsemble` whose ``k`` members each train on their own bootstrap sample.
+
+    ``fit(data, ...)`` draws ``bootstrap_indices(n, k)`` from a generator seeded with the
+    trainer's ``seed`` (the rows :func:`bagging` draws for the same seed; kept in
+    ``self.bootstrap``, shape ``(k, n)``) and trains on the bagged set whose example ``i``
+    is ``(x[idx[0, i]], ..., x[idx[k-1, i]])``: every minibatch of ``B`` positions gives
+    member ``j`` ``B`` examples of its own sample, each epoch one pass over it, as if it had
+    its own loader. The loss is :class:`BaggedLoss` (each member gets its own loss's
+    gradient); ``train_loss`` is the mean member loss, the test split is scored on the
+    ensemble's averaged prediction. Per-parameter optimizers (SGD, momentum, Adam ...)
+    then update each member exactly as if it trained alone; ``clip_norm`` (one norm over
+    all members) and the optimizers that evaluate the loss themselves (L-BFGS, Newton,
+    natural gradient) would couple the members, and are refused.
+
+    The bagged set holds ``k`` copies' worth of the training inputs.
+    """
+
+    def __init__(self, model: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(model, BaggedEnsemble):
+            raise TypeError(f"BaggingTrainer trains a BaggedEnsemble. Received: "
+                            f"{type(model).__name__}.")
+        super().__init__(model, *args, **kwargs)
+        if self.clip_norm is not None:
+            raise ValueError(f"clip_norm clips one gradient norm over all {model.k} members "
+                             f"together, so bagging's members would not train independently. "
+                             f"Received: clip_norm={self.clip_norm!r}.")
+        if getattr(self.optimizer, "closure_kind", None) is not None:
+            raise ValueError(f"{type(self.optimizer).__name__} evaluates the loss of all "
+                             f"{model.k} members together (one line search or curvature), "
+                             "so bagging's members would not train independently; use a "
+                             "first-order optimizer.")
+        self.loss_fn = BaggedLoss(self.loss_fn, model.k)
+        self.bootstrap: Tensor | None = None
+
+    def fit(self, data: Any, *args: Any, **kwargs: Any) -> History:
+        x, y, x_test, y_test = _split(data)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.bootstrap = bootstrap_indices(len(x), self.model.k, generator=gen)
+        rows = self.bootstrap.T.to(x.device)  # (n, k): position i of each member's sample
+        bagged: tuple = (x[rows], y[rows])
+        if x_test is not None and y_test is not None:
+            bagged += (x_test, y_test)
+        return super().fit(bagged, *args, **kwargs)
+
+
+_BAGGING_CLASSES: dict[type, type] = {}
+
+
+def bagging_trainer(base: type[Trainer] = Trainer) -> type[Trainer]:
+    """:class:`BaggingTrainer` on top of the Trainer class ``base`` (e.g. the
+    ``DistributedTrainer`` of a torchrun job): a class whose ``fit`` trains bagging's
+    members, each on its bootstrap sample, in the loop of ``base``."""
+    if not (isinstance(base, type) and issubclass(base, Trainer)):
+        raise TypeError(f"base must be a Trainer class. Received: {base!r}.")
+    if issubclass(base, BaggingTrainer):
+        return base
+    if base is Trainer:
+        return BaggingTrainer
+    if base not in _BAGGING_CLASSES:
+        _BAGGING_CLASSES[base] = type(f"Bagging{base.__name__}", (BaggingTrainer, base),
+                                      {"__doc__": BaggingTrainer.__doc__,
+                                       "__module__": __name__})
+    return _BAGGING_CLASSES[base]
+
+
+#: Family ``"ensemble"``: model averaging a run can train. ``"bagging"`` builds a
+#: :class:`BaggedEnsemble` (its option: ``average``), trained by :class:`BaggingTrainer`.
+ENSEMBLES = Registry("ensemble")
+ENSEMBLES.add(
+    "bagging", BaggedEnsemble,
+    description="K members with their own initial weights, each trained on its own "
+                "bootstrap sample (n draws with replacement); prediction = average of their "
+                "probabilities (average=prob, or geometric)",
+    reference="Breiman 1996, Bagging Predictors; lecture 004, 'Model Averaging'",
+    aliases=("bootstrap_aggregating",),
+)
 
 
 # -- dropout: Monte-Carlo averaging and weight scaling ------------------------------------

@@ -84,7 +84,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,24 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from trainlab.engine.history import Divergence, History
-from trainlab.utils import resolve_device
+from trainlab.engine.loop import (
+    Cadence,
+    advance_bar,
+    check_count,
+    eval_split,
+    evaluate_in_batches,
+    fit_data,
+    history_row,
+    layer_of,
+    locate,
+    progress_bar,
+    window_divergence,
+)
+from trainlab.engine.trainer import Trainer
+from trainlab.nn import build_model
+from trainlab.nn.activations import activation_info
+from trainlab.optim import build_optimizer, build_schedule
+from trainlab.utils import resolve_device, seed_everything
 
 __all__ = [
     "Pack",
@@ -213,7 +230,6 @@ class Pack(nn.Module):
         """Steps of a sequential model made only of ``Linear``, ``Flatten``, dropout,
         ``Identity``, batch and layer norm over features and elementwise activations, run
         on ``(M, B, F)`` tensors without vmap; ``None`` for any other model (vmap)."""
-        from trainlab.nn.activations import activation_info
 
         leaves: list[tuple[str, nn.Module]] = []
 
@@ -714,13 +730,11 @@ class PackTrainer:
         progress: bool | None = None,
         eval_batch_size: int = 1024,
     ) -> None:
-        from trainlab.engine.trainer import Trainer, _check_count
-
         if not isinstance(pack, Pack):
             raise TypeError(f"pack must be a Pack. Received: {type(pack).__name__}.")
         m = pack.num_members
-        _check_count("log_every", log_every)
-        _check_count("eval_batch_size", eval_batch_size)
+        check_count("log_every", log_every)
+        check_count("eval_batch_size", eval_batch_size)
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None. Received: clip_norm={clip_norm!r}.")
         self.seeds = list(range(m)) if seeds is None else _per_member(list(seeds), m, "seeds")
@@ -755,16 +769,12 @@ class PackTrainer:
         self.schedules: list[Any] = [None] * m
 
     def _standin(self, i: int) -> tuple[torch.optim.Optimizer, Tensor]:
-        from trainlab.optim import build_optimizer
-
         w = torch.zeros((), requires_grad=True)
         spec = self._opt_specs[i]
         return build_optimizer(spec, [w], lr=self._lrs[i], **self._opt_kwargs[i]), w
 
     @staticmethod
     def _schedule(spec: Any, opt: torch.optim.Optimizer, total: int) -> Any:
-        from trainlab.optim import build_schedule
-
         if spec is None:
             return None
         sched = build_schedule(spec, opt, total_steps=total)
@@ -778,22 +788,7 @@ class PackTrainer:
             batch_size: int = 128, eval_every: int | None = None) -> list[History]:
         """Train for ``epochs`` or ``steps`` (exactly one), as :meth:`Trainer.fit`; returns
         one :class:`History` per member (also ``self.histories``)."""
-        from trainlab.engine.trainer import Trainer, _check_count, _split_data
-
-        if (epochs is None) == (steps is None):
-            raise ValueError(
-                f"give exactly one of epochs and steps. Received: epochs={epochs!r}, "
-                f"steps={steps!r}."
-            )
-        for name, v in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
-                        ("eval_every", eval_every)):
-            _check_count(name, v)
-        x, y, x_test, y_test = _split_data(data)
-        if batch_size > len(x):
-            warnings.warn(
-                f"batch_size={batch_size} is larger than the {len(x)} training examples: every "
-                "step uses the whole training set (full-batch gradient descent).",
-                UserWarning, stacklevel=2)
+        x, y, x_test, y_test = fit_data(data, epochs, steps, batch_size, eval_every)
         # the Trainer's own check on member 0: a model that does not fit the data (or targets
         # beyond its outputs) is one clear error naming both shapes, not a bmm error
         Trainer(self.pack.unstack([0])[0], optimizer="sgd", loss=self.loss_fn,
@@ -807,9 +802,7 @@ class PackTrainer:
         total = steps if steps is not None else epochs * per_epoch  # type: ignore[operator]
         eval_every = eval_every or per_epoch
         self.total_steps = total
-        self._test = None
-        if x_test is not None and y_test is not None and len(x_test) > 0:
-            self._test = (x_test.to(self.device), y_test.to(self.device))
+        self._test = eval_split(x_test, y_test, self.device)
         self.schedules = [
             self._schedule(spec, opt, total) for spec, (opt, _) in
             zip(self._schedule_specs, self._standins)
@@ -882,16 +875,14 @@ class PackTrainer:
                 t[m].copy_(saved[n])
 
     def _run(self, total: int, sync_every: list[int], eval_every: int) -> list[History]:
-        bar = self._progress_bar(total)
+        bar = progress_bar(self.progress, total, self.step,
+                           desc=f"pack of {self.pack.num_members}")
         self.pack.train()
         t0 = time.perf_counter()
         window_start, losses = self.step, []
         snapshot = self._snapshot()
-
-        def next_sync(s: int) -> int:
-            return min(total, *[(s // k + 1) * k for k in sync_every])
-
-        nxt = next_sync(self.step)
+        cadence = Cadence(total, tuple(sync_every), eval_every)
+        nxt = cadence.next(self.step)
         try:
             while self.step < total and len(self.frozen) < self.pack.num_members:
                 xb, yb = self.batcher.next()  # type: ignore[union-attr]
@@ -899,12 +890,10 @@ class PackTrainer:
                 self.step += 1
                 s = self.step
                 if s >= nxt:
-                    evaluate = s % eval_every == 0 or s == total
-                    self._sync(window_start, losses, evaluate, t0, snapshot)
-                    if bar is not None:
-                        bar.update(s - bar.n)
+                    self._sync(window_start, losses, cadence.evaluates(s), t0, snapshot)
+                    advance_bar(bar, s)
                     window_start, losses = s, []
-                    nxt = next_sync(s)
+                    nxt = cadence.next(s)
                     snapshot = self._snapshot()
         finally:
             if bar is not None:
@@ -940,34 +929,18 @@ class PackTrainer:
         if ev is not None:
             ev_loss, ev_acc = values[off: off + m], values[off + m: off + 2 * m]
             off += 2 * m
-        elapsed = round(time.perf_counter() - t0, 4)
-        epoch = round(self.step / max(len(self.batcher), 1), 4)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - t0
+        per_epoch = len(self.batcher)  # type: ignore[arg-type]
         bad: list[tuple[int, Divergence]] = []
         for j in range(m):
             if j in self.frozen:
                 continue
-            div = None
-            for i, row in enumerate(win):
-                if not math.isfinite(row[j]):
-                    div = Divergence(window_start + i, "?", "loss",
-                                     "nan" if row[j] != row[j] else "inf")
-                    break
-            if div is None:
-                for n in norms:
-                    if not math.isfinite(n[j]):
-                        div = Divergence(self.step - 1, "?", "parameter",
-                                         "nan" if n[j] != n[j] else "inf")
-                        break
+            mine = [r[j] for r in win]
+            div = window_divergence(window_start, self.step, mine, [n[j] for n in norms])
             if div is not None:
                 bad.append((j, div))
                 continue
-            row_d: dict[str, Any] = {
-                "step": self.step,
-                "epoch": epoch,
-                "train_loss": sum(r[j] for r in win) / w,
-                "lr": self._row_lr(j),
-                "time": elapsed,
-            }
+            row_d = history_row(self.step, per_epoch, mine, self._row_lr(j), elapsed)
             if ev is not None:
                 row_d["test_loss"], row_d["test_acc"] = ev_loss[j], ev_acc[j]
             self.histories[j].metrics.append(row_d)
@@ -980,36 +953,23 @@ class PackTrainer:
         return self._lr_values[j]
 
     # -- evaluation -------------------------------------------------------------------------
-    @torch.no_grad()
-    def _evaluate(self) -> Tensor:
-        """``(2, M)``: every member's mean test loss and accuracy (device tensor, no sync)."""
-        x, y = self._test
+    def _evaluate(self, split: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``(2, M)``: every member's mean loss and accuracy on ``split`` (default: the test
+        split), every member on the same batches (device tensor, no sync)."""
+        x, y = split if split is not None else self._test
         m = self.pack.num_members
-        was = self.pack.training
-        self.pack.eval()
-        loss_sum = torch.zeros(m, device=self.device, dtype=torch.float64)
-        correct = torch.zeros(m, device=self.device, dtype=torch.float64)
-        n = x.shape[0]
-        for i in range(0, n, self.eval_batch_size):
-            xb, yb = x[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
+
+        def score(xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             out = self.pack(xb, shared=True)  # (M, b, C)
             yy = yb.unsqueeze(0).expand(m, *yb.shape)
-            loss_sum += self._losses(out, yy).double() * xb.shape[0]
-            if out.ndim == 3:
-                correct += (out.argmax(dim=2) == yy).sum(1)
-            else:
-                correct += math.nan
-        self.pack.train(was)
-        return torch.stack([loss_sum / n, correct / n])
+            return out, self._losses(out, yy), yy
+
+        return evaluate_in_batches(self.pack, x, y, self.eval_batch_size, score,
+                                   device=self.device, members=m)
 
     def evaluate(self, x: Tensor, y: Tensor) -> list[dict[str, float]]:
         """Every member's mean loss and accuracy on ``(x, y)``."""
-        saved = getattr(self, "_test", None)
-        self._test = (x.to(self.device), y.to(self.device))
-        try:
-            loss, acc = self._evaluate().tolist()
-        finally:
-            self._test = saved
+        loss, acc = self._evaluate((x.to(self.device), y.to(self.device))).tolist()
         return [{"loss": a, "acc": b} for a, b in zip(loss, acc)]
 
     # -- probes -----------------------------------------------------------------------------
@@ -1026,7 +986,7 @@ class PackTrainer:
                 torch.full_like(flat[:, 0], math.nan)
             rows.append(torch.stack([flat.mean(1), flat.std(1), torch.linalg.vector_norm(
                 flat, dim=1), flat.amin(1), flat.amax(1), gn]))
-            names.append(n.rpartition(".")[0] or n)
+            names.append(layer_of(n))
         if not rows:
             return [], torch.zeros(0)
         return names, torch.stack(rows)
@@ -1057,74 +1017,34 @@ class PackTrainer:
 
     def _locate(self, j: int, snapshot: dict[str, Any], found: Divergence) -> Divergence:
         """Replay member ``j`` alone from ``snapshot`` to this step with hooks on its
-        modules (as :meth:`Trainer._locate`); name the first bad module and step."""
+        modules (:func:`~trainlab.engine.loop.locate`, as :meth:`Trainer._locate`); name the
+        first bad module and step. The template's parameters live on the meta device and
+        carry no hooks: the stacked gradients are checked after each backward pass."""
         sub = self._member_trainer(j, snapshot)
-        model = sub.pack.template
-        first: list[tuple[str, str, str]] = []
 
-        def bad(t: Any) -> str | None:
-            if isinstance(t, Tensor) and t.is_floating_point():
-                if torch.isnan(t).any():
-                    return "nan"
-                if torch.isinf(t).any():
-                    return "inf"
-            return None
+        def forward(step: int) -> Tensor:
+            xb, yb = sub.batcher.next()  # type: ignore[union-attr]
+            return sub._losses(sub.pack(xb), yb)
 
-        def grad_hook(name: str) -> Callable[[Tensor], None]:
-            def hook(g: Tensor) -> None:
-                v = bad(g)
-                if v and not first:
-                    first.append((name, "gradient", v))
-            return hook
+        def backward(loss: Tensor, step: int) -> None:
+            sub.optimizer.zero_grad()
+            loss.sum().backward()
 
-        def fwd_hook(name: str) -> Callable[..., None]:
-            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-                for o in output if isinstance(output, (tuple, list)) else (output,):
-                    v = bad(o)
-                    if v and not first:
-                        first.append((name, "activation", v))
-                    if isinstance(o, Tensor) and o.requires_grad:
-                        o.register_hook(grad_hook(name))
-            return hook
+        def gradients() -> list[tuple[str, Tensor | None]]:
+            return [(n, p.grad) for n, p in sub.pack.named_stacked()]
 
-        handles = [mod.register_forward_hook(fwd_hook(name or type(mod).__name__))
-                   for name, mod in model.named_modules()]
-        grad = torch.enable_grad()  # called from the no-grad sync
-        grad.__enter__()
-        try:
-            for step in range(snapshot["step"], self.step):
-                xb, yb = sub.batcher.next()  # type: ignore[union-attr]
-                out = sub.pack(xb)
-                if first:
-                    return Divergence(step, *first[0])
-                loss = sub._losses(out, yb)
-                v = bad(loss)
-                if v:
-                    return Divergence(step, "loss", "loss", v)
-                sub.optimizer.zero_grad()
-                loss.sum().backward()
-                if first:
-                    return Divergence(step, *first[0])
-                for n, p in sub.pack.named_stacked():
-                    if p.grad is not None and bad(p.grad):
-                        return Divergence(step, n.rpartition(".")[0] or n, "gradient",
-                                          bad(p.grad) or "nan")
-                if sub.clip_norm is not None:
-                    sub._clip()
-                sub.optimizer.step()
-                for s in sub.schedules:
-                    if s is not None:
-                        s.step()
-                sub._lr_now()
-                for n, p in sub.pack.named_stacked():
-                    v = bad(p)
-                    if v:
-                        return Divergence(step, n.rpartition(".")[0] or n, "parameter", v)
-        finally:
-            grad.__exit__(None, None, None)
-            for h in handles:
-                h.remove()
-        return found
+        def finish(step: int) -> None:
+            if sub.clip_norm is not None:
+                sub._clip()
+            sub.optimizer.step()
+            for s in sub.schedules:
+                if s is not None:
+                    s.step()
+            sub._lr_now()
+
+        div = locate(sub.pack.template, range(snapshot["step"], self.step), forward, backward,
+                     sub.pack.named_stacked, gradients=gradients, finish=finish)
+        return div if div is not None else found
 
     def _member_trainer(self, j: int, snapshot: dict[str, Any]) -> PackTrainer:
         """A one-member trainer holding member ``j``'s state at ``snapshot``."""
@@ -1166,17 +1086,6 @@ class PackTrainer:
             f"pack member {j} (seed {self.seeds[j]}) diverged and is frozen; the others go "
             f"on: {div.message()}", RuntimeWarning, stacklevel=4)
 
-    def _progress_bar(self, total: int) -> Any:
-        import sys
-
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False,
-                    desc=f"pack of {self.pack.num_members}")
-
 
 # -- the simple API --------------------------------------------------------------------------
 _OPTIM_KEYS = ("momentum", "weight_decay", "dampening", "nesterov", "betas", "eps", "alpha",
@@ -1200,8 +1109,6 @@ def build_members(model_spec: Any, members: Sequence[Mapping[str, Any]]) -> list
     the model the sequential ``Trainer(model, seed=seed)`` recipe would start from. A
     member's ``model`` dict (``{"init": "he_normal"}``) or ``init`` key overrides the spec
     (init scheme and scale differ per member; the structure must not)."""
-    from trainlab.nn import build_model
-    from trainlab.utils import seed_everything
 
     out = []
     for i, mem in enumerate(members):

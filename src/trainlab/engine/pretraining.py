@@ -56,7 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainlab.engine.history import History
+from trainlab.nn.activations import Maxout
+from trainlab.optim import build_optimizer
 from trainlab.registry import Registry
+from trainlab.utils import resolve_device
 
 __all__ = [
     "CORRUPTIONS",
@@ -216,8 +219,6 @@ class StackLayer:
 
 
 def _is_weight_layer(m: nn.Module) -> bool:
-    from trainlab.nn.activations import Maxout
-
     return isinstance(m, (nn.Linear, Maxout))
 
 
@@ -402,7 +403,6 @@ def _autoencoder_layer(layer: StackLayer, codes: Tensor, ctx: _Ctx, *, tied: boo
                        corruption: str = "mask", noise: float = 0.0,
                        loss: str = "mse") -> None:
     """Train ``layer`` as the encoder of a (denoising) autoencoder on ``codes``."""
-    from trainlab.optim import build_optimizer
 
     enc = layer.module
     if tied:
@@ -454,7 +454,6 @@ def _autoencoder_layer(layer: StackLayer, codes: Tensor, ctx: _Ctx, *, tied: boo
 def _rbm_layer(layer: StackLayer, codes: Tensor, ctx: _Ctx, *, k: int = 1,
                visible: str = "bernoulli") -> None:
     """Train ``layer``'s weight and bias as an RBM by CD-k on ``codes``."""
-    from trainlab.optim import build_optimizer
 
     lin = layer.weight_layer
     w, c = lin.weight, lin.bias
@@ -628,8 +627,6 @@ def pretrain(
         p = next(model.parameters(), None)
         dev = p.device if p is not None else torch.device("cpu")
     else:
-        from trainlab.utils import resolve_device
-
         dev = resolve_device(device)
         model.to(dev)
     x = x.to(dev)

@@ -33,10 +33,8 @@ from __future__ import annotations
 import copy
 import math
 import signal
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainlab.data.batching import DeviceBatcher
 from trainlab.engine.checkpoint import (
     get_rng_state,
     load_checkpoint,
@@ -51,6 +50,21 @@ from trainlab.engine.checkpoint import (
     set_rng_state,
 )
 from trainlab.engine.history import Divergence, History
+from trainlab.engine.loop import (
+    Cadence,
+    advance_bar,
+    check_count,
+    eval_split,
+    evaluate_in_batches,
+    fit_data,
+    history_row,
+    locate,
+    progress_bar,
+    window_divergence,
+)
+from trainlab.losses import LOSSES
+from trainlab.optim import build_optimizer, build_schedule, check_lr
+from trainlab.probes.registry import build_probes
 from trainlab.utils import resolve_device, seed_everything
 
 __all__ = ["DivergenceError", "Trainer", "TrainingInterrupted"]
@@ -157,32 +171,12 @@ class DivergenceError(RuntimeError):
         self.divergence = divergence
 
 
-def _split_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any]:
-    """Accept a trainlab Dataset (or anything with x_train ...), or a 2- or 4-tuple."""
-    if hasattr(data, "x_train"):
-        x_test, y_test = getattr(data, "x_test", None), getattr(data, "y_test", None)
-        return data.x_train, data.y_train, x_test, y_test
-    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
-        return (*data, None, None) if len(data) == 2 else tuple(data)  # type: ignore[return-value]
-    raise TypeError(
-        "data must be a trainlab Dataset (x_train, y_train, x_test, y_test), or a tuple "
-        f"(x_train, y_train[, x_test, y_test]). Received: {type(data).__name__}."
-    )
-
-
-def _check_count(name: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be an integer >= 1 or None. Received: {name}={value!r}.")
-
-
 def _takes_class_indices(spec: Any, fn: Any) -> bool:
     """Whether the loss reads ``y`` as class indices into the outputs (cross-entropy, NLL,
     multiclass hinge), so that a class beyond the outputs is a mistake worth naming."""
     from torch.nn import functional as F
 
     if isinstance(spec, str):
-        from trainlab.losses import LOSSES
-
         return LOSSES.get(spec).meta.get("target") == "class indices"
     return fn in (F.cross_entropy, F.nll_loss, F.multi_margin_loss) or isinstance(
         fn, (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss))
@@ -195,9 +189,7 @@ def _probe_objects(probes: Any) -> list[Any]:
         probes = [probes]
     if not any(isinstance(p, str) for p in probes):
         return list(probes)
-    from trainlab.runs.run import build_probes  # unknown names: close matches
-
-    out: list[Any] = []
+    out: list[Any] = []  # build_probes: an unknown name lists the close matches
     for p in probes:
         out.extend(build_probes([p]) if isinstance(p, str) else [p])
     return out
@@ -269,8 +261,6 @@ class Trainer:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
         if lr is not None:
-            from trainlab.optim import check_lr  # the one lr rule (lazy, as build_optimizer)
-
             check_lr(lr)
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None. Received: clip_norm={clip_norm!r}.")
@@ -279,9 +269,9 @@ class Trainer:
                 "on_divergence must be one of ('raise', 'stop'). "
                 f"Received: on_divergence={on_divergence!r}."
             )
-        _check_count("log_every", log_every)
-        _check_count("checkpoint_every", checkpoint_every)
-        _check_count("eval_batch_size", eval_batch_size)
+        check_count("log_every", log_every)
+        check_count("checkpoint_every", checkpoint_every)
+        check_count("eval_batch_size", eval_batch_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.seed = seed
@@ -326,8 +316,6 @@ class Trainer:
         if isinstance(spec, torch.optim.Optimizer):
             return spec
         if isinstance(spec, (str, tuple, dict)):
-            from trainlab.optim import build_optimizer
-
             return build_optimizer(spec, self.model.parameters(), lr=self.lr, **kwargs)
         if callable(spec):
             return spec(self.model.parameters())
@@ -339,8 +327,6 @@ class Trainer:
     @staticmethod
     def _build_loss(spec: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if isinstance(spec, (str, tuple, dict)):
-            from trainlab.losses import LOSSES
-
             return LOSSES.build(spec)
         if callable(spec):
             return spec
@@ -353,8 +339,6 @@ class Trainer:
         if spec is None or isinstance(spec, torch.optim.lr_scheduler.LRScheduler):
             return spec
         if isinstance(spec, (str, tuple, dict)):
-            from trainlab.optim import build_schedule
-
             return build_schedule(spec, self.optimizer, total_steps=total_steps)
         if callable(spec):
             return spec(self.optimizer, total_steps)
@@ -391,23 +375,8 @@ class Trainer:
         :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once
         the checkpoint is saved.
         """
-        from trainlab.data.batching import DeviceBatcher
 
-        if (epochs is None) == (steps is None):
-            raise ValueError(
-                f"give exactly one of epochs and steps. Received: epochs={epochs!r}, "
-                f"steps={steps!r}."
-            )
-        _check_count("epochs", epochs)
-        _check_count("steps", steps)
-        _check_count("batch_size", batch_size)
-        _check_count("eval_every", eval_every)
-        x, y, x_test, y_test = _split_data(data)
-        if batch_size > len(x):
-            warnings.warn(
-                f"batch_size={batch_size} is larger than the {len(x)} training examples: every "
-                f"step uses the whole training set (full-batch gradient descent).",
-                UserWarning, stacklevel=2)
+        x, y, x_test, y_test = fit_data(data, epochs, steps, batch_size, eval_every)
         self._check_data_fits(x, y)
         seed_everything(self.seed)
         self.batcher = DeviceBatcher(
@@ -417,9 +386,7 @@ class Trainer:
         total = steps if steps is not None else epochs * per_epoch
         eval_every = eval_every or per_epoch
         self.total_steps = total
-        self._test = None
-        if x_test is not None and y_test is not None and len(x_test) > 0:
-            self._test = (x_test.to(self.device), y_test.to(self.device))
+        self._test = eval_split(x_test, y_test, self.device)
         self.schedule = self._build_schedule(total)
         self.history = History()
         self.step = 0
@@ -477,7 +444,7 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self, total: int, sync_every: list[int], eval_every: int) -> History:
-        bar = self._progress_bar(total)
+        bar = progress_bar(self.progress, total, self.step)
         old_handlers = self._install_signals()
         # attach the probes not attached yet (a probe attached by the caller stays attached)
         mine = [p for p in self.probes if getattr(p, "model", None) is None]
@@ -494,11 +461,8 @@ class Trainer:
         self._window = None
         snapshot = _Snapshot()
         snapshot.take(self)
-
-        def next_sync(s: int) -> int:  # the next multiple of any cadence, or the end
-            return min(total, *[(s // k + 1) * k for k in sync_every])
-
-        nxt = next_sync(self.step)
+        cadence = Cadence(total, tuple(sync_every), eval_every)
+        nxt = cadence.next(self.step)
         try:
             while self.step < total and not self.stop_training and not self._interrupted:
                 xb, yb = next(batches)
@@ -507,8 +471,7 @@ class Trainer:
                 self.step += 1
                 s = self.step
                 if s >= nxt:  # an interrupt between sync points is handled after the loop
-                    evaluate = s % eval_every == 0 or s == total
-                    div = self._sync(window_start, losses, evaluate, t0, bar)
+                    div = self._sync(window_start, losses, cadence.evaluates(s), t0, bar)
                     if div is not None:
                         return self._diverged(self._locate(snapshot, div))
                     if self.checkpoint is not None and (
@@ -516,7 +479,7 @@ class Trainer:
                     ):
                         self.save(self.checkpoint)
                     window_start, losses = s, []
-                    nxt = next_sync(s)
+                    nxt = cadence.next(s)
                     snapshot.take(self)
             if self._interrupted:
                 if losses:  # check the partial window; its row is logged after the resume
@@ -648,11 +611,8 @@ class Trainer:
         log: bool = True,
     ) -> Divergence | None:
         """Read the window's losses (one host sync), check them, log a History row (unless
-        ``log`` is false).
-
-        A loss that is NaN *or* ±Inf is a divergence (``math.isfinite``, not ``isnan``: an
-        infinite loss with finite gradients must stop training too), and so is a parameter
-        tensor whose largest ``|w|`` is not finite."""
+        ``log`` is false). A non-finite loss or largest ``|w|`` of a parameter tensor is a
+        divergence (:func:`~trainlab.engine.loop.window_divergence`)."""
         params = [p.detach() for p in self.model.parameters()]
         parts = [torch.stack(losses).float().reshape(-1)]
         if params:
@@ -663,22 +623,12 @@ class Trainer:
             parts.append(ev)
         values = torch.cat([t.to(self.device) for t in parts]).tolist()  # the one sync
         window_losses = values[: len(losses)]
-        for j, v in enumerate(window_losses):
-            if not math.isfinite(v):
-                return Divergence(window_start + j, "?", "loss", "nan" if v != v else "inf")
         norms = values[len(losses) : len(losses) + len(params)]
-        if not all(math.isfinite(v) for v in norms):
-            bad = next(v for v in norms if not math.isfinite(v))
-            return Divergence(self.step - 1, "?", "parameter", "nan" if bad != bad else "inf")
-        if not log:
-            return None
-        row: dict[str, Any] = {
-            "step": self.step,
-            "epoch": round(self.step / max(len(self.batcher), 1), 4),
-            "train_loss": sum(window_losses) / len(window_losses),
-            "lr": float(self.optimizer.param_groups[0]["lr"]),
-            "time": round(time.perf_counter() - t0, 4),
-        }
+        div = window_divergence(window_start, self.step, window_losses, norms)
+        if div is not None or not log:
+            return div
+        row = history_row(self.step, len(self.batcher), window_losses,
+                          float(self.optimizer.param_groups[0]["lr"]), time.perf_counter() - t0)
         if ev is not None:
             row["test_loss"], row["test_acc"] = values[-2], values[-1]
         self.history.metrics.append(row)
@@ -686,107 +636,49 @@ class Trainer:
             if hasattr(cb, "on_log"):
                 cb.on_log(self, row)
         if bar is not None:
-            bar.update(self.step - bar.n)
             post = {"loss": f"{row['train_loss']:.4g}"}
             if "test_acc" in row:
                 post["test_acc"] = f"{row['test_acc']:.3f}"
-            bar.set_postfix(post, refresh=False)
+            advance_bar(bar, self.step, post)
         return None
 
-    @torch.no_grad()
-    def _evaluate(self) -> torch.Tensor:
-        """``[mean loss, accuracy]`` on the test split, as a device tensor (no sync)."""
-        x, y = self._test
-        was_training = self.model.training
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        correct = torch.zeros((), device=self.device, dtype=torch.float64)
-        n = x.shape[0]
-        for i in range(0, n, self.eval_batch_size):
-            xb, yb = x[i : i + self.eval_batch_size], y[i : i + self.eval_batch_size]
+    def _evaluate(self, split: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[mean loss, accuracy]`` on ``split`` (default: the test split), as a device
+        tensor (no sync)."""
+        x, y = split if split is not None else self._test
+
+        def score(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.model(xb)
-            loss_sum += self.loss_fn(out, yb).double() * xb.shape[0]
-            if out.ndim == 2:
-                correct += (out.argmax(dim=1) == yb).sum()
-            else:
-                correct += math.nan
-        self.model.train(was_training)
-        return torch.stack([loss_sum / n, correct / n])
+            return out, self.loss_fn(out, yb), yb
+
+        return evaluate_in_batches(self.model, x, y, self.eval_batch_size, score,
+                                   device=self.device)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Mean loss and accuracy of the model on ``(x, y)``."""
-        saved = getattr(self, "_test", None)
-        self._test = (x.to(self.device), y.to(self.device))
-        try:
-            loss, acc = self._evaluate().tolist()
-        finally:
-            self._test = saved
+        loss, acc = self._evaluate((x.to(self.device), y.to(self.device))).tolist()
         return {"loss": loss, "acc": acc}
 
     # -- divergence ---------------------------------------------------------------------------
     def _locate(self, snapshot: _Snapshot, found: Divergence) -> Divergence:
         """Replay the steps from the snapshot's (the last sync point, or the resume) to
-        ``self.step - 1`` with hooks; name the first bad module."""
+        ``self.step - 1`` with hooks (:func:`~trainlab.engine.loop.locate`); name the first
+        bad module."""
         window_start, window_end = snapshot.step, self.step
         snapshot.restore(self)  # the batcher too: it draws the window's batches again
         replay = self._stream()
-        first: list[tuple[str, str, str]] = []
 
-        def bad(t: Any) -> str | None:
-            if isinstance(t, torch.Tensor) and t.is_floating_point():
-                if torch.isnan(t).any():
-                    return "nan"
-                if torch.isinf(t).any():
-                    return "inf"
-            return None
+        def forward(step: int) -> torch.Tensor:
+            xb, yb = next(replay)
+            self.step = step  # what step-dependent code saw the first time
+            return self._forward(xb, yb)
 
-        def grad_hook(name: str) -> Callable[[torch.Tensor], None]:
-            def hook(g: torch.Tensor) -> None:
-                v = bad(g)
-                if v and not first:
-                    first.append((name, "gradient", v))
+        def update(loss: torch.Tensor, step: int) -> None:
+            self._update(loss, step, probes=False)
 
-            return hook
-
-        def fwd_hook(name: str) -> Callable[..., None]:
-            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-                outs = output if isinstance(output, (tuple, list)) else (output,)
-                for o in outs:
-                    v = bad(o)
-                    if v and not first:
-                        first.append((name, "activation", v))
-                    if isinstance(o, torch.Tensor) and o.requires_grad:
-                        o.register_hook(grad_hook(name))
-
-            return hook
-
-        handles = []
-        for name, m in self.model.named_modules():
-            handles.append(m.register_forward_hook(fwd_hook(name or type(m).__name__)))
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                handles.append(p.register_hook(grad_hook(name.rpartition(".")[0] or name)))
-        try:
-            for step in range(window_start, window_end):
-                xb, yb = next(replay)
-                self.step = step  # what step-dependent code saw the first time
-                loss = self._forward(xb, yb)
-                if first:
-                    return Divergence(step, *first[0])
-                v = bad(loss)
-                if v:
-                    return Divergence(step, "loss", "loss", v)
-                self._update(loss, step, probes=False)
-                if first:
-                    return Divergence(step, *first[0])
-                for name, p in self.model.named_parameters():
-                    v = bad(p)
-                    if v:
-                        return Divergence(step, name.rpartition(".")[0] or name, "parameter", v)
-        finally:
-            for h in handles:
-                h.remove()
-        return found
+        div = locate(self.model, range(window_start, window_end), forward, update,
+                     self.model.named_parameters)
+        return div if div is not None else found
 
     def _diverged(self, div: Divergence) -> History:
         self.history.status = "diverged"
@@ -880,14 +772,6 @@ class Trainer:
         set_rng_state(state["rng"])
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _progress_bar(self, total: int) -> Any:
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False)
-
     def _install_signals(self) -> dict[int, Any]:
         """Handle SIGINT and SIGTERM alike while training (see the module docstring);
         return the previous handlers. Only the main thread can install handlers."""

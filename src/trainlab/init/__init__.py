@@ -8,7 +8,8 @@
 
 - :mod:`trainlab.init.data_dependent`: the model-level schemes, applied by
   ``init_model(model, name, ...)``: ``"lsuv"`` (Mishkin & Matas 2016) and
-  ``"data_dependent"`` (Kraehenbuehl et al. 2016), which need ``data=`` a batch of inputs
+  ``"data_dependent"`` (Kraehenbuehl et al. 2016) and ``"wn_data"`` (weight normalization's
+  data init, Salimans & Kingma 2016), which need ``data=`` a batch of inputs
   (``meta["data_dependent"] = True``), and ``"fixup"`` (Zhang et al. 2019, residual nets);
   plus the per-tensor ``"random_walk"`` (Sussillo & Abbott 2014). :func:`lsuv_`,
   :func:`data_dependent_` and :func:`fixup_` return an :class:`InitReport`.
@@ -38,6 +39,7 @@ from trainlab.init.data_dependent import (
     lsuv_,
     random_walk_,
     random_walk_gain,
+    wn_data_,
 )
 from trainlab.init.schemes import (
     DISTRIBUTIONS,
@@ -92,6 +94,7 @@ __all__ = [
     "uniform_",
     "variance_scaling_",
     "weight_layers",
+    "wn_data_",
     "xavier_normal_",
     "xavier_uniform_",
     "zeros_",

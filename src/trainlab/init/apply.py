@@ -76,6 +76,7 @@ from trainlab.init.schemes import INITS
 from trainlab.nn.activations import activation_info
 from trainlab.nn.kinds import WEIGHT_LAYER_TYPES, is_norm, is_weight_layer, weight_layers
 from trainlab.nn.weight_norm import is_weight_normalized
+from trainlab.registry import check_keywords
 
 __all__ = ["WEIGHT_LAYER_TYPES", "ResolvedInit", "init_model", "model_level_entry", "resolve_init",
            "weight_layers"]
@@ -460,8 +461,6 @@ def model_level_entry(spec: Any) -> tuple[Any, dict[str, Any]] | None:
 def _init_model_level(model: nn.Module, entry: Any, spec_kwargs: dict[str, Any], bias: Any,
                       overrides: Any, activation: Any, data: Any, generator: Any,
                       kwargs: dict[str, Any]) -> nn.Module:
-    from trainlab.registry import check_keywords
-
     name = entry.name
     if entry.meta.get("data_dependent") and data is None:
         raise ValueError(

@@ -1,17 +1,19 @@
 """Initializations that look at the model as a whole, or at a batch of data.
 
-Four schemes, registered in the ``"init"`` family and applied by
+Five schemes, registered in the ``"init"`` family and applied by
 :func:`trainlab.init.init_model` on any ``nn.Module``::
 
     init_model(model, "lsuv", data=x)                          # Mishkin & Matas 2016
     init_model(model, "data_dependent", data=x)                # Kraehenbuehl et al. 2016
+    init_model(model, "wn_data", data=x)                       # Salimans & Kingma 2016, §3
     init_model(model, "fixup", branches=["layer*.*"])          # Zhang, Dauphin & Ma 2019
     init_model(model, "random_walk", nonlinearity="tanh")      # Sussillo & Abbott 2014
 
-The first three are *model-level* (``meta["applies_to"] == "model"``): their factory takes
-the model, not one tensor. :func:`lsuv_`, :func:`data_dependent_` and :func:`fixup_` can
-also be called directly; they return an :class:`InitReport` (one row per layer: iterations,
-variances, scales), which ``init_model`` does not (it returns the model).
+All but ``random_walk`` are *model-level* (``meta["applies_to"] == "model"``): their factory
+takes the model, not one tensor. :func:`lsuv_`, :func:`data_dependent_`, :func:`wn_data_`
+and :func:`fixup_` can also be called directly; they return an :class:`InitReport` (one row
+per layer: iterations, variances, scales), which ``init_model`` does not (it returns the
+model).
 ``random_walk`` is a per-tensor scheme like He or Xavier (:func:`random_walk_`).
 
 What a forward pass on ``data`` sees: the model runs in ``mode`` (default ``"train"``, as
@@ -39,7 +41,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from trainlab.init.apply import _as_generator as conv
+from trainlab.init.apply import _is_norm, init_model
 from trainlab.init.schemes import INITS, compute_fans
+from trainlab.nn.activations import Maxout
+from trainlab.nn.blocks import PreActBlock
+from trainlab.nn.weight_norm import is_weight_normalized, weight_norm_init_
+from trainlab.probes.base import first_tensor, preserved_state
 
 __all__ = [
     "MIN_EXAMPLES",
@@ -50,6 +58,7 @@ __all__ = [
     "lsuv_",
     "random_walk_",
     "random_walk_gain",
+    "wn_data_",
 ]
 
 #: the fewest examples a data-dependent scheme accepts: a variance needs two values.
@@ -134,8 +143,6 @@ def _input(data: Any, scheme: str) -> Tensor:
 
 
 def _as_generator(generator: Any) -> torch.Generator | None:
-    from trainlab.init.apply import _as_generator as conv
-
     return conv(generator)
 
 
@@ -164,8 +171,6 @@ class _Stop(Exception):
 
 
 def _first_tensor(x: Any) -> Tensor | None:
-    from trainlab.probes.base import first_tensor
-
     return first_tensor(x)
 
 
@@ -234,7 +239,6 @@ def _scale(module: nn.Module, pname: str, factor: float | Tensor) -> None:
 def _pre_init(model: nn.Module, scheme: Any, generator: torch.Generator | None) -> None:
     """init_model with ``scheme`` and zero biases; Fixup's scalars, if the model has them,
     are left as they are (without init_model's note on free parameters)."""
-    from trainlab.init.apply import init_model
 
     scalars = [n for n, _ in model.named_parameters() if n.rsplit(".", 1)[-1].startswith(
         "fixup_")]
@@ -265,7 +269,6 @@ def _lsuv_layers(model: nn.Module) -> dict[str, tuple[nn.Module, nn.Module, str]
     Maxout module (the output the next layer sees, the max of the pieces: scaling the pieces
     scales the max); ``nn.MultiheadAttention`` is watched as one layer whose output scales
     with ``out_proj.weight`` (its q/k/v projections keep the orthonormal init)."""
-    from trainlab.nn.activations import Maxout
 
     out: dict[str, tuple[nn.Module, nn.Module, str]] = {}
     attn = {n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
@@ -333,7 +336,6 @@ def lsuv_(
     _check_positive("tol", tol)
     _check_positive("max_iter", max_iter, integer=True)
     _check_mode(mode)
-    from trainlab.probes.base import preserved_state
 
     report = InitReport("lsuv")
     gen = _as_generator(generator)
@@ -453,7 +455,6 @@ def data_dependent_(
     _check_mode(mode)
     if not isinstance(beta, numbers.Real) or not math.isfinite(beta):
         raise ValueError(f"beta must be a finite number. Received: beta={beta!r}.")
-    from trainlab.probes.base import preserved_state
 
     gen = _as_generator(generator)
     report = InitReport("data_dependent")
@@ -655,8 +656,6 @@ def _match(names: Sequence[str], pattern: Any) -> list[str]:
 
 
 def _default_branches(model: nn.Module) -> list[str]:
-    from trainlab.nn.blocks import PreActBlock
-
     return [n for n, m in model.named_modules() if isinstance(m, PreActBlock)]
 
 
@@ -738,7 +737,6 @@ def fixup_(
                 f"fixup: branches={branches!r} matches no module. Top-level modules: "
                 f"{', '.join(tops)}; nested names look like 'layer1.0'."
             )
-    from trainlab.init.apply import _is_norm
 
     x = None if data is None else _device_input(model, _input(data, "fixup"))
     plan: list[tuple[str, list[str]]] = []
@@ -769,8 +767,6 @@ def fixup_(
             "normalization; its scaling assumes none.", UserWarning, stacklevel=3,
         )
     if x is not None:
-        from trainlab.probes.base import preserved_state
-
         every = {n: mods[n] for _, ls in plan for n in ls}
         with preserved_state(model, "train"), torch.no_grad():
             order, _ = _call_order(model, x, every)
@@ -912,6 +908,67 @@ def random_walk_(
 
 
 # --------------------------------------------------------------------------------------------
+# weight normalization's data-dependent init
+# --------------------------------------------------------------------------------------------
+def wn_data_(
+    model: nn.Module,
+    data: Any,
+    *,
+    init_scale: float = 1.0,
+    eps: float = 1e-8,
+    mode: str = "train",
+    generator: torch.Generator | int | None = None,
+) -> InitReport:
+    """Data-dependent initialization of weight normalization (Salimans & Kingma 2016, §3).
+
+    One forward pass of the batch, layer by layer in forward order: each weight-normalized
+    layer (``norm="wn"``, ``"cwn"``, ``"wn_mobn"``; :func:`trainlab.nn.weight_norm_`) first
+    computes ``t = v·x/‖v‖`` (``g = 1``, ``b = 0``); then, per output unit with mean
+    ``μ[t]`` and standard deviation ``σ[t]`` over the batch (and positions),
+
+        g ← s/σ[t],      b ← −μ[t]·s/σ[t]      (s = ``init_scale``, 1 in the paper)
+
+    so that its pre-activation ``g·t + b`` has mean 0 and variance ``s²`` on that batch, and
+    the layers above see the initialized output (:func:`trainlab.nn.weight_norm_init_`).
+    The directions ``v`` are kept as built (the output does not depend on their scale), so
+    nothing is drawn: ``generator`` is accepted for the model-level interface only.
+    NormProp layers are data-independent and left alone.
+
+    Args:
+        model: a model with weight-normalized layers.
+        data: a batch of inputs (or ``(x, y)``), at least :data:`MIN_EXAMPLES` examples.
+        init_scale: ``s``, the standard deviation each pre-activation gets.
+        eps: added to ``σ²`` before the square root.
+        mode: module modes during the pass (``"train"``: BatchNorm statistics of the batch,
+            running statistics restored afterwards).
+
+    Returns:
+        :class:`InitReport`: per layer ``mean`` and ``std`` of ``t`` before the init
+        (averaged over units), and ``g_mean``, the mean of the lengths set.
+    """
+    x = _input(data, "wn_data")
+    _check_positive("init_scale", init_scale)
+    _check_positive("eps", eps)
+    _check_mode(mode)
+    _as_generator(generator)  # a malformed generator is still an error
+    x = _device_input(model, x)
+    report = InitReport("wn_data")
+    with preserved_state(model, mode):
+        stats = weight_norm_init_(model, x, init_scale=float(init_scale), eps=float(eps))
+    layers = dict(model.named_modules())
+    for name, (mu, sigma) in stats.items():
+        g = layers[name].weight_g
+        report.rows.append({"layer": name, "mean": mu, "std": sigma,
+                            "g_mean": float(g.detach().mean())})
+    skipped = [n for n, m in model.named_modules()
+               if is_weight_normalized(m) and n not in stats]
+    if skipped:
+        report.notes.append(f"left alone (NormProp, or not called in the pass): "
+                            f"{', '.join(skipped)}")
+    return report
+
+
+# --------------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------------
 def _model_meta(data: bool, variance: str) -> dict[str, Any]:
@@ -941,3 +998,11 @@ INITS.add("random_walk", random_walk_,
           reference="Sussillo & Abbott 2014, Random Walk Initialization",
           meta={"data_dependent": False, "random": True, "variance": "g²/fan_in",
                 "needs_fans": True})
+INITS.add("wn_data", wn_data_,
+          description="weight norm's data init: per unit g = 1/σ[t], b = -μ[t]/σ[t] on a batch, "
+          "so every WN pre-activation has mean 0, variance 1 (needs weight-normalized "
+          "layers, e.g. norm wn)",
+          reference="Salimans & Kingma 2016, Weight Normalization, §3",
+          aliases=("weight_norm_data", "wn_init", "wn_data_init"),
+          meta={**_model_meta(True, "1/Var(pre-activation) per unit, from data"),
+                "needs": "weight_norm"})

@@ -78,7 +78,9 @@ from trainlab.nn.blocks import (
     _replaces_linear,
     _spec_name,
 )
+from trainlab.nn.functional import maxout_pool
 from trainlab.nn.norms import NORMS, check_placement, norm_kind, norm_layer
+from trainlab.nn.recurrent import LSTM, RNN
 
 __all__ = [
     "MODELS",
@@ -317,8 +319,6 @@ class ConvMaxout(nn.Module):
         self.k = _check_int("k", k, low=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        from trainlab.nn.functional import maxout_pool
-
         return maxout_pool(self.conv(x), self.k, dim=1)
 
     def extra_repr(self) -> str:
@@ -633,7 +633,6 @@ def seq_classifier(
         forget_bias: initial forget-gate bias of LSTM cells (``None``: torch's init).
         bias: biases in the recurrent cells (the head always has one).
     """
-    from trainlab.nn.recurrent import LSTM, RNN
 
     spec = {
         "input_size": input_size, "hidden_size": hidden_size, "num_classes": num_classes,

@@ -29,6 +29,12 @@ Use: :class:`WhitenedLinear` in place of ``nn.Linear`` (or :func:`to_natural` on
 :func:`reestimate_whitening` to re-estimate every whitened layer from data, and
 :class:`WhiteningCallback` to do it every ``T`` steps of :class:`trainlab.train.Trainer`.
 At construction ``U = I`` and ``c = 0``, so a whitened layer is its canonical Linear.
+
+Registry :data:`NATURAL_NETS` (family ``"whitening"``: ``pca``, the paper's, and ``zca``)
+holds both halves as one :class:`NaturalNetwork`: ``NATURAL_NETS.build("pca", every=100)``
+converts a model (:meth:`NaturalNetwork.convert`) and makes its re-estimation callback
+(:meth:`NaturalNetwork.callback`); a run config's ``model.whitening`` with
+``model.whitening_options``.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainlab.registry import Registry
+
 __all__ = [
+    "NATURAL_NETS",
+    "NaturalNetwork",
     "WHITENINGS",
     "WhitenedLinear",
     "WhiteningCallback",
@@ -359,3 +369,70 @@ class WhiteningCallback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self._next = list(state["steps"]), state["next"]
         self.generator.set_state(state["generator"])
+
+
+class NaturalNetwork:
+    """A natural neural network's recipe (Desjardins et al. 2015, Algorithm 1): which
+    whitening, its ``eps``, and how often (``every`` steps, from ``num_samples`` examples)
+    the whitening is re-estimated.
+
+    :meth:`convert` turns a model's ``nn.Linear`` layers into :class:`WhitenedLinear`
+    (:func:`to_natural`, same function); :meth:`callback` gives the
+    :class:`WhiteningCallback` that re-estimates them during training. ``skip``: qualified
+    names of Linear layers to leave canonical.
+    """
+
+    def __init__(self, whitening: str = "pca", *, eps: float = 1e-3, every: int = 100,
+                 num_samples: int = 1024, skip: Iterable[str] = ()) -> None:
+        self.whitening = _check_whitening(whitening)
+        self.eps = _check_eps(eps)
+        for name, v in (("every", every), ("num_samples", num_samples)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={v!r}.")
+        if isinstance(skip, str) or not all(isinstance(n, str) for n in skip):
+            raise ValueError(f"skip must be a list of layer names. Received: skip={skip!r}.")
+        self.every, self.num_samples, self.skip = every, num_samples, tuple(skip)
+
+    def convert(self, model: nn.Module) -> nn.Module:
+        """:func:`to_natural` on ``model`` (in place); returns ``model``."""
+        return to_natural(model, eps=self.eps, whitening=self.whitening, skip=self.skip)
+
+    def callback(self, seed: int = 0, x: Tensor | None = None) -> WhiteningCallback:
+        """The callback re-estimating the whitening every ``every`` steps of a Trainer."""
+        return WhiteningCallback(self.every, self.num_samples, x=x, seed=seed)
+
+    def __repr__(self) -> str:
+        return (f"NaturalNetwork({self.whitening!r}, eps={self.eps}, every={self.every}, "
+                f"num_samples={self.num_samples}, skip={list(self.skip)})")
+
+
+def _natural(whitening: str):
+    def build(*, eps: float = 1e-3, every: int = 100, num_samples: int = 1024,
+              skip: Iterable[str] = ()) -> NaturalNetwork:
+        return NaturalNetwork(whitening, eps=eps, every=every, num_samples=num_samples,
+                              skip=skip)
+
+    build.__name__ = build.__qualname__ = f"natural_{whitening}"
+    build.__doc__ = f"A :class:`NaturalNetwork` with {whitening.upper()} whitening."
+    return build
+
+
+#: Family ``"whitening"``: the whitening of a natural neural network -> a
+#: :class:`NaturalNetwork` (its options: ``eps``, ``every``, ``num_samples``, ``skip``).
+NATURAL_NETS = Registry("whitening")
+NATURAL_NETS.add(
+    "pca", _natural("pca"),
+    description="natural network: each Linear sees U(h - c), U = D^-1/2 E^T of its input's "
+                "covariance, re-estimated every `every` steps keeping the function",
+    reference="Desjardins, Simonyan, Pascanu & Kavukcuoglu 2015, Natural Neural Networks "
+              "(PRONG)",
+    aliases=("prong", "natural", "pca_whitening"),
+    meta={"whitening": "pca"},
+)
+NATURAL_NETS.add(
+    "zca", _natural("zca"),
+    description="natural network with ZCA whitening U = E D^-1/2 E^T (otherwise as pca)",
+    reference="Desjardins et al. 2015; Bell & Sejnowski 1997 (ZCA)",
+    aliases=("prong_zca", "zca_whitening"),
+    meta={"whitening": "zca"},
+)

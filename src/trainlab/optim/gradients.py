@@ -1,5 +1,10 @@
 """What acts on gradients between backward and the step: clipping (by norm or value) and
-annealed Gaussian gradient noise (Neelakantan et al. 2015)."""
+annealed Gaussian gradient noise (Neelakantan et al. 2015).
+
+Registry: :data:`GRAD_NOISES` (family ``"grad_noise"``):
+``GRAD_NOISES.build("annealed_gaussian", eta=0.01, generator=g)`` returns a
+:class:`GradientNoise`, which the Trainer takes as ``grad_noise=`` (a run config's
+``optim.grad_noise`` with ``optim.grad_noise_options``)."""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import torch
 
 from trainlab.optim.optimizers import _is_number
 from trainlab.optim.schedules import _check_int
+from trainlab.registry import Registry
 
 __all__ = [
+    "GRAD_NOISES",
     "GradientNoise",
     "clip_gradients",
 ]
@@ -141,3 +148,13 @@ class GradientNoise:
         return f"GradientNoise(eta={self.eta}, gamma={self.gamma})"
 
 
+#: Family ``"grad_noise"``: name -> factory of an object with ``add_(params, step)`` (the
+#: Trainer's ``grad_noise=``), called after backward and before the optimizer's step.
+GRAD_NOISES = Registry("grad_noise")
+GRAD_NOISES.add(
+    "annealed_gaussian", GradientNoise,
+    description="g += N(0, σ_t²), σ_t² = eta/(1+t)^gamma (eta 0.3, gamma 0.55), after backward",
+    reference="Neelakantan et al. 2015, Adding Gradient Noise Improves Learning for Very "
+              "Deep Networks; lecture 003",
+    aliases=("gaussian", "annealed", "neelakantan"),
+)

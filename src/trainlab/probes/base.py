@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.nn.activations import activation_info as _info
 from trainlab.nn.kinds import WEIGHT_LAYERS_TEXT, weight_layers
 
 __all__ = [
@@ -152,7 +153,6 @@ def activation_info(module: Any) -> Any:
     (builders use it as a placeholder) and identity-like activations."""
     if isinstance(module, nn.Identity):
         return None
-    from trainlab.nn.activations import activation_info as _info  # lazy: keeps imports light
 
     info = _info(module)
     if info is not None and getattr(info, "name", "") in ("identity", "linear"):
@@ -261,15 +261,18 @@ def first_tensor(x: Any) -> Tensor | None:
 # the on-device buffer
 # --------------------------------------------------------------------------------------------
 class _Buffer:
-    """A ``(capacity, layers, raw)`` float32 tensor on the device, filled slot by slot.
+    """A ``(capacity, layers, raw)`` tensor on the device (float32, or the probe's
+    ``raw_dtype``), filled slot by slot.
 
     The host only keeps Python bookkeeping (which step owns which slot, which entries were
     written and the element counts needed to finish the statistics); the single ``.cpu()``
     happens in :meth:`drain`.
     """
 
-    def __init__(self, n_layers: int, n_raw: int, capacity: int) -> None:
+    def __init__(self, n_layers: int, n_raw: int, capacity: int,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.n_layers, self.n_raw, self.capacity = n_layers, n_raw, capacity
+        self.dtype = dtype
         self.data: Tensor | None = None
         self.steps: list[int] = []
         self.meta: list[dict[tuple[int, str], Any]] = []
@@ -278,7 +281,7 @@ class _Buffer:
         if self.data is None or self.data.device != like.device:
             self.data = torch.full(
                 (self.capacity, self.n_layers, self.n_raw), float("nan"),
-                dtype=torch.float32, device=like.device,
+                dtype=self.dtype, device=like.device,
             )
         return self.data
 
@@ -297,7 +300,9 @@ class _Buffer:
         n = len(self.steps) - (1 if keep_last else 0)
         if n <= 0:
             return []
-        host = self.data[:n].detach().cpu().double().numpy() if self.data is not None else None
+        # a copy (also for a float64 buffer on the CPU): the slots are refilled with NaN below
+        host = (None if self.data is None else
+                self.data[:n].detach().to("cpu", torch.float64, copy=True).numpy())
         out = [(self.steps[i], self.meta[i], None if host is None else host[i]) for i in range(n)]
         self.steps, self.meta = self.steps[n:], self.meta[n:]
         if self.data is not None:
@@ -331,6 +336,9 @@ class Probe:
 
     default_layers = "weight"
     name = "probe"
+    #: dtype of the raw buffer: float32 (device reductions of float32 tensors); a probe whose
+    #: statistics are computed in float64 sets float64, so its records keep every digit
+    raw_dtype = torch.float32
 
     def __init__(
         self,
@@ -394,7 +402,8 @@ class Probe:
         self.modules = [m for _, m in chosen]
         self._setup_for(model)
         self.model = model
-        self._buffer = _Buffer(len(self.layer_names), self._n_raw(), self.capacity)
+        self._buffer = _Buffer(len(self.layer_names), self._n_raw(), self.capacity,
+                               self.raw_dtype)
         return self
 
     # Hooks exist only around logged steps: step_begin registers them and step_end removes

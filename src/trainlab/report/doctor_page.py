@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainlab.report.figures import pyplot, save_figure
 from trainlab.report.html import HtmlPage
 
 __all__ = ["write_doctor_page", "GLOSSARY", "WHY", "THRESHOLD_MEANING"]
@@ -116,15 +117,6 @@ THRESHOLD_MEANING = {
     "JACOBIAN_SV_MAX": "... above this: exploding gradients",
     "INPUT_CENTER_MAX": "largest acceptable |mean(x)| / std(x) of the inputs",
 }
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _finite(v: Any) -> bool:
@@ -287,7 +279,7 @@ def _layer_ticks(ax: Any, names: list[str]) -> None:
 def plot_depth(d: Any, path: str | os.PathLike) -> Path:
     """Three panels across depth: activation std, gradient std (log axes) and the saturated /
     dead fractions (linear), thresholds drawn where the doctor's rules apply."""
-    plt = _plt()
+    plt = pyplot()
     th = d.thresholds
     fig, axes = plt.subplots(1, 3, figsize=(14, 5.2))
     names, act = _depth_series(d, "act_std")
@@ -336,7 +328,7 @@ def plot_fix_comparison(d: Any, path: str | os.PathLike) -> Path | None:
     applied = [fr for fr in getattr(d, "fix_results", []) if fr.applied and fr.after is not None]
     if not applied:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(applied), 2, figsize=(11, 3.0 * len(applied)), squeeze=False)
     for i, fr in enumerate(applied):
         for j, (key, what) in enumerate((("act_std", "activation std"),
@@ -359,14 +351,7 @@ def plot_fix_comparison(d: Any, path: str | os.PathLike) -> Path | None:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
-    plt = _plt()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 # -- the page ----------------------------------------------------------------------------------

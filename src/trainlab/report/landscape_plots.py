@@ -9,6 +9,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from trainlab.report.figures import pyplot
+from trainlab.report.probe_plots import _log, _save
+
 __all__ = ["plot_landscape"]
 
 _PANELS = (
@@ -20,8 +23,6 @@ _PANELS = (
 
 
 def _series(records: Any, quantity: str) -> tuple[list[int], list[float]]:
-    from trainlab.report.probe_plots import _log
-
     if hasattr(records, "probe_records"):  # a History
         records = list(records.probe_records)
     log = _log(records)
@@ -37,12 +38,10 @@ def plot_landscape(runs: Mapping[str, Any], path: str | os.PathLike | None = Non
     and the largest loss over the step sizes, the band of the gradient's ℓ2 change, and the
     effective β-smoothness. ``runs``: ``{label: records}`` (a ProbeLog, rows or a History
     holding LossLandscape records). Returns the Figure (saved as PNG at ``path``)."""
-    from trainlab.report.probe_plots import _plt, _save
-
     if not isinstance(runs, Mapping) or not runs:
         raise ValueError("runs must be a non-empty mapping {label: records}. "
                          f"Received: {type(runs).__name__}.")
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (label, records) in enumerate(runs.items()):

@@ -13,8 +13,9 @@
 - :func:`plot_histogram_heatmap` — one layer's histograms over time as a heat map.
 
 Each takes records (a :class:`~trainlab.probes.ProbeLog`, a list of rows, or histogram /
-spectrum dicts), returns the matplotlib ``Figure`` and saves it as PNG when ``path`` is given.
-matplotlib is imported lazily with the Agg backend.
+spectrum dicts) and returns the matplotlib ``Figure``; given ``path``, it is also saved there as
+PNG (:func:`~trainlab.report.figures.save_figure`: atomically, then closed). matplotlib is
+imported on first use, with the Agg backend (:func:`~trainlab.report.figures.pyplot`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from trainlab.probes.records import ProbeLog
+from trainlab.report.figures import pyplot, save_figure
+from trainlab.report.html import HtmlPage
 
 __all__ = [
     "plot_layer_moments",
@@ -34,18 +40,7 @@ __all__ = [
 ]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _log(records: Any):
-    from trainlab.probes.records import ProbeLog
-
     if isinstance(records, ProbeLog):
         return records
     if isinstance(records, (list, tuple)):
@@ -61,9 +56,9 @@ def _log(records: Any):
 
 
 def _save(fig: Any, path: str | os.PathLike | None) -> Any:
+    """Write ``fig`` at ``path`` (atomically; the figure is then closed) and return it."""
     if path is not None:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure(fig, path)
     return fig
 
 
@@ -103,7 +98,7 @@ def plot_layer_moments(records: Any, prefix: str = "act", layers: Sequence[str] 
     """
     log = _log(records)
     names = _layers(log, f"{prefix}_mean", layers)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = _grid(plt, len(names))
     for k, (ax, name) in enumerate(zip(axes, names)):
         steps, mean = log.series(name, f"{prefix}_mean")
@@ -139,7 +134,7 @@ def plot_update_ratios(records: Any, layers: Sequence[str] | None = None, *,
     """
     log = _log(records)
     names = _layers(log, "update_ratio", layers)
-    plt = _plt()
+    plt = pyplot()
     from matplotlib import cm, colors
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -179,7 +174,7 @@ def plot_layer_histograms(records: Any, quantity: str = "act", step: int | None 
     hs = [h for h in hs if h["step"] == step and (layers is None or h["layer"] in layers)]
     if not hs:
         raise ValueError(f"No {quantity!r} histograms at step {step}.")
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for h in hs:
         edges, counts = h["edges"], h["counts"]
@@ -198,7 +193,7 @@ def plot_percentiles(records: Any, layer: str, prefix: str = "pre",
                      path: str | os.PathLike | None = None) -> Any:
     """Percentiles of one layer's ``prefix`` tensor over training (Ioffe & Szegedy fig. 1)."""
     log = _log(records)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     plotted = 0
     for p in percentiles:
@@ -227,7 +222,7 @@ def plot_jacobian_spectra(spectra: Any, step: int | None = None,
     if step is None:
         step = max(s["step"] for s in sp)
     sp = [s for s in sp if s["step"] == step and (layers is None or s["layer"] in layers)]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for s in sp:
         sv = s["singular_values"]
@@ -263,7 +258,7 @@ def plot_histogram_heatmap(records: Any, layer: str, quantity: str = "act", *,
         for a, b, n in zip(e[:-1], e[1:], c):
             k = min(bins - 1, max(0, int(((a + b) / 2 - lo) / (hi - lo) * bins)))
             grid[k][j] += n / total
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     im = ax.imshow(grid, aspect="auto", origin="lower", extent=(-0.5, len(hs) - 0.5, lo, hi),
                    cmap="viridis")
@@ -324,10 +319,6 @@ def probe_caption(name: str) -> str:
 def write_probe_index(folder: str | os.PathLike, figures: Sequence[str | os.PathLike],
                       title: str = "probe figures") -> Any:
     """Write ``folder/index.html``: each figure (a file in ``folder``) with its caption."""
-    from pathlib import Path
-
-    from trainlab.report.html import HtmlPage
-
     folder = Path(folder)
     page = HtmlPage(title)
     page.paragraph("What the probes recorded during training, one figure per quantity. The "

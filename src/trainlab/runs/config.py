@@ -31,7 +31,26 @@ is reachable from a file or from ``--set``:
 - ``model.init``: ``model.init_options`` (``--set model.init_options.value=0.01``);
 - ``optim.name``: ``optim.options`` (``--set optim.options.momentum=0.95``);
 - ``optim.schedule``: ``optim.schedule_options`` (``... .step_size=100``);
-- ``loss``: ``loss_options`` (``--set loss_options.margin=0.5``).
+- ``loss``: ``loss_options`` (``--set loss_options.margin=0.5``);
+- ``penalty``: ``penalty_options`` (``--set penalty_options.weight=5e-4``);
+- ``optim.grad_noise``: ``optim.grad_noise_options`` (``... .eta=0.01``);
+- ``model.whitening``: ``model.whitening_options`` (``... .every=100``);
+- ``bagging`` (K members): ``bagging_options`` (``--set bagging_options.average=geometric``).
+
+Regularization and training options, each a registry name (``trainlab list FAMILY``):
+
+- ``penalty`` (family ``penalty``: ``l1``, ``l2``): ``R(W)`` added to the loss in training
+  (:class:`trainlab.losses.PenalizedLoss`): ``train_loss`` is then the objective ``L +
+  R(W)``, ``test_loss`` the data loss. ``l2`` is ``λ·½·Σw²`` (gradient ``λw``).
+- ``optim.grad_noise`` (family ``grad_noise``: ``annealed_gaussian``): noise of variance
+  ``eta/(1+t)^gamma`` added to every gradient after backward; drawn from a CPU generator
+  seeded with ``seed`` (the same noise on every device and on every torchrun process).
+- ``model.whitening`` (family ``whitening``: ``pca``, ``zca``): a natural neural network
+  (Desjardins et al. 2015): every ``nn.Linear`` becomes a whitened layer, re-estimated
+  from ``num_samples`` training examples every ``every`` steps without changing the function.
+- ``bagging`` (family ``ensemble``, entry ``bagging``): ``K`` members, each trained on its own
+  bootstrap sample, all in one loop (:class:`trainlab.engine.ensemble.BaggingTrainer`); the
+  run's model, checkpoint and test metrics are the ensemble's.
 
 ``model.builder: seq_classifier`` (recurrent nets) takes its own keys: ``model.width`` is the
 hidden size, ``model.depth`` the stacked recurrent layers, ``model.norm`` a recurrent norm
@@ -52,11 +71,31 @@ import difflib
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from trainlab.engine.ensemble import ENSEMBLES
+from trainlab.init import INITS, model_level_entry, resolve_init
+from trainlab.losses import LOSSES, PENALTIES
+from trainlab.models.build import MODELS
+from trainlab.models.builders import seq_classifier
+from trainlab.nn import ACTIVATIONS, activation_info
+from trainlab.nn.natural import NATURAL_NETS
+from trainlab.nn.norms import NORMS, norm_kind, norm_layer
+from trainlab.nn.recurrent import RECURRENT_NORMS
+from trainlab.optim import OPTIMIZERS, build_optimizer, build_schedule
+from trainlab.optim.gradients import GRAD_NOISES
+
+# Probe names (``TrainConfig.probes``, ``trainlab train --probe``) live in the probe registry.
+from trainlab.probes.registry import PROBE_NAMES, resolve_probe_names
+from trainlab.registry import check_keywords
+from trainlab.utils import resolve_device
 
 __all__ = [
     "DataConfig",
@@ -101,6 +140,8 @@ class ModelConfig:
     init: str | None = None  # None keeps torch's default initialization
     init_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # further builder arguments
+    whitening: str | None = None  # a natural network (trainlab.nn.NATURAL_NETS: pca, zca)
+    whitening_options: dict[str, Any] = field(default_factory=dict)  # eps, every, num_samples
 
 
 @dataclass(frozen=True)
@@ -113,6 +154,8 @@ class OptimConfig:
     schedule: str | None = None
     schedule_options: dict[str, Any] = field(default_factory=dict)
     clip_norm: float | None = None
+    grad_noise: str | None = None  # trainlab.optim.gradients.GRAD_NOISES (annealed_gaussian)
+    grad_noise_options: dict[str, Any] = field(default_factory=dict)  # eta, gamma
 
 
 @dataclass(frozen=True)
@@ -148,6 +191,10 @@ class TrainConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     loss: str = "cross_entropy"
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. margin (hinge)
+    penalty: str | None = None  # trainlab.losses.PENALTIES (l1, l2), added to the loss
+    penalty_options: dict[str, Any] = field(default_factory=dict)  # weight, include_bias ...
+    bagging: int | None = None  # K bagged members (trainlab.engine.ensemble); None: one model
+    bagging_options: dict[str, Any] = field(default_factory=dict)  # average
     batch_size: int = 128
     epochs: int | None = None  # when both are None: 10 epochs
     steps: int | None = None
@@ -174,58 +221,6 @@ class TrainConfig:
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
              "pretrain": PretrainConfig}
-
-# Probe names of ``TrainConfig.probes`` / ``trainlab train --probe``, in the order they are
-# built, with the trainlab.probes class each one makes.
-PROBE_NAMES: dict[str, str] = {
-    "activations": "ActivationStats",
-    "gradients": "GradientStats",
-    "weights": "WeightStats",
-    "updates": "UpdateRatio",
-    "jacobian": "JacobianSpectrum",
-}
-_PROBE_ALIASES = {
-    "activation": "activations", "act": "activations", "gradient": "gradients",
-    "grad": "gradients", "grads": "gradients", "weight": "weights", "update": "updates",
-    "update_ratio": "updates", "jacobians": "jacobian", "jacobian_spectrum": "jacobian",
-}
-
-
-def resolve_probe_names(names: Any) -> list[str]:
-    """Canonical probe names, in :data:`PROBE_NAMES` order, without repeats.
-
-    ``names`` is a list of names or one comma-separated string (``"activations,jacobian"``);
-    ``"all"`` stands for every probe. Case, ``-``/``_`` and spaces are ignored. An unknown
-    name raises ``ValueError`` naming the close matches and every allowed name.
-    """
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            f"probes must be a list of names or a comma-separated string. Received: {names!r}."
-        )
-    chosen: set[str] = set()
-    for item in names:
-        for raw in item.split(","):
-            n = raw.strip().lower().replace("-", "_")
-            if not n:
-                continue
-            if n == "all":
-                chosen.update(PROBE_NAMES)
-                continue
-            n = _PROBE_ALIASES.get(n, n)
-            if n not in PROBE_NAMES:
-                options = [*PROBE_NAMES, "all"]
-                close = difflib.get_close_matches(n, options + list(_PROBE_ALIASES), n=3,
-                                                  cutoff=0.6)
-                close = list(dict.fromkeys(_PROBE_ALIASES.get(c, c) for c in close))
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(
-                    f"unknown probe {raw.strip()!r}.{hint} Allowed: {', '.join(options)}."
-                )
-            chosen.add(n)
-    return [n for n in PROBE_NAMES if n in chosen]
-
 
 # -- reading ---------------------------------------------------------------------------------
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -321,6 +316,23 @@ def _type_name(tp: Any) -> str:
     return getattr(origin or tp, "__name__", str(tp))
 
 
+# A number in exponent form without a dot or an exponent sign ("1e-4", "5e3"): YAML 1.2 reads
+# it as a float, PyYAML (YAML 1.1) as a string.
+_EXP_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml12_numbers(value: Any) -> Any:
+    """``value`` with every string of :data:`_EXP_NUMBER`'s form, in nested mappings and
+    lists too, as the float it denotes (``--set penalty_options.weight=5e-4``)."""
+    if isinstance(value, str) and _EXP_NUMBER.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _yaml12_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml12_numbers(v) for v in value]
+    return value
+
+
 def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     """(ok, converted value) for ``value`` against the annotation ``tp``."""
     args = typing.get_args(tp)
@@ -357,8 +369,9 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
         return ok, float(value) if ok else value
     if origin is str:
         return isinstance(value, str), value
-    if origin is dict:
-        return isinstance(value, dict), value
+    if origin is dict:  # a *_options mapping: "1e-4" read as the number YAML 1.2 says it is
+        return isinstance(value, dict), _yaml12_numbers(value) if isinstance(value, dict) \
+            else value
     if origin is list:
         if isinstance(value, str):  # "a,b" from --set or a flag
             value = [value]
@@ -404,6 +417,7 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
                  "patience", "probe_every"):
         positive(name, getattr(cfg, name))
     positive("model.depth", cfg.model.depth)
+    positive("bagging", cfg.bagging)
     positive("model.width", cfg.model.width)
     if cfg.epochs is not None and cfg.steps is not None:
         errors.append(
@@ -435,8 +449,6 @@ def _check_values(cfg: TrainConfig, errors: list[str]) -> None:
         )
     _check_pretrain(cfg.pretrain, errors)
     if cfg.device.lower() != "auto":
-        from trainlab.utils import resolve_device
-
         try:
             resolve_device(cfg.device)
         except ValueError as e:
@@ -476,6 +488,9 @@ def _registry_checks(cfg: TrainConfig) -> list[tuple[str, str, str]]:
         ("optim.name", "trainlab.optim", "OPTIMIZERS"),
         ("optim.schedule", "trainlab.optim", "SCHEDULES"),
         ("loss", "trainlab.losses", "LOSSES"),
+        ("penalty", "trainlab.losses", "PENALTIES"),
+        ("optim.grad_noise", "trainlab.optim.gradients", "GRAD_NOISES"),
+        ("model.whitening", "trainlab.nn.natural", "NATURAL_NETS"),
         ("pretrain.method", "trainlab.engine.pretraining", "PRETRAINERS"),
         ("pretrain.optimizer", "trainlab.optim", "OPTIMIZERS"),
     ]
@@ -513,7 +528,6 @@ def _check_names(cfg: TrainConfig, errors: list[str]) -> None:
 def _try_schedule(name: str, opts: dict[str, Any]) -> None:
     import torch
 
-    from trainlab.optim import build_schedule
 
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     build_schedule((name, opts), opt, total_steps=100)
@@ -522,11 +536,9 @@ def _try_schedule(name: str, opts: dict[str, Any]) -> None:
 def _try_init(name: str, opts: dict[str, Any]) -> None:
     import torch
 
-    from trainlab.init import model_level_entry, resolve_init
 
     level = model_level_entry((name, opts))
     if level is not None:  # lsuv, data_dependent, fixup: applied to the built model
-        from trainlab.registry import check_keywords
 
         check_keywords(f"init {level[0].name!r}", opts, level[0].factory,
                        skip=("model", "data", "generator"))
@@ -535,8 +547,6 @@ def _try_init(name: str, opts: dict[str, Any]) -> None:
 
 
 def _try_norm(name: str, opts: dict[str, Any]) -> None:
-    from trainlab.nn.norms import NORMS, norm_kind, norm_layer
-
     if norm_kind(name) == "activation":
         norm_layer((name, opts), 8)
     else:  # a weight reparametrization: it wraps a layer
@@ -546,8 +556,6 @@ def _try_norm(name: str, opts: dict[str, Any]) -> None:
 
 
 def _try_activation(name: str, opts: dict[str, Any]) -> None:
-    from trainlab.nn import ACTIVATIONS, activation_info
-
     if activation_info(name).replaces_linear:
         ACTIVATIONS.get(name).build(4, 4, **opts)
     else:
@@ -557,25 +565,133 @@ def _try_activation(name: str, opts: dict[str, Any]) -> None:
 def _try_optimizer(name: str, opts: dict[str, Any]) -> None:
     import torch
 
-    from trainlab.optim import build_optimizer
 
     build_optimizer((name, opts), [torch.zeros(1, requires_grad=True)])
 
 
 def _try_loss(name: str, opts: dict[str, Any]) -> None:
-    from trainlab.losses import LOSSES
-
     LOSSES.get(name).build(**opts)
+
+
+def _try_penalty(name: str, opts: dict[str, Any]) -> None:
+    PENALTIES.get(name).build(**opts)
+
+
+def _try_grad_noise(name: str, opts: dict[str, Any]) -> None:
+    if "generator" in opts:
+        raise ValueError("the generator is the run's own, seeded with seed; it cannot be set. "
+                         f"Received: generator={opts['generator']!r}.")
+    GRAD_NOISES.get(name).build(**opts)
+
+
+def _try_whitening(name: str, opts: dict[str, Any]) -> None:
+    NATURAL_NETS.get(name).build(**opts)
+
+
+def _try_bagging(k: int, opts: dict[str, Any]) -> None:
+    entry = ENSEMBLES.get("bagging")
+    check_keywords("bagging", opts, entry.factory, skip=("members", "input_shape"))
+    entry.build([torch.nn.Linear(2, 2)], (2,), **opts)
 
 
 _OPTION_CHECKS = (
     ("model.activation", "model.activation_options", _try_activation),
     ("model.norm", "model.norm_options", _try_norm),
     ("model.init", "model.init_options", _try_init),
+    ("model.whitening", "model.whitening_options", _try_whitening),
     ("optim.name", "optim.options", _try_optimizer),
     ("optim.schedule", "optim.schedule_options", _try_schedule),
+    ("optim.grad_noise", "optim.grad_noise_options", _try_grad_noise),
     ("loss", "loss_options", _try_loss),
+    ("penalty", "penalty_options", _try_penalty),
+    ("bagging", "bagging_options", _try_bagging),
 )
+
+
+def _closure_optimizer(name: str) -> bool:
+    """Whether the optimizer evaluates the loss itself (L-BFGS, Newton, natural gradient)."""
+    return OPTIMIZERS.get(name).meta.get("closure") is not None
+
+
+def _check_combinations(cfg: TrainConfig, errors: list[str]) -> None:
+    """Settings that are valid alone but not together (names already known)."""
+    o, m = cfg.optim, cfg.model
+    if cfg.bagging is not None:
+        why = (f"bagging={cfg.bagging} trains its members together in one loop, each on its "
+               "own bootstrap sample")
+        if cfg.pretrain.method is not None:
+            errors.append(f"pretrain.method does not apply with bagging: {why}, and greedy "
+                          f"pre-training trains one mlp. Allowed: pretrain.method=None. "
+                          f"Received: pretrain.method={cfg.pretrain.method!r}.")
+        if o.clip_norm is not None:
+            errors.append(f"optim.clip_norm does not apply with bagging: {why}, and one norm "
+                          f"clipped over all members would couple them. Allowed: "
+                          f"optim.clip_norm=None. Received: optim.clip_norm={o.clip_norm!r}.")
+        if _closure_optimizer(o.name):
+            errors.append(f"optim.name {o.name!r} does not apply with bagging: {why}, and an "
+                          "optimizer that evaluates the loss itself (one line search or "
+                          "curvature over all members) would couple them. Allowed: a "
+                          f"first-order optimizer (sgd, momentum, adam ...). Received: "
+                          f"optim.name={o.name!r}.")
+    if m.whitening is not None and cfg.pretrain.method is not None:
+        errors.append(f"model.whitening does not apply with pretrain.method: greedy pre-training "
+                      f"trains the mlp's nn.Linear layers, which model.whitening replaces by "
+                      f"whitened layers before training. Allowed: pretrain.method=None. "
+                      f"Received: model.whitening={m.whitening!r}, "
+                      f"pretrain.method={cfg.pretrain.method!r}.")
+    if m.whitening is not None and not _is_seq(m) and norm_kind(m.norm) == "weight":
+        errors.append(f"model.whitening does not apply with model.norm {m.norm!r}: a natural "
+                      f"network whitens the inputs of plain nn.Linear layers, and the weight "
+                      f"norm {m.norm!r} reparametrizes every hidden one (only the head would "
+                      f"be whitened). Allowed: an activation norm (none, bn, ln ...). "
+                      f"Received: model.norm={m.norm!r}, model.whitening={m.whitening!r}.")
+    if o.grad_noise is not None and _closure_optimizer(o.name):
+        errors.append(f"optim.grad_noise acts between backward and the step, which optimizer "
+                      f"{o.name!r} takes inside its own step. Allowed: a first-order optimizer "
+                      f"(sgd, momentum, adam ...). Received: optim.name={o.name!r}, "
+                      f"optim.grad_noise={o.grad_noise!r}.")
+    if m.init is not None and not _is_seq(m):
+        _check_init_needs(cfg, errors)
+
+
+def _check_init_needs(cfg: TrainConfig, errors: list[str]) -> None:
+    """An init that needs weight-normalized layers (``wn_data``), tried on one layer built
+    with the config's ``model.norm``: no such layer names both keys and the norms it takes."""
+    entry = INITS.get(cfg.model.init)
+    if entry.meta.get("needs") != "weight_norm":
+        return
+
+    def attempt(norm: str, norm_opts: dict[str, Any], init_opts: dict[str, Any]) -> None:
+        layer: torch.nn.Module = torch.nn.Linear(4, 4)
+        if norm_kind(norm) == "weight":
+            layer = NORMS.get(norm).build(layer, **norm_opts)
+        entry.factory(torch.nn.Sequential(layer), torch.randn(8, 4),
+                      **{**entry.defaults, **init_opts})
+
+    m = cfg.model
+    try:
+        attempt(m.norm, dict(m.norm_options), {})
+    except (TypeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        takes = []
+        for n in NORMS:
+            if n.meta.get("kind") != "weight":
+                continue
+            try:
+                attempt(n.name, {}, {})
+            except (TypeError, ValueError):
+                continue
+            takes.append(n.name)
+        errors.append(f"model.init {m.init!r} needs weight-normalized layers: {msg} Allowed: "
+                      f"model.norm one of {', '.join(takes)} (trainlab list norm). Received: "
+                      f"model.norm={m.norm!r}.")
+        return
+    try:
+        attempt(m.norm, dict(m.norm_options), dict(m.init_options))
+    except (TypeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        errors.append(f"model.init {m.init!r} with model.init_options="
+                      f"{dict(m.init_options)!r}: {msg}")
 
 
 def _missing_argument(message: str) -> str | None:
@@ -591,14 +707,10 @@ def _missing_argument(message: str) -> str | None:
 
 
 def _try_recurrent_norm(name: str, opts: dict[str, Any]) -> None:
-    from trainlab.nn.recurrent import RECURRENT_NORMS
-
     entry = RECURRENT_NORMS.get(name)
     if entry.name != "none":
         entry.build(8, slot="ih", T_max=4, **opts)
     elif opts:
-        from trainlab.registry import check_keywords
-
         check_keywords("recurrent_norm 'none'", opts, entry.factory,
                        skip=("num_features", "slot", "T_max"))
 
@@ -662,10 +774,8 @@ _SEQ_MAPPED = {
 def _builder_name(name: str) -> str:
     """The registry's canonical name of a model builder (aliases, spellings), else ``name``."""
     try:
-        from trainlab.nn import MODELS
-
         return MODELS.get(name).name
-    except (ImportError, ValueError, TypeError):
+    except (ValueError, TypeError):
         return str(name).lower()
 
 
@@ -677,7 +787,6 @@ def _seq_options() -> list[str]:
     """The seq_classifier arguments ``model.options`` may set (read from its signature)."""
     import inspect
 
-    from trainlab.models.builders import seq_classifier
 
     params = inspect.signature(seq_classifier).parameters
     return [p for p in params if p not in _SEQ_MAPPED]
@@ -722,7 +831,6 @@ def _check_builder_keys(cfg: TrainConfig, errors: list[str], build: bool = True)
     errors.extend(found)
     if found or not build:
         return
-    from trainlab.models.builders import seq_classifier
 
     opts = dict(cfg.model.options)
     try:  # cell, T_max, forget_bias, ... checked by the builder itself, on 2 units
@@ -798,11 +906,9 @@ def _resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         return cfg
     lr = 0.1
     try:
-        from trainlab.optim import OPTIMIZERS
-
         entry = OPTIMIZERS.get(cfg.optim.name)
         lr = float(entry.meta.get("default_lr", entry.defaults.get("lr", lr)))
-    except (ImportError, ValueError, TypeError):
+    except (ValueError, TypeError):
         pass
     return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=lr))
 
@@ -820,7 +926,10 @@ def from_dict(values: dict[str, Any], *, check_names: bool = True) -> TrainConfi
         _check_names(cfg, errors)
         names_known = len(errors) == n
         if names_known:  # options of known names only
+            n = len(errors)
             _check_options(cfg, errors)
+            if len(errors) == n:
+                _check_combinations(cfg, errors)
         _check_builder_keys(cfg, errors, build=names_known)
     if errors:
         head = "invalid config" if len(errors) == 1 else f"{len(errors)} problems in the config"

@@ -29,6 +29,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from trainlab.runs.config import from_dict
+from trainlab.runs.run import (
+    build_model_from_config,
+    build_trainer,
+    execute_run,
+    load_data_from_config,
+)
+from trainlab.utils import seed_everything
+
 __all__ = ["train_objective", "nest"]
 
 
@@ -68,22 +77,12 @@ def train_objective(config: Mapping[str, Any], *, out: str | os.PathLike | None 
     ``step`` ...) plus ``diverged`` (1.0 when training hit NaN/Inf, else 0.0). Unknown keys
     and bad values raise ``ValueError`` before anything trains.
     """
-    from trainlab.runs.config import from_dict
 
     cfg = from_dict(nest(config))
     if out is not None:
-        from trainlab.runs.run import execute_run
-
         result = execute_run(cfg, out, force=force, db=db, progress=progress)
         history, status = result.history, result.status
     else:
-        from trainlab.runs.run import (
-            build_model_from_config,
-            build_trainer,
-            load_data_from_config,
-        )
-        from trainlab.utils import seed_everything
-
         seed_everything(cfg.seed)
         dataset = load_data_from_config(cfg)
         model = build_model_from_config(cfg, dataset)

@@ -19,6 +19,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from trainlab.runs.objective import train_objective
+
 __all__ = ["require_ray", "run_with_ray"]
 
 
@@ -36,7 +38,6 @@ def _task(config: Mapping[str, Any], out: str | None, db: str | None) -> dict[st
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    from trainlab.runs.objective import train_objective
 
     return train_objective(config, out=out, db=db, force=False)
 

@@ -42,6 +42,7 @@ Policies of :func:`execute_run`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -63,19 +64,35 @@ from typing import Any
 
 import torch
 
+from trainlab._version import __version__
+from trainlab.data import load_dataset, preprocess_dataset
+from trainlab.engine import distributed
 from trainlab.engine.callbacks import Callback, EarlyStopping, MetricsCSV
 from trainlab.engine.checkpoint import load_checkpoint
+from trainlab.engine.ensemble import ENSEMBLES, bagging_trainer
 from trainlab.engine.history import History
+from trainlab.engine.pretraining import check_pretrainable, pretrain
 from trainlab.engine.trainer import DivergenceError, Trainer, TrainingInterrupted
+from trainlab.init import init_model, model_level_entry
+from trainlab.losses import PenalizedLoss
+from trainlab.models.build import MODELS, build_model
+from trainlab.models.memory import check_fits, estimate_memory
+from trainlab.nn.natural import NATURAL_NETS
+from trainlab.optim.gradients import GRAD_NOISES
+from trainlab.probes import save_records
+from trainlab.probes.registry import build_probes
+from trainlab.report.html import format_cell
+from trainlab.report.run_plots import plot_curves, plot_pretrain_curves, plot_probe_figures
 from trainlab.runs.config import (
-    PROBE_NAMES,
     TrainConfig,
     config_diff,
     from_dict,
     parse_overrides,
     read_config_file,
+    seq_classifier_spec,
     with_defaults,
 )
+from trainlab.store import RunStore
 from trainlab.utils import atomic_write_text, resolve_device, seed_everything
 
 __all__ = [
@@ -276,7 +293,6 @@ def collect_env(device: str | torch.device | None = None, seed: int | None = Non
     """Versions, device, seed, git revision, host and command line of this process."""
     import numpy
 
-    from trainlab._version import __version__
 
     dev = resolve_device(device)
     env: dict[str, Any] = {
@@ -301,12 +317,9 @@ def collect_env(device: str | torch.device | None = None, seed: int | None = Non
 # -- building from a config ------------------------------------------------------------------
 def load_data_from_config(cfg: TrainConfig) -> Any:
     """Load the dataset and apply the preprocessing fitted on the training split."""
-    from trainlab.data import load_dataset
 
     ds = load_dataset(cfg.data.name, **cfg.data.options)
     if cfg.data.preprocess:
-        from trainlab.data import preprocess_dataset
-
         spec: Any = cfg.data.preprocess
         if cfg.data.preprocess_options:
             spec = {"name": spec, **cfg.data.preprocess_options}
@@ -315,19 +328,22 @@ def load_data_from_config(cfg: TrainConfig) -> Any:
 
 
 def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
-    """Build the model of ``cfg.model`` for ``dataset`` (input shape and classes)."""
-    from trainlab.nn import MODELS, build_model
+    """Build the model of ``cfg.model`` for ``dataset`` (input shape and classes).
 
+    A model-level init (lsuv, data_dependent, wn_data, fixup) runs after building, on one
+    training batch. ``bagging = K``: a :class:`~trainlab.engine.ensemble.BaggedEnsemble` of
+    K such models, each its own draw of the initial weights (member ``i``'s model-level init
+    seeded with ``seed + i``). ``model.whitening``: the model (every member) made a natural
+    network last (:meth:`~trainlab.nn.natural.NaturalNetwork.convert`, same function).
+    """
     m = cfg.model
     shape = tuple(dataset.meta.input_shape)
     classes = dataset.meta.num_classes
     init: Any = None
     if m.init is not None:
         init = {"name": m.init, **m.init_options} if m.init_options else m.init
-    from trainlab.init import model_level_entry
-
     level = model_level_entry(init) if init is not None else None
-    if level is not None:  # lsuv, data_dependent, fixup: after building, on training data
+    if level is not None:  # lsuv, data_dependent, wn_data, fixup: after building, on data
         init = None
     activation: Any = (m.activation, dict(m.activation_options)) if m.activation_options \
         else m.activation
@@ -364,8 +380,6 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
             **common,
         )
     elif builder == "seq_classifier":  # its own keys: width, depth, a recurrent norm
-        from trainlab.runs.config import seq_classifier_spec
-
         spec = seq_classifier_spec(cfg, shape, classes)
     else:  # other builders (preact_resnet ...) take depth as they define it
         spec = dict(name=m.builder, depth=m.depth, out_features=classes, **common)
@@ -374,31 +388,54 @@ def build_model_from_config(cfg: TrainConfig, dataset: Any) -> torch.nn.Module:
     if builder != "seq_classifier":  # seq_classifier_spec took its options
         spec.update(m.options)
     _check_memory(cfg, spec, shape)
+    model = _build_member(cfg, dataset, spec, level, 0)
+    if cfg.bagging is not None:
+        members = [model, *(_build_member(cfg, dataset, spec, level, i)
+                            for i in range(1, cfg.bagging))]
+        model = ENSEMBLES.get("bagging").build(members, shape, **cfg.bagging_options)
+    if m.whitening is not None:
+        NATURAL_NETS.get(m.whitening).build(**m.whitening_options).convert(model)
+    return model
+
+
+def _build_member(cfg: TrainConfig, dataset: Any, spec: dict[str, Any], level: Any,
+                  i: int) -> torch.nn.Module:
+    """One model of ``spec``, with its model-level init (seeded ``cfg.seed + i``)."""
     model = build_model(spec)
     if level is not None:
-        from trainlab.init import init_model
-
         # the data-dependent schemes see one training batch (at most 256 examples)
         data = dataset.x_train[: max(2, min(cfg.batch_size, 256))]
-        init_model(model, level[0].name, data=data, generator=cfg.seed, **level[1])
+        init_model(model, level[0].name, data=data, generator=cfg.seed + i, **level[1])
     return model
 
 
 def _check_memory(cfg: TrainConfig, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
     """Refuse, before anything is allocated, a run whose parameters, gradients, optimizer
-    state and activations at ``batch_size`` exceed the device's memory, naming the keys."""
-    from trainlab.models.memory import check_fits, estimate_memory
-    from trainlab.utils import resolve_device
-
+    state and activations at ``batch_size`` exceed the device's memory, naming the keys
+    (``bagging = K``: K members, each with its own batch)."""
     est = estimate_memory(spec, shape, cfg.batch_size, optimizer=cfg.optim.name)
-    check_fits(est, resolve_device(cfg.device),
-               f"model.width={cfg.model.width}, model.depth={cfg.model.depth}, "
-               f"batch_size={cfg.batch_size}")
+    keys = (f"model.width={cfg.model.width}, model.depth={cfg.model.depth}, "
+            f"batch_size={cfg.batch_size}")
+    if cfg.bagging is not None:
+        k = cfg.bagging
+        est = dataclasses.replace(est, parameters=est.parameters * k,
+                                  activations=est.activations * k)
+        keys += f", bagging={k}"
+    check_fits(est, resolve_device(cfg.device), keys)
 
 
 def build_trainer(cfg: TrainConfig, model: torch.nn.Module, *,
                   trainer_class: type[Trainer] | None = None, **kwargs: Any) -> Trainer:
-    """A :class:`Trainer` for ``cfg`` (optimizer, schedule, loss, device, seed ...)."""
+    """A :class:`Trainer` for ``cfg`` (optimizer, schedule, loss, device, seed ...).
+
+    ``optim.grad_noise``: the Trainer's ``grad_noise``, drawn from a CPU generator seeded
+    with ``seed``. ``model.whitening``: the callback re-estimating the natural network's
+    whitening (after the given callbacks). ``bagging``: the Trainer class becomes its
+    :func:`~trainlab.engine.ensemble.bagging_trainer` (``model`` must be the
+    :class:`~trainlab.engine.ensemble.BaggedEnsemble` of :func:`build_model_from_config`).
+    ``penalty``: the loss becomes :class:`~trainlab.losses.PenalizedLoss` (loss + ``R(W)``
+    in training).
+    """
     o = cfg.optim
     kwargs.setdefault("device", cfg.device)
     schedule = None
@@ -409,7 +446,16 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, *,
                                              last_step=cfg.steps - 1 if cfg.steps else None))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(cfg.early_stopping, patience=cfg.patience))
-    return (trainer_class or Trainer)(
+    if cfg.model.whitening is not None:
+        natural = NATURAL_NETS.get(cfg.model.whitening).build(**cfg.model.whitening_options)
+        callbacks.append(natural.callback(seed=cfg.seed))
+    if o.grad_noise is not None:
+        kwargs.setdefault("grad_noise", GRAD_NOISES.get(o.grad_noise).build(
+            generator=torch.Generator().manual_seed(cfg.seed), **o.grad_noise_options))
+    cls = trainer_class or Trainer
+    if cfg.bagging is not None:
+        cls = bagging_trainer(cls)
+    trainer = cls(
         model,
         optimizer=(o.name, dict(o.options)),
         lr=o.lr,
@@ -422,178 +468,15 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, *,
         callbacks=callbacks,
         **kwargs,
     )
-
-
-def build_probes(names: list[str] | tuple[str, ...], every: int | None = None, *,
-                 last_step: int | None = None) -> list[Any]:
-    """The :mod:`trainlab.probes` objects named in ``names`` (:data:`PROBE_NAMES`).
-
-    ``every`` sets each probe's record cadence (steps); ``None`` keeps each probe's own
-    schedule (log-spaced early steps, then every 50; the Jacobian every 500). Histograms keep
-    their default steps (0, 1, 10, 100, then every 1000). ``last_step`` (the run's last step,
-    ``steps - 1``) is added to every schedule, moments and histograms alike, so the figures
-    show where training ended and not only the last multiple of the cadence.
-    """
-    import trainlab.probes as P
-    from trainlab.runs.config import resolve_probe_names
-
-    out = []
-    for name in resolve_probe_names(list(names)):
-        cls = getattr(P, PROBE_NAMES[name])
-        probe = cls() if every is None else cls(every=every)
-        if last_step is not None:
-            probe.schedule = _also_at(probe.schedule, last_step)
-            if _ever(probe.hist_schedule):  # a probe with no histograms gets none
-                probe.hist_schedule = _also_at(probe.hist_schedule, last_step)
-        out.append(probe)
-    return out
-
-
-def _ever(schedule: Any) -> bool:
-    from trainlab.probes.base import Schedule
-
-    return not isinstance(schedule, Schedule) or bool(schedule.every or schedule.log
-                                                      or schedule.at)
-
-
-def _also_at(schedule: Any, step: int) -> Any:
-    """``schedule`` that also fires at ``step`` (kept a Schedule, so it still prints)."""
-    from trainlab.probes.base import Schedule
-
-    if isinstance(schedule, Schedule):
-        return Schedule(schedule.every, log=schedule.log, base=schedule.base,
-                        at=set(schedule.at) | {step})
-    return lambda s: s == step or schedule(s)
+    if cfg.penalty is not None:  # after construction: the Trainer still checks the targets
+        trainer.loss_fn = PenalizedLoss(trainer.loss_fn, (cfg.penalty, dict(cfg.penalty_options)),
+                                        trainer.model)
+    return trainer
 
 
 # -- reporting -------------------------------------------------------------------------------
-def plot_curves(histories: dict[str, History], path: str | os.PathLike, title: str = "") -> Path:
-    """PNG of loss (train and test) and test accuracy against step, one colour per run.
-
-    A History row is logged at every multiple of ``log_every`` *and* of ``eval_every`` (and
-    at the end), and its ``train_loss`` is the mean over the steps since the previous row:
-    windows of unequal length (32, 18, 14, 32, 4 ... steps). Joining those means by straight
-    lines draws a zig-zag that is not in the data, so the train loss is drawn as a step
-    function, each mean held over the window it averages.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (label, h) in enumerate(histories.items()):
-        c = f"C{i}"
-        s, v = h.series("train_loss")
-        if s:  # value i is the mean over steps (s[i-1], s[i]]: hold it over that window
-            ax_l.plot([0, *s], [v[0], *v], color=c, drawstyle="steps-pre",
-                      label=f"{label} train (window mean)")
-        s, v = h.series("test_loss")
-        if s:
-            ax_l.plot(s, v, color=c, linestyle="--", label=f"{label} test")
-        s, v = h.series("test_acc")
-        if s:
-            ax_a.plot(s, v, color=c, marker=".", label=label)
-    ax_l.set(xlabel="step", ylabel="loss", title="loss")
-    ax_a.set(xlabel="step", ylabel="accuracy", title="test accuracy")
-    if not ax_a.lines:  # no test split: say so instead of an empty legend (and its warning)
-        ax_a.text(0.5, 0.5, "no test split", ha="center", va="center", transform=ax_a.transAxes)
-    for ax in (ax_l, ax_a):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            # below the axes: a legend inside would cover a curve (the curves fill the plot)
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3),
-                      frameon=False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def _file_part(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _few(steps: list[int], k: int = 3) -> list[int]:
-    """Up to ``k`` steps spread over ``steps`` (first, middle, last)."""
-    steps = sorted(set(steps))
-    if len(steps) <= k:
-        return steps
-    return sorted({steps[round(i * (len(steps) - 1) / (k - 1))] for i in range(k)})
-
-
-def plot_probe_figures(history: History, folder: str | os.PathLike) -> list[Path]:
-    """Draw the lecture figures of ``history``'s probe records into ``folder``.
-
-    Per-layer mean ± std over training (``probe_{act,grad_out,w}_moments.png``, Glorot &
-    Bengio fig. 2), per-layer histograms at up to three recorded steps
-    (``probe_{act,grad_out,w}_hist_step{S}.png``, lecture 001 / Glorot figs. 6-7), the 15th,
-    50th and 85th percentiles of the first and last watched layer's pre-activation over
-    training (``probe_pre_percentiles_{layer}.png``, Ioffe & Szegedy fig. 1) and the Jacobian
-    singular values at the first and last recorded steps (``probe_jacobian_step{S}.png``)
-    and the update ratios ``‖ΔW‖/‖W‖`` per layer with the 1e-3 rule of thumb
-    (``probe_update_ratios.png``). Histograms and spectra include the last recorded step.
-    ``index.html`` in ``folder`` shows every figure (``curves.png`` too, when present) with a
-    caption saying what it shows and how to read it. A figure whose records are absent is
-    skipped. Returns the paths written (the PNGs, then the index page).
-    """
-    from trainlab.probes import ProbeLog
-    from trainlab.report import probe_plots as pp
-
-    log = ProbeLog(
-        rows=list(history.probe_records),
-        histograms=list(history.histograms),
-        spectra=list(history.spectra),
-    )
-    folder = Path(folder)
-    jobs: list[tuple[str, Any]] = []
-    quantities = set(log.quantities())
-    for prefix in ("act", "grad_out", "w"):
-        if f"{prefix}_mean" in quantities:
-            jobs.append((f"probe_{prefix}_moments.png",
-                         lambda p, prefix=prefix: pp.plot_layer_moments(log, prefix, path=p)))
-        for step in _few([h["step"] for h in log.hists(prefix)]):
-            jobs.append((f"probe_{prefix}_hist_step{step}.png",
-                         lambda p, prefix=prefix, step=step: pp.plot_layer_histograms(
-                             log, prefix, step=step, path=p)))
-    pct = log.layers("pre_p50")
-    for layer in dict.fromkeys([pct[0], pct[-1]] if pct else []):
-        jobs.append((f"probe_pre_percentiles_{_file_part(layer)}.png",
-                     lambda p, layer=layer: pp.plot_percentiles(log, layer, "pre", path=p)))
-    for step in _few([s["step"] for s in log.spectra], 2):
-        jobs.append((f"probe_jacobian_step{step}.png",
-                     lambda p, step=step: pp.plot_jacobian_spectra(log, step=step, path=p)))
-    if "update_ratio" in quantities:
-        jobs.append(("probe_update_ratios.png",
-                     lambda p: pp.plot_update_ratios(log, path=p)))
-    if not jobs:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, draw in jobs:
-        path = folder / name
-        tmp = path.with_name(f".{name}.tmp.png")
-        fig = draw(tmp)
-        plt.close(fig)
-        os.replace(tmp, path)
-        written.append(path)
-    shown = ([folder / "curves.png"] if (folder / "curves.png").exists() else []) + written
-    title = f"probe figures: {folder.parent.name}"
-    written.append(pp.write_probe_index(folder, shown, title=title))
-    return written
-
-
+# The figures (plot_curves, plot_probe_figures, plot_pretrain_curves) live in
+# trainlab.report.run_plots and are importable from here.
 def summary_rows(history: History) -> list[tuple[str, str]]:
     """(metric, value) rows for the end-of-run table."""
     rows = [("status", history.status)]
@@ -609,7 +492,6 @@ def summary_rows(history: History) -> list[tuple[str, str]]:
 
 def format_table(rows: list[list[Any]] | list[tuple[Any, ...]], header: list[str]) -> str:
     """A plain-text table with aligned columns."""
-    from trainlab.report.html import format_cell
 
     cells = [[str(h) for h in header]] + [[format_cell(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -745,8 +627,6 @@ class _StopIfSignalled(Callback):
 
 
 def _open_store(db: str | os.PathLike | None) -> Any:
-    from trainlab.store import RunStore
-
     return RunStore(db) if db is not None else None
 
 
@@ -788,7 +668,6 @@ def execute_run(
     order of the steps and the signal policy.
     """
     warn = warn or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
-    from trainlab.engine import distributed
 
     if distributed.is_distributed():
         return _execute_distributed(cfg, out, resume=resume, force=force, db=db,
@@ -821,7 +700,6 @@ def _execute_single(cfg: TrainConfig, out: str | os.PathLike, *, resume: bool, f
     dataset = load_data_from_config(cfg)
     model = build_model_from_config(cfg, dataset)
     if cfg.pretrain.method is not None:  # a model it cannot pre-train is refused up front
-        from trainlab.engine.pretraining import check_pretrainable
 
         check_pretrainable(model, dataset.x_train[:2], cfg.pretrain.method, cfg.pretrain.tied)
     trainer = build_trainer(
@@ -933,8 +811,6 @@ def _train_and_record(cfg: TrainConfig, folder: RunFolder, store: Any, trainer: 
         except Exception as e:  # figures must not hide the run's real outcome
             message = (message or "") + f" (figure failed: {e})"
         if trainer.probes:
-            from trainlab.probes import save_records
-
             try:
                 probe_files = save_records(
                     folder.path, history.probe_records, history.histograms, history.spectra
@@ -981,7 +857,6 @@ def _pretrain(cfg: TrainConfig, trainer: Trainer, dataset: Any) -> None:
     """Greedy layer-wise pre-training of the trainer's model (in place, on its device)
     before fine-tuning; an interrupt stops it after the current step, and ``fit`` then
     stops at once (status ``interrupted``, a checkpoint of the weights so far)."""
-    from trainlab.engine.pretraining import pretrain
 
     p = cfg.pretrain
     hist = pretrain(
@@ -993,35 +868,6 @@ def _pretrain(cfg: TrainConfig, trainer: Trainer, dataset: Any) -> None:
     )
     trainer.history.pretrain = hist.pretrain
     trainer.callbacks.insert(0, _KeepPretrainRows(hist.pretrain))
-
-
-def plot_pretrain_curves(history: History, path: str | os.PathLike, title: str = "") -> Path:
-    """Per-layer reconstruction curves of greedy pre-training (``history.pretrain``): the
-    clean reconstruction loss against each layer's own step, one line per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = history.pretrain_curves("recon_loss")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for layer, (steps, values) in curves.items():
-        ax.plot(steps, values, marker=".", label=layer)
-    method = history.pretrain[0].get("method", "") if history.pretrain else ""
-    ax.set_xlabel("pre-training step of the layer")
-    ax.set_ylabel("reconstruction loss (clean inputs)")
-    if all(v > 0 for _, vals in curves.values() for v in vals):
-        ax.set_yscale("log")
-    ax.set_title(title or f"greedy layer-wise pre-training ({method})")
-    ax.legend(title="layer")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def _store_has(store: Any, run_id: int) -> bool:
@@ -1040,7 +886,6 @@ def _execute_distributed(cfg: TrainConfig, out: str | os.PathLike, *, resume: bo
     folder, the checkpoints and the store row. See :mod:`trainlab.engine.distributed`."""
     from dataclasses import replace
 
-    from trainlab.engine import distributed
 
     if resume:
         raise ValueError("--resume is not supported under torchrun yet; resume the run "

@@ -62,12 +62,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainlab.engine.pack import _KINDS, Pack, PackTrainer
+from trainlab.optim import OPTIMIZERS
+from trainlab.report.html import HtmlPage
+from trainlab.report.sweep_plots import plot_best_curves, plot_heatmap
 from trainlab.runs.config import (
     TrainConfig,
     from_dict,
     parse_overrides,
     read_config_file,
 )
+from trainlab.runs.run import (
+    RunFolder,
+    build_model_from_config,
+    collect_env,
+    execute_run,
+    format_table,
+    load_data_from_config,
+)
+from trainlab.store import RunStore
+from trainlab.utils import atomic_write_text, seed_everything
 
 __all__ = [
     "MEMBER_KEYS",
@@ -276,9 +290,6 @@ def runs_label(grid: SweepGrid, idx: list[int]) -> str:
 
 # -- packing -----------------------------------------------------------------------------------
 def _optimizer_kind(name: str) -> str:
-    from trainlab.engine.pack import _KINDS
-    from trainlab.optim import OPTIMIZERS
-
     cls = OPTIMIZERS.get(name).meta.get("torch_class")
     return _KINDS.get(getattr(cls, "__name__", ""), (f"other:{name}",))[0]
 
@@ -344,7 +355,6 @@ def plan_packs(grid: SweepGrid, runs: list[SweepRun], max_pack: int = 64,
 
 def format_plan(plan: SweepPlan) -> str:
     """The expanded grid and the packs, as ``--dry-run`` prints them."""
-    from trainlab.runs.run import format_table
 
     where = {}
     for p, members in enumerate(plan.packs, start=1):
@@ -401,8 +411,6 @@ def _manifest(plan: SweepPlan, db: Path | None) -> dict[str, Any]:
 
 def _open_folder(out: Path, plan: SweepPlan, db: Path | None, force: bool,
                  store: Any = None) -> None:
-    from trainlab.utils import atomic_write_text
-
     path = out / "sweep.json"
     mine = _manifest(plan, db)
     if path.is_file():
@@ -471,7 +479,6 @@ def run_sweep(
     """Expand, pack and train ``grid`` into the sweep folder ``out``; record every run in the
     store ``db``; write the report (unless ``report`` is false). Resumable (see the module
     docstring)."""
-    from trainlab.store import RunStore
 
     runs = expand_grid(grid)
     if device is not None:
@@ -528,8 +535,6 @@ def run_sweep(
 
 
 def _fix_status(folder: Path, f: dict[str, Any]) -> None:
-    from trainlab.runs.run import RunFolder
-
     rf = RunFolder(folder, resume=True, create=False)
     rf.set_status(f["status"], run_id=f["run_id"], final=f["final"])
 
@@ -546,7 +551,6 @@ def _bar(total: int, initial: int, progress: bool | None) -> Any:
 def _train_single(run: SweepRun, out: Path, store: Any, grid: SweepGrid) -> dict[str, Any]:
     """One run with the Trainer (:func:`execute_run`): resumed from its checkpoint when a
     kill left one, started afresh otherwise."""
-    from trainlab.runs.run import execute_run
 
     folder = out / "runs" / run.folder
     has_ckpt = (folder / "checkpoints" / "last.pt").is_file() and \
@@ -560,14 +564,6 @@ def _train_single(run: SweepRun, out: Path, store: Any, grid: SweepGrid) -> dict
 def _train_pack(runs: list[SweepRun], out: Path, store: Any, grid: SweepGrid,
                 data_cache: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Train ``runs`` as one pack; each member is a run folder and a store row."""
-    from trainlab.engine.pack import Pack, PackTrainer
-    from trainlab.runs.run import (
-        RunFolder,
-        build_model_from_config,
-        collect_env,
-        load_data_from_config,
-    )
-    from trainlab.utils import seed_everything
 
     cfg0 = runs[0].config
     dkey = json.dumps(dataclasses.asdict(cfg0.data), sort_keys=True, default=str)
@@ -672,9 +668,6 @@ def write_report(plan: SweepPlan, out: Path, results: dict[int, dict[str, Any]],
     import csv
     import io
 
-    from trainlab.report.html import HtmlPage
-    from trainlab.runs.run import format_table
-    from trainlab.utils import atomic_write_text
 
     grid, keys = plan.grid, list(plan.grid.axes)
     metric = grid.metric
@@ -738,10 +731,8 @@ def _safe(key: str) -> str:
 
 def _heatmap(plan: SweepPlan, results: dict[int, dict[str, Any]], a: str, b: str,
              metric: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Mean ``metric`` over the other axes for each value of ``a`` (rows) and ``b`` (columns),
+    drawn by :func:`trainlab.report.sweep_plots.plot_heatmap`."""
     import numpy as np
 
     va, vb = plan.grid.axes[a], plan.grid.axes[b]
@@ -757,29 +748,9 @@ def _heatmap(plan: SweepPlan, results: dict[int, dict[str, Any]], a: str, b: str
         counts[i, j] += 1
     with np.errstate(invalid="ignore"):
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    fig, ax = plt.subplots(figsize=(1.3 * len(vb) + 3, 0.7 * len(va) + 2.2))
-    cmap = "viridis_r" if metric.endswith("loss") else "viridis"
-    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto")
-    ax.set_xticks(range(len(vb)), [_fmt(v) for v in vb], rotation=30, ha="right")
-    ax.set_yticks(range(len(va)), [_fmt(v) for v in va])
-    ax.set_xlabel(b)
-    ax.set_ylabel(a)
-    finite = mean[np.isfinite(mean)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
-    for i in range(len(va)):
-        for j in range(len(vb)):
-            text = "n/a" if not counts[i, j] else f"{mean[i, j]:.3g}\n(n={counts[i, j]})"
-            dark = np.isfinite(mean[i, j]) and ((mean[i, j] < mid) != metric.endswith("loss"))
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if dark else "black")
-    fig.colorbar(im, ax=ax, label=metric)
-    ax.set_title(f"{plan.grid.name}: {metric} by {a} and {b}")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return plot_heatmap(mean, counts, [_fmt(v) for v in va], [_fmt(v) for v in vb],
+                        row_axis=a, col_axis=b, metric=metric,
+                        title=f"{plan.grid.name}: {metric} by {a} and {b}", path=path)
 
 
 def _series(store: Any, out: Path, run: SweepRun, results: dict[int, dict[str, Any]],
@@ -799,14 +770,10 @@ def _series(store: Any, out: Path, run: SweepRun, results: dict[int, dict[str, A
 
 def _best_curves(plan: SweepPlan, results: dict[int, dict[str, Any]], a: str, metric: str,
                  store: Any, out: Path, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """For each value of ``a``, the ``metric`` curve of its best run, drawn by
+    :func:`trainlab.report.sweep_plots.plot_best_curves` (``None``: no curve to draw)."""
     lower = metric.endswith("loss")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    drawn = 0
+    curves = []
     for ci, value in enumerate(plan.grid.axes[a]):
         tag = json.dumps(value, default=str)
         cands = [r for r in plan.runs if json.dumps(r.values[a], default=str) == tag]
@@ -819,30 +786,15 @@ def _best_curves(plan: SweepPlan, results: dict[int, dict[str, Any]], a: str, me
         s, ys = _series(store, out, best, results, metric)
         if not s:
             continue
-        style = "steps-pre" if metric == "train_loss" else "default"
-        ax.plot(s, ys, color=f"C{ci}", marker="." if len(s) < 30 else None, drawstyle=style,
-                label=f"{a}={_fmt(value)} (run {best.index}, final {v:.3g})")
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set(xlabel="step", ylabel=metric, title=f"{plan.grid.name}: best run per {a}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False,
-              ncol=2)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+        curves.append((f"{a}={_fmt(value)} (run {best.index}, final {v:.3g})", s, ys, f"C{ci}"))
+    return plot_best_curves(curves, metric=metric, title=f"{plan.grid.name}: best run per {a}",
+                            path=path)
 
 
 def sweep_run_ids(out: str | os.PathLike,
                   db: str | os.PathLike | None = None) -> tuple[Path | None, list[int]]:
     """The store (``db``, or the one the sweep recorded) and the run ids of the sweep in
     ``out``, in grid order (for ``trainlab runs compare --sweep``)."""
-    from trainlab.store import RunStore
 
     out = Path(out)
     path = out / "sweep.json"

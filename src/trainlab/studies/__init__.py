@@ -40,6 +40,8 @@ from trainlab.studies.base import (
     study,
     study_names,
 )
+from trainlab.studies.page import data_condition, reproductions_markdown, write_summary
+from trainlab.utils import atomic_write_text
 
 __all__ = [
     "SAME",
@@ -83,7 +85,6 @@ def run_all(
     checked for every study before the first one runs. Returns the results and the summary
     page's path.
     """
-    from trainlab.studies.page import write_summary
 
     specs = [get_study(n) for n in (names if names is not None else study_names())]
     out = Path(out)
@@ -158,8 +159,6 @@ def summarize(out: str | os.PathLike | Sequence[str | os.PathLike], *,
     each gets its summary page, and ``markdown`` (required then) holds one table per folder,
     titled by the data its studies found. Returns every result and the first summary page.
     """
-    from trainlab.studies.page import data_condition, reproductions_markdown, write_summary
-    from trainlab.utils import atomic_write_text
 
     outs = [Path(out)] if isinstance(out, (str, os.PathLike)) else [Path(o) for o in out]
     if len(outs) > 1 and markdown is None:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainlab.probes import ActivationStats, GradientStats, ProbeLog, collect, observe
+from trainlab.report.figures import pyplot
 
 __all__ = [
     "abs_fraction",
@@ -104,13 +105,6 @@ def _rebinned(hist: dict[str, Any], lo: float, hi: float, bins: int) -> list[flo
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlabel: str,
@@ -125,7 +119,7 @@ def plot_hist_rows(rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, xlab
     layer after layer shows as a narrowing peak. ``panel_note(r, l)`` writes a short text
     (e.g. the std) in panel ``l`` of row ``r``.
     """
-    plt = _plt()
+    plt = pyplot()
     n_rows = len(rows)
     n_cols = max(len(h) for _, h in rows)
 
@@ -195,7 +189,7 @@ def plot_layer_curves(curves: Sequence[tuple[str, Sequence[float], Sequence[floa
     """Per-layer curves, one per configuration: ``(label, values, spread or None)``; the
     spread (std over seeds) is drawn as error bars. ``reference`` draws a dashed line.
     ``ax``: draw into these axes (a panel of a larger figure) instead of a new figure."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
     else:

@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+from trainlab.data.base import Dataset
+from trainlab.init import init_model
+from trainlab.models.builders import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import StudyContext
 
 LN10 = math.log(10.0)
@@ -47,7 +51,6 @@ def flatten(ds: Any) -> Any:
     """The dataset with every example flattened to a vector (and its metadata saying so)."""
     import dataclasses
 
-    from trainlab.data.base import Dataset
 
     xtr = ds.x_train.reshape(len(ds.x_train), -1)
     meta = dataclasses.replace(ds.meta, input_shape=(xtr.shape[1],))
@@ -58,8 +61,6 @@ def build_mlp(sizes: Sequence[int], activation: str, init: Any, *, norm: str = "
               placement: str = "before", seed: int = 0, bias_init: Any = 0.0) -> torch.nn.Module:
     """``mlp(sizes, ...)`` initialized with ``init`` (a name or ``(name, kwargs)``) from
     ``seed``; biases ``bias_init``."""
-    from trainlab.init import init_model
-    from trainlab.models.builders import mlp
 
     torch.manual_seed(seed)
     model = mlp(list(sizes), activation=activation, norm=norm, placement=placement)
@@ -142,7 +143,7 @@ def plot_curves(groups: Mapping[str, Sequence[Any]], key: str = "train_loss", *,
                 colors: Mapping[str, str] | None = None, ax: Any = None,
                 hline: float | None = None, hline_label: str = "") -> Any:
     """One curve per label: the mean over its histories, a band of ± one std."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     fig = None

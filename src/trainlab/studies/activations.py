@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.data.base import Dataset
+from trainlab.init import init_model
+from trainlab.models.builders import mlp
+from trainlab.nn import activation_info
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import classification_data, mean_std
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -38,10 +43,6 @@ class Config:
 
 
 def _model(act: str, sizes, seed: int) -> torch.nn.Module:
-    from trainlab.init import init_model
-    from trainlab.models.builders import mlp
-    from trainlab.nn import activation_info
-
     torch.manual_seed(seed)
     model = mlp(list(sizes), activation=act)
     info = activation_info(act)
@@ -57,7 +58,6 @@ def _model(act: str, sizes, seed: int) -> torch.nn.Module:
 def unit_stats(model: torch.nn.Module, act: str, x: torch.Tensor) -> dict[str, float]:
     """Mean activation, fraction of dead units and of saturated outputs over the hidden
     blocks, on ``x`` in eval mode (the registry's rules for ``act``)."""
-    from trainlab.nn import activation_info
 
     info = activation_info(act)
     outs = []
@@ -125,13 +125,12 @@ def unit_stats(model: torch.nn.Module, act: str, x: torch.Tensor) -> dict[str, f
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     x = data.x_train
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-3)
-    from trainlab.data.base import Dataset
 
     data = Dataset((x - mu) / sd, data.y_train, (data.x_test - mu) / sd, data.y_test,
                    data.meta)

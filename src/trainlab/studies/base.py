@@ -56,7 +56,14 @@ from typing import Any
 
 import torch
 
+from trainlab._version import __version__
+from trainlab.data import DATASETS, load_dataset
+from trainlab.data.images import IMAGE_SPECS, is_available, prepare
+from trainlab.engine.trainer import Trainer
 from trainlab.registry import Registry
+from trainlab.report.figures import save_figure
+from trainlab.runs.run import collect_env
+from trainlab.store import RunStore
 from trainlab.studies.page import format_value, write_study_page
 from trainlab.utils import atomic_write_text, resolve_device
 
@@ -464,13 +471,7 @@ class StudyContext:
         """Save the matplotlib ``fig`` as ``NAME.png`` (atomically) and close it."""
         if not caption.strip():
             raise ValueError(f"figure {name!r} needs a caption saying what to see.")
-        import matplotlib.pyplot as plt
-
-        path = self.out / f"{_file_name(name)}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        os.replace(tmp, path)
+        path = save_figure(fig, self.out / f"{_file_name(name)}.png", dpi=110)
         self.figures.append({"file": path.name, "caption": caption})
         return path
 
@@ -540,7 +541,6 @@ class StudyContext:
         starts. Asking for a set the run's data do not include is a bug in the study
         (``RuntimeError``).
         """
-        from trainlab.data import load_dataset
 
         if self.data is None or self.uses(name):
             return load_dataset(name, **kwargs)
@@ -563,8 +563,6 @@ class StudyContext:
         "diverged"`` (``on_divergence="stop"``) for the study to report. ``seed`` defaults to
         the study's seed. Returns the History.
         """
-        from trainlab.engine.trainer import Trainer
-        from trainlab.runs.run import collect_env
 
         seed = self.seed if seed is None else seed
         trainer_kwargs.setdefault("device", self.device)
@@ -618,8 +616,6 @@ def not_applicable(claim: Claim, dataset: str | None) -> ClaimResult:
 
 
 def _dataset_names() -> list[str]:
-    from trainlab.data import DATASETS
-
     return DATASETS.names()
 
 
@@ -632,7 +628,6 @@ def resolve_data(spec: Study, data: str | None = None) -> tuple[str | None, str 
     ``reason`` says why. No declared dataset found: :class:`DataMissingError`, naming how to
     get the primary. Raw files that fail their checksums are refused (``DataFormatError``).
     """
-    from trainlab.data.images import IMAGE_SPECS, is_available, prepare
 
     declared = spec.datasets
     if not declared:
@@ -775,8 +770,6 @@ class StudyResult:
         return self.dataset
 
     def to_dict(self) -> dict[str, Any]:
-        from trainlab._version import __version__
-
         return {
             "study": self.name, "title": self.title, "source": self.source,
             "summary": self.summary, "scale": self.scale, "seed": self.seed,
@@ -855,8 +848,6 @@ def run_study(
     chosen, substituted, reason = resolve_data(spec, data)
     store = None
     if db is not None:
-        from trainlab.store import RunStore
-
         store = RunStore(db)
     dev = resolve_device(device)
     prepare_folder(out_path, force)

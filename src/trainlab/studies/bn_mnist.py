@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.probes.base import Schedule
+from trainlab.probes.batch_stats import AtLogPoints, UnitPercentiles
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import (
-    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -39,34 +41,41 @@ class Config:
     seeds: int = 3
 
 
-class SigmoidInputPercentiles:
+def drift(values: torch.Tensor, start_index: int = 1) -> float:
+    """Mean over units of |median(end) − median(early)| / (p85 − p15)(early): how far the
+    distribution's centre moved, in units of its early width. ``values``: the
+    ``(steps, 3, units)`` percentiles (15, 50, 85) over training."""
+    early, end = values[start_index], values[-1]
+    width = (early[2] - early[0]).clamp_min(1e-6)
+    return float(((end[1] - early[1]).abs() / width).mean())
+
+
+def _percentiles(probe: UnitPercentiles) -> tuple[list[int], torch.Tensor]:
+    """The probe's ``(steps, 3, units)`` percentiles, in float32 as they were computed."""
+    steps, vals = probe.values()
+    return steps, vals.float()
+
+
+class SigmoidInputPercentiles(AtLogPoints):
     """Callback: at each logging point, the 15/50/85th percentiles of every unit's input to
-    the last hidden sigmoid (``block{L}.act``) on a fixed batch, without changing training
-    (BN's running statistics are left untouched: momentum 0 during the probe pass)."""
+    the sigmoid ``layer`` on the fixed batch ``x`` (:class:`~trainlab.probes.UnitPercentiles`
+    through :class:`~trainlab.probes.AtLogPoints`), without changing training. The study now
+    uses the probe itself; this callback form is kept for scripts that import it."""
 
     def __init__(self, x: torch.Tensor, layer: str) -> None:
-        self.x, self.layer = x, layer
-        self.steps: list[int] = []
-        self.values: list[torch.Tensor] = []  # (3, units) per logging point
+        super().__init__(UnitPercentiles(layer, inputs=True, percentiles=PCTS), x)
+        self.layer = layer
 
-    def _record(self, trainer, step: int) -> None:
-        got = act_outputs(trainer.model, self.x, suffix=self.layer, inputs=True)
-        q = torch.tensor([p / 100 for p in PCTS], dtype=got[0].dtype, device=got[0].device)
-        self.steps.append(step)
-        self.values.append(torch.quantile(got[0], q, dim=0).cpu())
+    @property
+    def steps(self) -> list[int]:
+        return _percentiles(self.probe)[0]
 
-    def on_fit_begin(self, trainer) -> None:
-        self._record(trainer, 0)
-
-    def on_log(self, trainer, row) -> None:
-        self._record(trainer, int(row["step"]))
+    @property
+    def values(self) -> list[torch.Tensor]:  # (3, units) per logging point
+        return list(_percentiles(self.probe)[1])
 
     def drift(self, start_index: int = 1) -> float:
-        """Mean over units of |median(end) − median(early)| / (p85 − p15)(early): how far the
-        distribution's centre moved, in units of its early width."""
-        early, end = self.values[start_index], self.values[-1]
-        width = (early[2] - early[0]).clamp_min(1e-6)
-        return float(((end[1] - early[1]).abs() / width).mean())
+        return drift(_percentiles(self.probe)[1], start_index)
 
 
 @study(
@@ -108,7 +117,7 @@ class SigmoidInputPercentiles:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=2000)
     sizes = (data.x_train.shape[1], cfg.width, cfg.width, cfg.width, 10)
@@ -120,11 +129,15 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     for label, norm in ctx.progress([("without BN", "none"), ("with BN", "bn")], "variants"):
         for s in seeds:
             model = build_mlp(sizes, "sigmoid", "xavier_normal", norm=norm, seed=s)
-            probe = SigmoidInputPercentiles(probe_x, f"block{len(sizes) - 2}.act")
+            # the last hidden sigmoid's input on the fixed batch, at step 0, every
+            # log_every steps and at the end, in train mode (BN: the batch's statistics)
+            probe = UnitPercentiles(f"block{len(sizes) - 2}.act", inputs=True,
+                                    percentiles=PCTS, probe_data=probe_x, mode="as_is",
+                                    every=Schedule(cfg.log_every, at=[cfg.steps]))
             h = ctx.train(model, data, label=f"{norm}-seed{s}", steps=cfg.steps,
                           batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
                           log_every=cfg.log_every, eval_every=cfg.log_every,
-                          callbacks=[probe],
+                          probes=[probe],
                           config={"sizes": list(sizes), "norm": norm, "activation": "sigmoid"})
             hists[label].append(h)
             probes[label].append(probe)
@@ -142,17 +155,18 @@ def run(ctx: StudyContext, cfg: Config) -> None:
               detail=f"at step {early_step}")
     m, s = mean_std(final)
     ctx.check("bn-higher", m, spread=s, seeds=seeds)
-    drift = {k: mean_std([p.drift() for p in v])[0] for k, v in probes.items()}
-    ctx.check("bn-stable", drift["without BN"] / max(drift["with BN"], 1e-9), seeds=seeds,
-              detail=f"drift without BN {drift['without BN']:.3f}, with BN "
-                     f"{drift['with BN']:.3f}")
+    drift_of = {k: mean_std([drift(_percentiles(p)[1]) for p in v])[0]
+                for k, v in probes.items()}
+    ctx.check("bn-stable", drift_of["without BN"] / max(drift_of["with BN"], 1e-9),
+              seeds=seeds, detail=f"drift without BN {drift_of['without BN']:.3f}, with BN "
+                                  f"{drift_of['with BN']:.3f}")
     rows = []
     for label in hists:
         a = [acc_at(h, early_step) for h in hists[label]]
         f = [h.metrics[-1]["test_acc"] for h in hists[label]]
         rows.append({"variant": label, f"test acc at step {early_step}": mean_std(a)[0],
                      "final test acc": mean_std(f)[0], "final std": mean_std(f)[1],
-                     "percentile drift": drift[label]})
+                     "percentile drift": drift_of[label]})
     ctx.table("summary", rows, f"{cfg.steps} SGD steps (lr {cfg.lr}, batch {cfg.batch}), "
               f"seeds {seeds}.")
 
@@ -163,11 +177,10 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                "sooner and ends higher than without (grey); bands ± one std over seeds.")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
     for ax, label in zip(axes, ("without BN", "with BN")):
-        p = probes[label][0]
-        vals = torch.stack(p.values)  # (T, 3, units)
+        steps, vals = _percentiles(probes[label][0])  # (T, 3, units)
         unit = 0
         for k, pct in enumerate(PCTS):
-            ax.plot(p.steps, vals[:, k, unit].numpy(), label=f"{pct:g}th percentile")
+            ax.plot(steps, vals[:, k, unit].numpy(), label=f"{pct:g}th percentile")
         ax.set_xlabel("training step")
         ax.set_ylabel("input to the sigmoid")
         ax.set_title(f"({'b' if label == 'without BN' else 'c'}) {label}: one last-layer unit")

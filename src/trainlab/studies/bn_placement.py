@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
+from trainlab.probes.base import Schedule
+from trainlab.probes.batch_stats import ActiveSaturated, AtLogPoints
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import (
     LN10,
-    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -40,29 +40,39 @@ class Config:
     seeds: int = 2
 
 
-class ActStats:
-    """Callback: at each logging point, the fraction of hidden outputs > 0 (ReLU: active) and
-    within ``SAT`` of 0 or 1 (sigmoid: saturated), on a fixed batch; BN statistics untouched
-    (momentum 0 during the probe pass)."""
+class _Fractions:
+    """The pooled fractions (layer ``"model"``) of an :class:`ActiveSaturated` probe, by
+    logged step: ``steps``, ``active`` (outputs > 0), ``saturated`` (within ``SAT`` of 0
+    or 1)."""
 
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-        self.steps: list[int] = []
-        self.active: list[float] = []
-        self.saturated: list[float] = []
+    def __init__(self, probe: ActiveSaturated) -> None:
+        rows = [(s, q, v) for s, layer, q, v in probe.records() if layer == "model"]
+        self.steps = [s for s, q, _ in rows if q == "out_active"]
+        self.active = [v for _, q, v in rows if q == "out_active"]
+        self.saturated = [v for _, q, v in rows if q == "out_saturated"]
 
-    def _record(self, trainer, step: int) -> None:
-        outs = act_outputs(trainer.model, self.x)
-        h = torch.cat([o.flatten() for o in outs])
-        self.steps.append(step)
-        self.active.append(float((h > 0).float().mean()))
-        self.saturated.append(float(((h < SAT) | (h > 1 - SAT)).float().mean()))
 
-    def on_fit_begin(self, trainer) -> None:
-        self._record(trainer, 0)
+class ActStats(AtLogPoints):
+    """Callback: at each logging point, the fraction of hidden outputs (``*.act``) > 0 (ReLU:
+    active) and within ``SAT`` of 0 or 1 (sigmoid: saturated), on the fixed batch ``x``
+    (:class:`~trainlab.probes.ActiveSaturated` through :class:`~trainlab.probes.AtLogPoints`),
+    without changing training. The study now uses the probe itself; this callback form is
+    kept for scripts that import it."""
 
-    def on_log(self, trainer, row) -> None:
-        self._record(trainer, int(row["step"]))
+    def __init__(self, x) -> None:
+        super().__init__(ActiveSaturated("*.act", margin=SAT), x)
+
+    @property
+    def steps(self) -> list[int]:
+        return _Fractions(self.probe).steps
+
+    @property
+    def active(self) -> list[float]:
+        return _Fractions(self.probe).active
+
+    @property
+    def saturated(self) -> list[float]:
+        return _Fractions(self.probe).saturated
 
 
 @study(
@@ -105,7 +115,7 @@ class ActStats:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
@@ -118,14 +128,19 @@ def run(ctx: StudyContext, cfg: Config) -> None:
             hists[key], stats[key] = [], []
             for s in seeds:
                 model = build_mlp(sizes, act, init, norm="bn", placement=placement, seed=s)
-                st = ActStats(probe_x)
+                # every hidden output on the fixed batch, at step 0, at each logged step
+                # and at the end, in train mode (BN: the fixed batch's statistics)
+                log_every = max(1, cfg.steps // 20)
+                probe = ActiveSaturated("*.act", margin=SAT, probe_data=probe_x,
+                                        mode="as_is", every=Schedule(log_every,
+                                                                     at=[cfg.steps]))
                 h = ctx.train(model, data, label=f"{act}-{placement}-seed{s}", steps=cfg.steps,
                               batch_size=128, optimizer="momentum", lr=cfg.lr, seed=s,
-                              log_every=max(1, cfg.steps // 20), eval_every=cfg.steps,
-                              callbacks=[st], config={"activation": act, "norm": "bn",
+                              log_every=log_every, eval_every=cfg.steps,
+                              probes=[probe], config={"activation": act, "norm": "bn",
                                                       "placement": placement})
                 hists[key].append(h)
-                stats[key].append(st)
+                stats[key].append(_Fractions(probe))
     m = mean_std([sum(st.active) / len(st.active) for st in stats["relu, BN before"]])
     ctx.check("relu-half-active", m[0], spread=m[1], seeds=seeds)
     diff = [a.saturated[-1] - b.saturated[-1]

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from trainlab.models.builders import seq_classifier
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 #: (registry name, label on the figures and tables)
@@ -139,7 +140,7 @@ def _accuracy_with_batch_stats(model: torch.nn.Module, x: torch.Tensor, y: torch
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=cfg.n_test)
     example = data.x_train[0]

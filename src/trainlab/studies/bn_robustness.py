@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import LN10, build_mlp, classification_data
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -73,7 +74,7 @@ class Config:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)

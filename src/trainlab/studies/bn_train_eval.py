@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.studies._training import classification_data, mean_std
+from trainlab.nn.fold import fold_bn
+from trainlab.nn.norms import BatchNorm
+from trainlab.report.figures import pyplot
+from trainlab.studies._training import build_mlp, classification_data, mean_std
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 
@@ -118,10 +121,8 @@ def _time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> floa
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from trainlab.nn.fold import fold_bn
-    from trainlab.nn.norms import BatchNorm
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *cfg.sizes[1:])
@@ -129,8 +130,6 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     gaps, acc_rows, models = [], [], []
     for s in ctx.progress(seeds, "seeds"):
-        from trainlab.studies._training import build_mlp
-
         model = build_mlp(sizes, "relu", "he_normal", norm="bn", seed=s)
         ctx.train(model, data, label=f"bn-mlp-seed{s}", steps=cfg.steps, batch_size=128,
                   optimizer="momentum", lr=0.05, seed=s, log_every=max(1, cfg.steps // 20),

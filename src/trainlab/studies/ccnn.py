@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from trainlab.engine.ccnn import CCNN, CCNNLayer
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 
@@ -157,7 +158,7 @@ def _top_share(s: list[float], r: int) -> float:
     datasets=("mnist", "shapeset"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ctx.dataset("mnist", fallback="shapeset", n_train=cfg.n_train, n_test=cfg.n_test)
     dev = ctx.device

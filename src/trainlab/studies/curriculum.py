@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from trainlab.data.base import Dataset
+from trainlab.engine.history import History
 from trainlab.studies._training import build_mlp, flatten, mean_std, plot_curves
 from trainlab.studies.base import Claim, StudyContext, study
 
@@ -69,9 +71,6 @@ def steps_to(history_rows: list[dict], target: float) -> float:
     datasets=("shapeset",),  # Shapeset-3×2, generated (as in the paper)
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    from trainlab.data.base import Dataset
-    from trainlab.engine.history import History
-
     data = flatten(ctx.dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
     easy = data.y_train < 3
     subsets = {"easy": (data.x_train[easy], data.y_train[easy]),

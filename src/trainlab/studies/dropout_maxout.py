@@ -28,6 +28,7 @@ import torch
 
 from trainlab.engine.ensemble import bagging, mc_dropout_predict, weight_scaling_predict
 from trainlab.models.builders import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "run"]
@@ -150,7 +151,7 @@ def _build(variant: str, cfg: Config, in_features: int, classes: int) -> torch.n
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=cfg.n_test)
     in_features = int(torch.tensor(ds.meta.input_shape).prod())

@@ -33,7 +33,8 @@ from torch import nn
 from trainlab.init import init_model
 from trainlab.models.builders import mlp
 from trainlab.probes import jacobian_singular_values
-from trainlab.studies._signal import _plt, mean_spread, plot_layer_curves
+from trainlab.report.figures import pyplot
+from trainlab.studies._signal import mean_spread, plot_layer_curves
 from trainlab.studies.base import Claim, StudyContext, study
 
 
@@ -168,7 +169,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         return mean_spread([fn(v) for v in sv[key][depth]])
 
     # -- spectra figure: one panel per configuration, one curve per depth ----------------------
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey=True)
     cmap = plt.get_cmap("viridis")
     for ax, (key, label, *_rest) in zip(axes.flat, CONFIGS):

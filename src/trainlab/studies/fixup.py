@@ -26,6 +26,7 @@ from torch import nn
 
 from trainlab.init import fixup_scale, init_model
 from trainlab.models import preact_resnet
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import Claim, StudyContext, study
 
 NETS = ("bn", "no-bn-he", "no-bn-fixup")
@@ -130,7 +131,7 @@ def _stream(m: nn.Module, x: torch.Tensor) -> list[tuple[bool, float, float]]:
     datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     xtr, ytr, xte, yte, classes = _data(ctx, cfg)
     chance = 1.0 / classes

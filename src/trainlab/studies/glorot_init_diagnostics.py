@@ -28,9 +28,9 @@ from trainlab.data.shapeset import ShapesetStream
 from trainlab.init import init_model
 from trainlab.models.builders import mlp
 from trainlab.probes import JacobianSpectrum
+from trainlab.report.figures import pyplot
 from trainlab.report.probe_plots import plot_jacobian_spectra
 from trainlab.studies._signal import (
-    _plt,
     mean_spread,
     plot_hist_rows,
     plot_layer_curves,
@@ -181,7 +181,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         ctx.figure(f"{q}_histograms", fig,
                    f"Glorot & Bengio fig. {fig_no} at initialization: {what}.")
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (q, ylabel) in zip(axes, (("act", "std of the activations h"),
                                       ("grad", "std of ∂L/∂s (back-propagated)"),

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from trainlab.studies._training import act_outputs, build_mlp, flatten, mean_std
+from trainlab.probes import batch_stats
+from trainlab.probes.base import Schedule
+from trainlab.report.figures import pyplot
+from trainlab.studies._training import build_mlp, flatten, mean_std
 from trainlab.studies.base import Claim, StudyContext, study
 
 
@@ -32,29 +33,44 @@ class Config:
     seeds: int = 2
 
 
-class LayerMoments:
+class _Moments:
+    """The records of a :class:`~trainlab.probes.LayerMoments` probe by logged step:
+    ``steps``, and per step one value per layer (bottom to top) of ``mean``, ``std`` and
+    ``sat`` (the fraction with ``|h| > 0.95``)."""
+
+    def __init__(self, probe: batch_stats.LayerMoments) -> None:
+        cell = {(s, layer, q): v for s, layer, q, v in probe.records()}
+        self.steps = sorted({s for s, _, _ in cell})
+        names = probe.layer_names
+        self.mean, self.std, self.sat = ([[cell[(s, n, q)] for n in names] for s in self.steps]
+                                         for q in ("out_mean", "out_std", "out_abs_gt"))
+
+
+class LayerMoments(batch_stats.AtLogPoints):
     """Callback: mean and std of every ``block{i}.act`` output on fixed examples, at each
-    logging point, and the fraction of outputs with ``|h| > 0.95``."""
+    logging point, and the fraction of outputs with ``|h| > 0.95``
+    (:class:`~trainlab.probes.LayerMoments` through :class:`~trainlab.probes.AtLogPoints`).
+    The study now uses the probe itself; this callback form is kept for scripts that import
+    it."""
 
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-        self.steps: list[int] = []
-        self.mean: list[list[float]] = []
-        self.std: list[list[float]] = []
-        self.sat: list[list[float]] = []
+    def __init__(self, x) -> None:
+        super().__init__(batch_stats.LayerMoments("*.act", threshold=0.95), x)
 
-    def _record(self, trainer, step: int) -> None:
-        outs = act_outputs(trainer.model, self.x)
-        self.steps.append(step)
-        self.mean.append([float(o.mean()) for o in outs])
-        self.std.append([float(o.std()) for o in outs])
-        self.sat.append([float((o.abs() > 0.95).float().mean()) for o in outs])
+    @property
+    def steps(self) -> list[int]:
+        return _Moments(self.probe).steps
 
-    def on_fit_begin(self, trainer) -> None:
-        self._record(trainer, 0)
+    @property
+    def mean(self) -> list[list[float]]:
+        return _Moments(self.probe).mean
 
-    def on_log(self, trainer, row) -> None:
-        self._record(trainer, int(row["step"]))
+    @property
+    def std(self) -> list[list[float]]:
+        return _Moments(self.probe).std
+
+    @property
+    def sat(self) -> list[list[float]]:
+        return _Moments(self.probe).sat
 
 
 @study(
@@ -92,7 +108,7 @@ class LayerMoments:
     datasets=("shapeset",),  # Shapeset-3×2, generated (as in the paper)
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
 
@@ -100,18 +116,22 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     fixed = data.x_test[:300]
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, len(data.meta.classes))
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    mom: dict[str, list[LayerMoments]] = {}
+    mom: dict[str, list[_Moments]] = {}
     for act in ctx.progress(("sigmoid", "tanh", "softsign"), "activations"):
         mom[act] = []
         for s in seeds:
             model = build_mlp(sizes, act, "glorot_standard", seed=s)
-            cb = LayerMoments(fixed)
+            # every hidden output on the 300 fixed examples, at step 0, every log_every
+            # steps and at the end
+            probe = batch_stats.LayerMoments("*.act", threshold=0.95, probe_data=fixed,
+                                             mode="as_is",
+                                             every=Schedule(cfg.log_every, at=[cfg.steps]))
             ctx.train(model, data, label=f"{act}-seed{s}", steps=cfg.steps,
                       batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
-                      log_every=cfg.log_every, eval_every=cfg.steps, callbacks=[cb],
+                      log_every=cfg.log_every, eval_every=cfg.steps, probes=[probe],
                       config={"sizes": list(sizes), "activation": act,
                               "init": "glorot_standard"})
-            mom[act].append(cb)
+            mom[act].append(_Moments(probe))
     third = cfg.steps // 3
     top_min, lower_at = [], []
     for cb in mom["sigmoid"]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import classification_data, flatten, mean_std, train_mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -91,7 +92,7 @@ def _datasets(ctx: StudyContext, cfg: Config) -> dict:
     datasets=("shapeset+mnist1d+mnist", "shapeset+mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     sets = _datasets(ctx, cfg)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import (
     LN10,
     act_outputs,
@@ -125,7 +126,7 @@ def slope_per_layer(stds: list[float]) -> float:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     d_in = data.x_train.shape[1]

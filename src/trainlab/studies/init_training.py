@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.data.base import Dataset
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import (
     LN10,
     act_outputs,
@@ -95,12 +97,11 @@ class Config:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=2000)
     x = data.x_train
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-3)
-    from trainlab.data.base import Dataset
 
     data = Dataset((x - mu) / sd, data.y_train, (data.x_test - mu) / sd, data.y_test,
                    data.meta)  # standardized inputs, as any of these setups assumes

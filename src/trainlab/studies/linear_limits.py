@@ -26,6 +26,7 @@ from torch import nn
 
 from trainlab.data.synthetic import quadrants, ring, three_modes
 from trainlab.models.builders import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import Claim, StudyContext, study
 
 __all__ = ["Config", "best_line_accuracy", "collapse_affine", "run"]
@@ -160,7 +161,7 @@ def _mean(v: list[float]) -> float:
     data_note="Synthetic 2-D sets generated in trainlab.data.synthetic; no download.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     acc = {(s, m): [] for s in SETS for m in MODELS}
     affine_err: list[float] = []

@@ -23,6 +23,7 @@ import torch
 from trainlab.init import init_model
 from trainlab.models import mlp
 from trainlab.probes import LossLandscape
+from trainlab.report.landscape_plots import plot_landscape
 from trainlab.studies.base import Claim, StudyContext, study
 
 QUANTITIES = (("loss_range", "loss-range-smaller"),
@@ -80,8 +81,6 @@ def _claim(qty: str) -> Claim:
     datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    from trainlab.report.landscape_plots import plot_landscape
-
     ds = ctx.dataset("mnist1d", n_train=cfg.n_train, n_test=1000)
     data = (ds.x_train, ds.y_train, ds.x_test, ds.y_test)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]

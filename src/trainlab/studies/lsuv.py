@@ -25,6 +25,7 @@ from torch import nn
 from trainlab.init import init_model, lsuv_
 from trainlab.models import mlp
 from trainlab.nn.activations import Maxout
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import Claim, StudyContext, study
 
 ACTIVATIONS = ("relu", "tanh", "maxout", "sigmoid")
@@ -154,7 +155,7 @@ def _deep_model(cfg: Config, classes: int, init: str, seed: int, x: torch.Tensor
     datasets=("mnist1d",),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ctx.dataset("mnist1d", n_train=cfg.n_train, n_test=1000)
     x = ds.x_train[: cfg.lsuv_batch]
@@ -252,7 +253,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
 
 def _plot_curves(ctx: StudyContext, cfg: Config, curves: dict) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     styles = {"normal-0.01": ("-", 3.0), "xavier": ("--", 1.5)}

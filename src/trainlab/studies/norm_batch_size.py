@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.nn import convnet
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 NORMS = ("bn", "brn", "gn", "ln", "in")
@@ -137,9 +139,8 @@ def _norm_spec(norm: str, steps: int):
               "ResNet-50.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from trainlab.nn import convnet
 
     xtr, ytr, xte, yte, dims = _data(ctx, cfg)
     xte, yte = xte[: cfg.n_test], yte[: cfg.n_test]

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.data.preprocess import PCA
+from trainlab.nn import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 
@@ -33,7 +36,6 @@ class Config:
 def _whitened(ctx: StudyContext, k: int, n_fit: int):
     """Train and test inputs PCA-whitened with the training statistics (``k`` components):
     zero mean and identity covariance, the input NormProp's derivation assumes."""
-    from trainlab.data.preprocess import PCA
 
     ds = ctx.dataset("mnist", fallback="mnist1d")
     xtr = ds.x_train.reshape(len(ds.x_train), -1).float()
@@ -121,9 +123,8 @@ def _layer_stats(model: torch.nn.Module, x: torch.Tensor, depth: int) -> list[tu
               "NormProp's derivation assumes.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from trainlab.nn import mlp
 
     xtr, ytr, xte, yte = _whitened(ctx, cfg.components, cfg.n_fit)
     d = xtr.shape[1]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.optim import build_optimizer
+from trainlab.report.figures import pyplot
 from trainlab.studies._training import classification_data, mean_std, plot_curves, train_mlp
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -65,7 +67,6 @@ def rosenbrock():
 def run_path(name: str, f, residuals, start: torch.Tensor, steps: int, lr: float | None
              ) -> tuple[torch.Tensor, list[float], list[float]]:
     """The path (steps+1, 2), f along it, and Adagrad-style effective step sizes |Δw|/|g|."""
-    from trainlab.optim import build_optimizer
 
     w = start.clone().double().requires_grad_(True)
     kw = {} if lr is None else {"lr": lr}
@@ -219,10 +220,9 @@ def sign_flip_fraction(path: torch.Tensor, coord: int = 1) -> float:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
-    from trainlab.optim import build_optimizer
 
     problems = {"quadratic": quadratic(cfg.kappa), "rosenbrock": rosenbrock()}
     starts = {"quadratic": torch.tensor([-4.0, 1.2]), "rosenbrock": torch.tensor([-1.2, 1.0])}

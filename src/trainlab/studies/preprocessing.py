@@ -40,6 +40,7 @@ from torch import nn
 
 from trainlab.data.preprocess import build_preprocessor
 from trainlab.models.builders import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "loss_sensitivity", "picture_data", "rotation_sensitivity", "run"]
@@ -127,7 +128,7 @@ def picture_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torc
 def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str, list[float]]:
     """Train a softmax classifier on each preprocessing of the 2-D picture, measure the loss
     increase under a small rotation of its weights, check the claim, draw the figure."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = ("raw", "standardize per pixel", "ZCA whitening")
     names = [v for v in VARIANTS if v != "standardize per channel"]  # one channel only here
@@ -298,7 +299,7 @@ _NO_MEAN = ("the mechanism is absent: MNIST-1D's raw values already have mean ab
               "picture is generated.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=1000)
     seeds = list(range(ctx.seed, ctx.seed + cfg.seeds))

@@ -26,6 +26,7 @@ import torch
 
 from trainlab.engine.pretraining import pretrain
 from trainlab.models.builders import mlp
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "run"]
@@ -121,7 +122,7 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     datasets=("mnist", "mnist1d"),
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ctx.dataset("mnist", fallback="mnist1d", n_train=cfg.n_train, n_test=cfg.n_test)
     in_features = int(torch.tensor(ds.meta.input_shape).prod())

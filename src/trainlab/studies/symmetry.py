@@ -33,6 +33,10 @@ from torch import nn
 
 from trainlab.data.synthetic import ring
 from trainlab.models.builders import mlp
+from trainlab.probes.base import Schedule
+from trainlab.probes.weight_rows import RowSpread
+from trainlab.probes.weight_rows import row_spread as _row_spread
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import Claim, StudyContext, study
 
 __all__ = ["Config", "RowSpreadProbe", "row_spread", "run"]
@@ -60,58 +64,30 @@ class Config:
     every: int = 20         # probe cadence (steps)
 
 
+#: the hidden layers of a trainlab mlp: the ``linear`` of each ``block{i}``
+HIDDEN = "block*.linear"
+
+
 def row_spread(m: torch.Tensor) -> float:
-    """``mean_i ||M_i - mean_j M_j|| / mean_i ||M_i||`` in float64 (0 when ``M`` is 0)."""
-    m = m.detach().double().reshape(len(m), -1)
-    norm = m.norm(dim=1).mean()
-    if norm == 0:
-        return 0.0
-    return ((m - m.mean(0)).norm(dim=1).mean() / norm).item()
+    """``mean_i ||M_i - mean_j M_j|| / mean_i ||M_i||`` in float64 (0 when ``M`` is 0):
+    :func:`trainlab.probes.weight_rows.row_spread` as a number."""
+    return _row_spread(m).item()
 
 
-class RowSpreadProbe:
-    """Records ``row_spread`` of each hidden Linear layer's weight and weight gradient.
-
-    Keys: ``(step, layer, "weight_row_spread", value)`` and ``(step, layer,
-    "grad_row_spread", value)`` every ``every`` steps and at ``last_step``, read after the
-    backward pass (so the weights are those the gradient was computed at). Layers are the
-    ``linear`` of each ``block{i}`` of a :func:`trainlab.models.builders.mlp`.
-    """
+class RowSpreadProbe(RowSpread):
+    """:class:`~trainlab.probes.RowSpread` of the hidden layers (:data:`HIDDEN`) every
+    ``every`` steps and at ``last_step``, its records named by block (``"block1"``): the
+    probe this study used before the probe registry, kept for scripts that import it."""
 
     def __init__(self, every: int = 20, last_step: int | None = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an integer >= 1. Received: every={every!r}.")
-        self.every, self.last_step = every, last_step
-        self.model: nn.Module | None = None
-        self._rows: list[tuple[int, str, str, float]] = []
-        self._layers: list[tuple[str, nn.Linear]] = []
+        super().__init__(HIDDEN, every=Schedule(every, at=() if last_step is None
+                                                       else (last_step,)))
 
-    def attach(self, model: nn.Module) -> RowSpreadProbe:
-        self.model = model
-        self._layers = [(n.split(".")[0], m) for n, m in model.named_modules()
-                        if isinstance(m, nn.Linear) and n.startswith("block")]
-        return self
-
-    def step_begin(self, step: int) -> None:
-        pass
-
-    def after_backward(self, step: int) -> None:
-        if step % self.every and step != self.last_step:
-            return
-        for name, lin in self._layers:
-            self._rows.append((step, name, "weight_row_spread", row_spread(lin.weight)))
-            g = lin.weight.grad
-            self._rows.append((step, name, "grad_row_spread",
-                               row_spread(g) if g is not None else 0.0))
-
-    def step_end(self, step: int) -> None:
-        pass
-
-    def records(self) -> list[tuple[int, str, str, float]]:
-        return list(self._rows)
-
-    def detach(self) -> None:
-        self.model = None
+    def _finish(self, step: int, meta: dict, row: Any) -> list[tuple[int, str, str, float]]:
+        return [(s, layer.split(".")[0], q, v) for s, layer, q, v in
+                super()._finish(step, meta, row)]
 
 
 def _std(v: list[float]) -> float:
@@ -178,7 +154,7 @@ def _std(v: list[float]) -> float:
     data_note="Synthetic ring set (trainlab.data.synthetic.ring); no download.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds = ring(n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed)
     seeds = list(range(ctx.seed, ctx.seed + cfg.seeds))
@@ -193,13 +169,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         spec = dict(init) if isinstance(init, dict) else {"name": init}
         spec["generator"] = ctx.generator(i)
         model = mlp(2, [cfg.width] * cfg.depth, 2, activation="tanh", init=spec)
-        probe = RowSpreadProbe(cfg.every, last_step=cfg.steps - 1)
+        probe = RowSpread(HIDDEN, every=Schedule(cfg.every, at=[cfg.steps - 1]))
         hist = ctx.train(model, ds, label=f"{label}/seed{seed}",
                          config={"init": label, "width": cfg.width, "depth": cfg.depth},
                          steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam",
                          lr=cfg.lr, seed=seed, probes=[probe], eval_every=cfg.steps)
         model.cpu()  # trained on ctx.device; measured here on the CPU tensors
         for step, layer, q, v in hist.probe_records:
+            layer = layer.split(".")[0]  # "block1.linear" -> "block1"
             if seed == seeds[0]:
                 curves.setdefault((label, layer, q), []).append((step, v))
             if q == "weight_row_spread":

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlab.nn import mlp, weight_norm_init_
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 METHODS = ("plain", "wn", "wn_mobn", "cwn", "bn")
@@ -66,8 +68,6 @@ def _final_loss(hist) -> float:
 
 
 def _build(method: str, in_features: int, cfg: Config, x0: torch.Tensor, seed: int):
-    from trainlab.nn import mlp, weight_norm_init_
-
     torch.manual_seed(seed)
     norm = "none" if method == "plain" else method
     model = mlp(in_features, list(cfg.widths), 10, norm=norm,
@@ -147,7 +147,7 @@ def _ratio(num: list[float], den: list[float]) -> tuple[float, float]:
               "SVHN (3072 inputs).",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x, y = _data(ctx, cfg)
     optims = [("sgd", lr) for lr in cfg.lrs] + [("adam", cfg.adam_lr)]

@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from trainlab.data.preprocess import Center
 from trainlab.models.builders import mlp
+from trainlab.probes.weight_rows import SameSignRows
+from trainlab.probes.weight_rows import same_sign_fraction as _same_sign_fraction
+from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 __all__ = ["Config", "SameSignProbe", "positive_blobs", "same_sign_fraction", "run"]
@@ -54,15 +58,9 @@ class Config:
 
 def same_sign_fraction(g: torch.Tensor) -> float:
     """Fraction of the rows of ``g`` (with at least one non-zero entry) whose non-zero entries
-    all have one sign."""
-    g = g.reshape(len(g), -1)
-    nz = g != 0
-    pos = ((g > 0) | ~nz).all(1)
-    neg = ((g < 0) | ~nz).all(1)
-    live = nz.any(1)
-    if not bool(live.any()):
-        return math.nan
-    return ((pos | neg) & live).double().sum().item() / live.sum().item()
+    all have one sign (NaN when every row is 0):
+    :func:`trainlab.probes.weight_rows.same_sign_fraction` as a number."""
+    return _same_sign_fraction(g).item()
 
 
 def positive_blobs(n: int, offset: float, separation: float, std: float,
@@ -78,41 +76,19 @@ def positive_blobs(n: int, offset: float, separation: float, std: float,
     return x.clamp_min(0.01)[perm], y[perm]
 
 
-class SameSignProbe:
-    """Records, for one Linear layer, ``(step, layer, "same_sign", f)`` with ``f`` the
-    :func:`same_sign_fraction` of its weight gradient, and ``(step, layer, "w0", v)``,
-    ``(step, layer, "w1", v)``: the first two incoming weights of its last unit (the path of
-    that unit's weights in the plane), every step, read after the backward pass."""
+class SameSignProbe(SameSignRows):
+    """:class:`~trainlab.probes.SameSignRows` of one Linear layer at every step, with the
+    first two incoming weights of its last unit (``w0``, ``w1``: the path of that unit's
+    weights in the plane); the same-sign fraction is named ``"same_sign"``. The probe this
+    study used before the probe registry, kept for scripts that import it."""
 
     def __init__(self, layer: str = "head") -> None:
+        super().__init__(layer, every=1, follow=2)
         self.layer = layer
-        self.model: nn.Module | None = None
-        self._rows: list[tuple[int, str, str, float]] = []
 
-    def attach(self, model: nn.Module) -> SameSignProbe:
-        self.model = model
-        self._lin = model.get_submodule(self.layer)
-        return self
-
-    def step_begin(self, step: int) -> None:
-        pass
-
-    def after_backward(self, step: int) -> None:
-        g = self._lin.weight.grad
-        if g is not None:
-            self._rows.append((step, self.layer, "same_sign", same_sign_fraction(g)))
-        w = self._lin.weight.detach()[-1]
-        self._rows.append((step, self.layer, "w0", float(w[0])))
-        self._rows.append((step, self.layer, "w1", float(w[1])))
-
-    def step_end(self, step: int) -> None:
-        pass
-
-    def records(self) -> list[tuple[int, str, str, float]]:
-        return list(self._rows)
-
-    def detach(self) -> None:
-        self.model = None
+    def _finish(self, step: int, meta: dict, row: Any) -> list[tuple[int, str, str, float]]:
+        return [(s, layer, "same_sign" if q == "grad_same_sign" else q, v)
+                for s, layer, q, v in super()._finish(step, meta, row)]
 
 
 def _per_example_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -219,7 +195,7 @@ _BLOBS = "measured on the generated 2-D blobs, the same on any run: the dataset 
               "pixels do not); the 2-D blobs are generated.",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seeds = list(range(ctx.seed, ctx.seed + cfg.seeds))
 
@@ -264,14 +240,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         data[(variants[1], s)] = (cen.transform(xtr), ytr, cen.transform(xte), yte)
     for v, lr, s in ctx.progress(runs, "zero-centering"):
         model = mlp(2, [], 2, init={"name": "zeros"})
-        probe = SameSignProbe("head")
+        probe = SameSignRows("head", every=1, follow=2)  # and the last unit's w0, w1
         hist = ctx.train(model, data[(v, s)], label=f"{v}/lr{lr}/seed{s}",
                          config={"inputs": v, "lr": lr, "offset": cfg.offset},
                          steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd", lr=lr,
                          seed=s, probes=[probe], log_every=1, eval_every=cfg.steps,
                          on_divergence="stop")
         rec = hist.probe_records
-        ss = [val for _, _, q, val in rec if q == "same_sign" and not math.isnan(val)]
+        ss = [val for _, _, q, val in rec if q == "grad_same_sign" and not math.isnan(val)]
         same.setdefault((v, lr), []).append(sum(ss) / max(len(ss), 1))
         if s == seeds[0]:
             curves[(v, lr)] = ss
