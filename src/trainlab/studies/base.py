@@ -59,7 +59,8 @@ import torch
 from trainlab._version import __version__
 from trainlab.data import DATASETS, load_dataset
 from trainlab.data.images import IMAGE_SPECS, is_available, prepare
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.grid import GridGroup, GridRun, plan_grid, train_group
+from trainlab.engine.history import History
 from trainlab.registry import Registry
 from trainlab.report.figures import save_figure
 from trainlab.runs.run import collect_env
@@ -448,6 +449,7 @@ class StudyContext:
         self.notes: list[str] = []
         self.results: dict[str, ClaimResult] = {}
         self.runs: list[dict[str, Any]] = []
+        self.packs = 0  # packs trained so far (train_grid)
 
     def uses(self, name: str) -> bool:
         """Whether the run's data include the dataset ``name``."""
@@ -555,55 +557,112 @@ class StudyContext:
               config: Mapping[str, Any] | None = None, steps: int | None = None,
               epochs: int | None = None, batch_size: int = 128, eval_every: int | None = None,
               seed: int | None = None, **trainer_kwargs: Any) -> Any:
-        """Train ``model`` on ``data`` with the :class:`~trainlab.train.Trainer`; a store run.
+        """Train ``model`` on ``data`` with the :class:`~trainlab.engine.trainer.Trainer`; a
+        store run.
 
         The run is recorded in the results store (config: the study, scale, ``label`` and
         ``config``; its metrics series), and its ``metrics.csv`` goes to ``runs/LABEL/``.
         Divergence does not stop the study: the History comes back with ``status
         "diverged"`` (``on_divergence="stop"``) for the study to report. ``seed`` defaults to
-        the study's seed. Returns the History.
+        the study's seed. Returns the History. For many runs, :meth:`train_grid` packs them.
         """
+        run = self.grid_run(model, data, label=label, config=config, steps=steps,
+                            epochs=epochs, batch_size=batch_size, eval_every=eval_every,
+                            seed=seed, **trainer_kwargs)
+        return self._train_groups([run], [GridGroup([0], False, "trained alone (ctx.train)")])[0]
 
+    def grid_run(self, model: torch.nn.Module, data: Any, *, label: str,
+                 config: Mapping[str, Any] | None = None, steps: int | None = None,
+                 epochs: int | None = None, batch_size: int = 128,
+                 eval_every: int | None = None, seed: int | None = None,
+                 **trainer_kwargs: Any) -> GridRun:
+        """One run of a grid for :meth:`train_grid`, with :meth:`train`'s arguments and
+        defaults (the study's device and seed, ``on_divergence="stop"``, no progress bar)."""
         seed = self.seed if seed is None else seed
         trainer_kwargs.setdefault("device", self.device)
         trainer_kwargs.setdefault("on_divergence", "stop")
         trainer_kwargs.setdefault("progress", False)
-        trainer = Trainer(model, seed=seed, **trainer_kwargs)
-        folder = self.out / "runs" / _file_name(label)
-        folder.mkdir(parents=True, exist_ok=True)
         cfg = {"study": self.study.name, "scale": self.scale, "label": label,
                "steps": steps, "epochs": epochs, "batch_size": batch_size,
                **{k: v for k, v in trainer_kwargs.items() if _plain(v)}, **dict(config or {})}
-        run_id = None
-        if self.store is not None:
-            run_id = self.store.create_run(cfg, seed=seed, env=collect_env(trainer.device, seed),
-                                           folder=folder, name=f"{self.study.name}/{label}")
-        status, message = "failed", None
-        history = trainer.history
-        try:
-            history = trainer.fit(data, epochs=epochs, steps=steps, batch_size=batch_size,
-                                  eval_every=eval_every)
-            status = getattr(history, "status", "done") or "done"
-            if status not in ("done", "diverged"):
-                status = "done"
-            if status == "diverged":
-                div = getattr(history, "divergence", None)
-                message = div.message() if div is not None else "diverged"
-        except BaseException as e:
-            message = f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            history = trainer.history
+        return GridRun(model, data, label, seed=seed, steps=steps, epochs=epochs,
+                       batch_size=batch_size, eval_every=eval_every, trainer=trainer_kwargs,
+                       config=cfg)
+
+    def train_grid(self, runs: Sequence[GridRun]) -> list[Any]:
+        """Train a grid of runs (seeds × variants, each made by :meth:`grid_run`), packing
+        those that share a structure, the data and the training length
+        (:func:`trainlab.engine.grid.plan_grid`); the rest train one by one, and the log says
+        why. Each run is recorded as :meth:`train` records it (its own store row and
+        ``runs/LABEL/metrics.csv``) and its History is that of the run alone within float
+        tolerance. Returns the histories in the order of ``runs``; the models are trained in
+        place. The page says how many runs were trained and in how many packs."""
+        runs = list(runs)
+        taken = {r["label"] for r in self.runs}
+        labels = [r.label for r in runs]
+        dup = sorted({n for n in labels if labels.count(n) > 1 or n in taken})
+        if dup:
+            raise ValueError(f"train_grid: run labels must be unique in the study. "
+                             f"Received repeats: {dup}.")
+        groups = plan_grid(runs)
+        packed = [g for g in groups if g.packed]
+        alone = [g for g in groups if not g.packed]
+        self.log(f"training {len(runs)} runs: {sum(len(g.members) for g in packed)} in "
+                 f"{len(packed)} pack(s), {len(alone)} alone"
+                 + (f" ({'; '.join(sorted({g.reason for g in alone}))})" if alone else ""))
+        return self._train_groups(runs, groups)
+
+    def _train_groups(self, runs: list[GridRun], groups: list[GridGroup]) -> list[Any]:
+        out: list[Any] = [None] * len(runs)
+        for g in groups:
+            members = [runs[i] for i in g.members]
+            pack_id = None
+            if g.packed:
+                self.packs += 1
+                pack_id = self.packs
+            folders, ids = [], []
+            for run in members:
+                folder = self.out / "runs" / _file_name(run.label)
+                folder.mkdir(parents=True, exist_ok=True)
+                folders.append(folder)
+                run_id = None
+                if self.store is not None:
+                    cfg = dict(run.config, **({"pack": pack_id} if pack_id else {}))
+                    run_id = self.store.create_run(
+                        cfg, seed=run.seed,
+                        env=collect_env(resolve_device(run.trainer.get("device")), run.seed),
+                        folder=folder, name=f"{self.study.name}/{run.label}")
+                ids.append(run_id)
+            histories: list[Any] = [None] * len(members)
+            error: str | None = None
             try:
-                history.to_csv(folder / "metrics.csv")
-            except Exception:  # the run's outcome matters more than its CSV
-                pass
-            if self.store is not None and run_id is not None:
-                self.store.finish(run_id, status, final_metrics=history.final(),
-                                  series=history.metrics, message=message)
-            self.runs.append({"label": label, "run_id": run_id, "status": status,
-                              "folder": str(folder.relative_to(self.out))})
-        return history
+                histories = train_group(runs, g)
+            except BaseException as e:
+                error = f"{type(e).__name__}: {e}"
+                raise
+            finally:
+                for k, run in enumerate(members):
+                    h = histories[k] if histories[k] is not None else History()
+                    status = "failed" if error else (getattr(h, "status", "done") or "done")
+                    if status not in ("done", "diverged", "failed"):
+                        status = "done"
+                    message = error
+                    if status == "diverged":
+                        div = getattr(h, "divergence", None)
+                        message = div.message() if div is not None else "diverged"
+                    try:
+                        h.to_csv(folders[k] / "metrics.csv")
+                    except Exception:  # the run's outcome matters more than its CSV
+                        pass
+                    if self.store is not None and ids[k] is not None:
+                        self.store.finish(ids[k], status, final_metrics=h.final(),
+                                          series=h.metrics, message=message)
+                    self.runs.append({"label": run.label, "run_id": ids[k], "status": status,
+                                      "folder": str(folders[k].relative_to(self.out)),
+                                      "pack": pack_id,
+                                      **({} if g.packed else {"alone": g.reason})})
+                    out[g.members[k]] = h
+        return out
 
 
 def not_applicable(claim: Claim, dataset: str | None) -> ClaimResult:

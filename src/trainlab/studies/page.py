@@ -88,6 +88,17 @@ def _claim_rows(result: Any) -> str:
     return "\n".join(out)
 
 
+def runs_summary(runs: list[dict[str, Any]]) -> str:
+    """``"12 training runs: 9 in 2 packs, 3 alone (hook-based probes need the member alone)"``."""
+    packs = {r["pack"] for r in runs if r.get("pack")}
+    in_packs = sum(1 for r in runs if r.get("pack"))
+    reasons = sorted({r["alone"] for r in runs if not r.get("pack") and r.get("alone")})
+    alone = len(runs) - in_packs
+    text = f"{len(runs)} training run{'s' if len(runs) != 1 else ''}: {in_packs} in {len(packs)} " \
+           f"pack{'s' if len(packs) != 1 else ''}, {alone} alone"
+    return text + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
 def write_study_page(result: Any, spec: Any) -> Path:
     """Write ``index.html`` of one study run into ``result.out``."""
     page = HtmlPage(f"{result.name}: {result.title}")
@@ -141,8 +152,9 @@ def write_study_page(result: Any, spec: Any) -> Path:
             f"{s}: " + ", ".join(f"{k}={v!r}" for k, v in _fields(c).items())
             for s, c in other.items()))
     if result.runs:
-        page.paragraph(f"{len(result.runs)} training runs, each recorded in the results store "
-                       "(`trainlab runs list`) and with its metrics in runs/LABEL/metrics.csv.")
+        page.paragraph(f"{runs_summary(result.runs)}. Each run is recorded in the results store "
+                       "(`trainlab runs list`) with its metrics in runs/LABEL/metrics.csv; a run "
+                       "trained in a pack has the result it has alone, within float tolerance.")
     page.heading("Reproduce")
     page.code(result.command)
     page.paragraph('Machine-readable results: <a href="result.json">result.json</a>.', raw=True)
