@@ -2,8 +2,9 @@
 
 - :func:`classification_data`: the dataset the run uses (``ctx.data``: MNIST, or the declared
   alternative MNIST-1D), flattened; which one is chosen, and said, before the run.
-- :func:`train_mlp`: build an MLP with the builders, initialize it, train it through
-  :meth:`StudyContext.train` (a store run) and return the History.
+- :func:`mlp_run`: build an MLP with the builders, initialize it, and return it as one run
+  of a grid for :meth:`StudyContext.train_grid` (which packs the runs that can share a pack);
+  :func:`train_mlp` trains one such run and returns its History.
 - :func:`mean_std`, :func:`curve`: numbers and series over seeds.
 - :func:`plot_curves`: loss or accuracy curves per label, mean over seeds with a band.
 """
@@ -68,18 +69,26 @@ def build_mlp(sizes: Sequence[int], activation: str, init: Any, *, norm: str = "
     return model
 
 
-def train_mlp(ctx: StudyContext, data: Any, label: str, sizes: Sequence[int], activation: str,
-              init: Any, *, seed: int, steps: int, batch_size: int, optimizer: Any = "sgd",
-              lr: float | None = None, norm: str = "none", placement: str = "before",
-              log_every: int = 10, eval_every: int | None = None,
-              config: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-    """Build, initialize and train one MLP; a store run labelled ``label``."""
+def mlp_run(ctx: StudyContext, data: Any, label: str, sizes: Sequence[int], activation: str,
+            init: Any, *, seed: int, steps: int, batch_size: int, optimizer: Any = "sgd",
+            lr: float | None = None, norm: str = "none", placement: str = "before",
+            log_every: int = 10, eval_every: int | None = None,
+            config: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+    """One MLP run of a grid (:meth:`StudyContext.train_grid`): built and initialized
+    with ``init`` from ``seed``, labelled ``label``."""
     model = build_mlp(sizes, activation, init, norm=norm, placement=placement, seed=seed)
     cfg = {"sizes": list(sizes), "activation": activation, "init": str(init), "norm": norm,
            "placement": placement, "optimizer": str(optimizer), "lr": lr, **dict(config or {})}
-    return ctx.train(model, data, label=label, config=cfg, steps=steps,
-                     batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed,
-                     log_every=log_every, eval_every=eval_every or steps, **kw)
+    return ctx.grid_run(model, data, label=label, config=cfg, steps=steps,
+                        batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed,
+                        log_every=log_every, eval_every=eval_every or steps, **kw)
+
+
+def train_mlp(ctx: StudyContext, data: Any, label: str, sizes: Sequence[int], activation: str,
+              init: Any, **kw: Any) -> Any:
+    """Build, initialize and train one MLP (:func:`mlp_run`'s arguments); a store run
+    labelled ``label``. For several, collect :func:`mlp_run` and call ``ctx.train_grid``."""
+    return ctx.train_grid([mlp_run(ctx, data, label, sizes, activation, init, **kw)])[0]
 
 
 def act_outputs(model: torch.nn.Module, x: torch.Tensor, *, suffix: str = ".act",

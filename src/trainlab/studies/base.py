@@ -607,9 +607,10 @@ class StudyContext:
         groups = plan_grid(runs)
         packed = [g for g in groups if g.packed]
         alone = [g for g in groups if not g.packed]
-        self.log(f"training {len(runs)} runs: {sum(len(g.members) for g in packed)} in "
-                 f"{len(packed)} pack(s), {len(alone)} alone"
-                 + (f" ({'; '.join(sorted({g.reason for g in alone}))})" if alone else ""))
+        if len(runs) > 1:
+            self.log(f"training {len(runs)} runs: {sum(len(g.members) for g in packed)} in "
+                     f"{len(packed)} pack(s), {len(alone)} alone"
+                     + (f" ({'; '.join(sorted({g.reason for g in alone}))})" if alone else ""))
         return self._train_groups(runs, groups)
 
     def _train_groups(self, runs: list[GridRun], groups: list[GridGroup]) -> list[Any]:
