@@ -61,6 +61,70 @@ def test_claim_rule_with_and_without_spread():
     assert inside.expected == "in [0.5, 2]" and c.expected == "> 1"
 
 
+def test_t_interval_matches_the_formula_and_scipy():
+    """mean ∓ t_{0.95, n-1} · s / √n, with t from an independent source: the tabulated
+    quantiles t_{0.95,2} = 2.919986, t_{0.95,4} = 2.131847."""
+    from trainlab.studies.base import t_interval
+
+    lo, hi = t_interval(1.0, 0.3, 3)
+    assert lo == pytest.approx(1.0 - 2.919986 * 0.3 / math.sqrt(3), abs=1e-6)
+    assert hi == pytest.approx(1.0 + 2.919986 * 0.3 / math.sqrt(3), abs=1e-6)
+    lo, hi = t_interval(-2.0, 1.0, 5)
+    assert hi - lo == pytest.approx(2 * 2.131847 / math.sqrt(5), abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval(0.0, 1.0, 1)
+
+
+def _check_study(claims, fn):
+    return Study("chk", "checks", "nowhere", "verdict statistics", {"test": Cfg(), "quick": Cfg(),
+                 "paper": Cfg()}, claims, fn, 1.0)
+
+
+def test_check_decides_by_the_one_sided_t_bound_over_seeds(tmp_path):
+    """Three seeds with mean 1.2 and s = 0.1: the lower 95% bound is 1.2 - 2.92·0.1/√3 =
+    1.031, so '> 1' holds; with s = 0.2 (bound 0.863) it fails, although the mean is beyond
+    the threshold by more than one s. 'in' is an equivalence test: both bounds inside."""
+    claims = (Claim("a", "s", "q", ">", 1.0), Claim("b", "s", "q", ">", 1.0),
+              Claim("c", "s", "q", "<", 0.0), Claim("d", "s", "q", "in", (0.9, 1.1)),
+              Claim("e", "s", "q", "in", (0.9, 1.1)), Claim("f", "s", "q", "<=", 0.0),
+              Claim("g", "s", "q", ">", 1.0))
+
+    def fn(ctx, cfg):
+        ctx.check("a", values=[1.1, 1.2, 1.3], seeds=[0, 1, 2])
+        ctx.check("b", values=[1.0, 1.2, 1.4], seeds=[0, 1, 2])
+        ctx.check("c", -0.5, spread=0.1, seeds=[0, 1, 2])          # mean and s given
+        ctx.check("d", values=[0.99, 1.0, 1.01, 1.0])
+        ctx.check("e", values=[0.9, 1.0, 1.1])                      # bounds leave [0.9, 1.1]
+        ctx.check("f", 0.0, exact=True)
+        ctx.check("g", values=[1.5])                                 # one seed: no interval
+
+    res = run_study(_check_study(claims, fn), scale="test", out=tmp_path / "o", log=None)
+    by = {c.id: c for c in res.claims}
+    assert [by[k].status for k in "abcdefg"] == ["PASS", "FAIL", "PASS", "PASS", "FAIL",
+                                                  "PASS", "PASS"]
+    assert by["a"].test == "t" and by["a"].n == 3
+    assert by["a"].interval[0] == pytest.approx(1.2 - 2.919986 * 0.1 / math.sqrt(3), abs=1e-5)
+    assert by["b"].measured == pytest.approx(1.2) and by["b"].spread == pytest.approx(0.2)
+    assert by["f"].test == "exact" and by["f"].interval is None
+    assert by["g"].test == "single" and by["g"].interval is None
+    data = json.loads((tmp_path / "o" / "result.json").read_text())
+    row = next(c for c in data["claims"] if c["id"] == "a")
+    assert row["test"] == "t" and row["n"] == 3 and len(row["interval"]) == 2
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert "Student t, n=3: one-sided 95% bounds" in page and ">exact<" in page
+
+
+def test_check_refuses_inconsistent_measurements(tmp_path):
+    claims = (Claim("a", "s", "q", ">", 1.0),)
+    for bad, match in [(lambda c: c.check("a", values=[]), "empty"),
+                       (lambda c: c.check("a", values=[1.0, 2.0], seeds=[0]), "2 values for 1"),
+                       (lambda c: c.check("a"), "give the measured value"),
+                       (lambda c: c.check("a", 1.0, values=[1.0, 2.0]), "not both")]:
+        res = run_study(_check_study(claims, lambda ctx, cfg, bad=bad: bad(ctx)), scale="test",
+                        out=tmp_path / match.replace(" ", "_"), log=None)
+        assert match in (res.error or ""), res.error
+
+
 @pytest.mark.parametrize("op", ["<", "<="])
 def test_claim_below_holds_by_more_than_its_spread(op):
     """A ``<``/``<=`` claim holds when the value is below the threshold by more than the
@@ -179,7 +243,8 @@ def test_study_crash_is_reported_and_batch_goes_on(tmp_path):
     html = page.read_text()
     assert 'href="boom/index.html"' in html and 'href="toy/index.html"' in html
     md = (tmp_path / "all" / "reproductions.md").read_text()
-    assert "| toy | generated | small: it is small (value) | < 1 | 0.5 | PASS |" in md
+    assert ("| toy | generated | small: it is small (value) | < 1 | 0.5 | one measurement "
+            "(no interval) | PASS |") in md
     assert "ERROR" in md
 
 
@@ -304,7 +369,8 @@ def test_summary_rebuilt_from_folders(tmp_path):
     assert r.name == "toy" and r.n_passed == 2 and r.claims[2].status == "NOT MEASURED"
     results, page = summarize(tmp_path / "all", markdown=tmp_path / "repro.md")
     assert page.read_text().count('href="toy/index.html"') == 1
-    assert "| toy | generated | small: it is small (value) | < 1 | 0.5 | PASS |" in (
+    assert ("| toy | generated | small: it is small (value) | < 1 | 0.5 | one measurement "
+            "(no interval) | PASS |") in (
         tmp_path / "repro.md").read_text()
     assert main(["study", "summary", str(tmp_path / "all")]) == 1  # a claim is not measured
     assert main(["study", "summary", str(tmp_path / "nothing")]) == 2

@@ -140,7 +140,9 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
                           c["status"], c.get("spread"),
                           tuple(c["seeds"]) if c.get("seeds") is not None else None,
                           c.get("detail", ""), c.get("why", ""), c.get("op", ""),
-                          c.get("threshold")) for c in d["claims"]]
+                          c.get("threshold"), c.get("test", ""), c.get("n"),
+                          tuple(c["interval"]) if c.get("interval") else None)
+              for c in d["claims"]]
     return StudyResult(d["study"], d["title"], d["source"], d["scale"], d["seed"], folder,
                        float(d["seconds"]), claims, d.get("config", {}), d["command"],
                        d.get("figures", []), [], d.get("notes", []), d.get("runs", []),

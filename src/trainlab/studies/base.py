@@ -196,6 +196,41 @@ class Claim:
             ok = margin < 0 if self.op == "<" else margin <= 0
         return ok and (s == 0 or abs(margin) > s)
 
+    def decide(self, low: float, high: float) -> bool:
+        """Whether the interval ``[low, high]`` lies entirely on the claim's side: for ``>``
+        the lower bound beats the threshold, for ``<`` the upper bound, for ``in`` both
+        bounds are inside (an equivalence test, two one-sided tests)."""
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return False
+        t = self.threshold
+        if self.op == "in":
+            lo, hi = t  # type: ignore[misc]
+            return lo <= low and high <= hi
+        if self.op == ">":
+            return low > t  # type: ignore[operator]
+        if self.op == ">=":
+            return low >= t  # type: ignore[operator]
+        if self.op == "<":
+            return high < t  # type: ignore[operator]
+        return high <= t  # type: ignore[operator]
+
+
+#: the confidence of a verdict's interval: one-sided 95% on the claim's side
+CONFIDENCE = 0.95
+
+
+def t_interval(mean: float, sd: float, n: int, confidence: float = CONFIDENCE
+               ) -> tuple[float, float]:
+    """``mean ∓ t_{confidence, n-1} · sd / √n``: each end is the one-sided ``confidence``
+    bound of the mean of ``n`` per-seed values with sample standard deviation ``sd``
+    (Student t; together the two-sided ``2·confidence − 1`` interval)."""
+    from scipy.stats import t as student_t  # scipy is heavy to import; only studies need it
+
+    if n < 2:
+        raise ValueError(f"an interval needs at least 2 values. Received: n={n}.")
+    half = float(student_t.ppf(confidence, n - 1)) * abs(sd) / math.sqrt(n)
+    return mean - half, mean + half
+
 
 @dataclass(frozen=True)
 class ClaimResult:
@@ -213,10 +248,28 @@ class ClaimResult:
     why: str = ""
     op: str = ""
     threshold: Any = None
+    #: how the verdict was decided: "t" (Student t interval over seeds), "exact" (an
+    #: identity or closed form, compared as is) or "single" (one measurement, no interval)
+    test: str = ""
+    n: int | None = None  # measurements the interval rests on
+    interval: tuple[float, float] | None = None  # one-sided 95% bounds, low and high
 
     @property
     def passed(self) -> bool:
         return self.status == "PASS"
+
+    @property
+    def test_text(self) -> str:
+        """``"t, n=5: 95% bounds [0.61, 0.64]"``, ``"exact"``, ``"one run (no interval)"``."""
+        if self.test == "t" and self.interval is not None:
+            lo, hi = self.interval
+            return (f"Student t, n={self.n}: one-sided 95% bounds "
+                    f"[{format_value(lo)}, {format_value(hi)}]")
+        if self.test == "exact":
+            return "exact"
+        if self.test == "single":
+            return "one measurement (no interval)"
+        return ""
 
     @property
     def applies(self) -> bool:
@@ -238,6 +291,7 @@ class ClaimResult:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["seeds"] = list(self.seeds) if self.seeds is not None else None
+        d["interval"] = list(self.interval) if self.interval is not None else None
         d["threshold"] = list(self.threshold) if isinstance(self.threshold, tuple) else \
             self.threshold
         return d
@@ -496,29 +550,62 @@ class StudyContext:
                             "rows": rows, "show": show})
         return path
 
-    def check(self, claim_id: str, value: Any, *, spread: Any = None,
-              seeds: Sequence[int] | None = None, detail: str = "") -> ClaimResult:
-        """Evaluate the declared claim ``claim_id`` on the measured ``value``.
+    def check(self, claim_id: str, value: Any = None, *, values: Sequence[Any] | None = None,
+              spread: Any = None, seeds: Sequence[int] | None = None, exact: bool = False,
+              detail: str = "") -> ClaimResult:
+        """Evaluate the declared claim ``claim_id`` on what was measured.
 
-        ``spread``: the standard deviation of ``value`` over ``seeds`` (the claim then needs
-        a margin larger than the spread; ignored when ``seeds`` holds fewer than two).
+        - ``values``: one measurement per seed (``seeds`` names them). The claim holds when
+          the one-sided 95% Student t bound of their mean lies on the claim's side of the
+          threshold (:func:`t_interval`; for ``in``, both bounds inside: an equivalence test).
+        - ``value`` with ``spread`` and ``seeds``: the same test from the mean over the seeds
+          and its sample standard deviation.
+        - ``exact=True``: the quantity is exact (an identity, a closed form, a library
+          refusing an input) and is compared as it is, with no interval.
+        - ``value`` alone: one measurement; compared as it is and labelled so on the page.
+
         ``detail``: what else a reader should know.
         """
         declared = self.study.claim(claim_id)
         claim = declared.for_data(self.data, self.study.primary_data)
         if claim is None:
             return not_applicable(declared, self.data)
-        if seeds is not None and len(seeds) < 2:
-            spread = None  # one seed has no spread (a std of 0 would claim certainty)
-        v = _as_float(value, f"the value of claim {claim_id!r}")
-        s = None if spread is None else _as_float(spread, f"the spread of claim {claim_id!r}")
-        status = "PASS" if claim.holds(v, s) else "FAIL"
-        res = ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, v, status,
-                          s, tuple(int(x) for x in seeds) if seeds is not None else None,
-                          detail, claim.why, claim.op, claim.threshold)
+        what = f"claim {claim_id!r}"
+        n, interval = None, None
+        if values is not None:
+            vals = [_as_float(x, f"a value of {what}") for x in values]
+            if not vals:
+                raise ValueError(f"{what}: values is empty; give one value per seed.")
+            if seeds is not None and len(seeds) != len(vals):
+                raise ValueError(f"{what}: {len(vals)} values for {len(seeds)} seeds.")
+            n = len(vals)
+            v = sum(vals) / n
+            s = math.sqrt(sum((x - v) ** 2 for x in vals) / (n - 1)) if n > 1 else None
+            if value is not None:
+                raise ValueError(f"{what}: give value or values, not both.")
+        else:
+            if value is None:
+                raise ValueError(f"{what}: give the measured value (or values per seed).")
+            v = _as_float(value, f"the value of {what}")
+            s = None if spread is None else _as_float(spread, f"the spread of {what}")
+            n = len(seeds) if seeds is not None else None
+            if n is not None and n < 2:
+                s = None  # one seed has no spread (a std of 0 would claim certainty)
+        if exact:
+            test, status = "exact", claim.holds(v)
+        elif n is not None and n >= 2 and s is not None and math.isfinite(s):
+            interval = t_interval(v, s, n)
+            test, status = "t", math.isfinite(v) and claim.decide(*interval)
+        else:
+            test, status = "single", claim.holds(v, s)
+        res = ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, v,
+                          "PASS" if status else "FAIL", s,
+                          tuple(int(x) for x in seeds) if seeds is not None else None,
+                          detail, claim.why, claim.op, claim.threshold, test, n, interval)
         self.results[claim.id] = res
-        self._log(f"  {status:<4}  {claim.id}: {claim.quantity} = {res.measured_text} "
-                  f"(expected {claim.expected})")
+        extra = f"; {res.test_text}" if res.test_text else ""
+        self._log(f"  {res.status:<4}  {claim.id}: {claim.quantity} = {res.measured_text} "
+                  f"(expected {claim.expected}{extra})")
         return res
 
     def progress(self, items: Iterable[Any], desc: str = "", total: int | None = None) -> Any:
