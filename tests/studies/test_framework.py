@@ -114,6 +114,48 @@ def test_check_decides_by_the_one_sided_t_bound_over_seeds(tmp_path):
     assert "Student t, n=3: one-sided 95% bounds" in page and ">exact<" in page
 
 
+def _control_study():
+    claims = (Claim("bn-helps", "BN lowers the loss", "loss without - with", ">", 0.5,
+                    control="BN -> none"),
+              Claim("always", "a claim that holds whatever the study does", "1", ">", 0.0,
+                    control="BN -> none"))
+
+    def fn(ctx, cfg):
+        norm = ctx.controlled("bn", "none")
+        gain = {"bn": 1.0, "none": 0.0}[norm]
+        ctx.check("bn-helps", values=[gain + 0.01 * k for k in range(3)], seeds=[0, 1, 2])
+        ctx.check("always", 1.0, exact=True)
+
+    return _check_study(claims, fn)
+
+
+def test_controls_run_the_study_again_with_the_technique_swapped(tmp_path, capsys):
+    """--controls: the claim whose control fails is shown so; the claim that holds under its
+    control too is flagged as unable to fail, on the page, in result.json and the CLI."""
+    res = run_study(_control_study(), scale="test", out=tmp_path / "o", log=print,
+                    controls=True)
+    by = {c.id: c for c in res.claims}
+    assert by["bn-helps"].status == "PASS" and by["bn-helps"].control["status"] == "FAIL"
+    assert by["bn-helps"].control["measured"] == pytest.approx(0.01)
+    assert by["always"].control["status"] == "PASS"
+    assert "could not fail" in by["always"].control_text
+    assert "BN -> none" in by["bn-helps"].control_text
+    out = capsys.readouterr().out
+    assert "control  bn-helps: BN -> none" in out and "FAIL (as it must)" in out
+    assert (tmp_path / "o" / "control" / "result.json").exists() is False  # one result
+    data = json.loads((tmp_path / "o" / "result.json").read_text())
+    row = next(c for c in data["claims"] if c["id"] == "bn-helps")
+    assert row["control"]["status"] == "FAIL" and "--controls" in data["command"]
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert "control (must FAIL)" in page and "this claim could not fail" in page
+    from trainlab.studies import load_result
+
+    assert load_result(tmp_path / "o").claims[0].control["status"] == "FAIL"
+    # without --controls the page has no control column
+    run_study(_control_study(), scale="test", out=tmp_path / "p", log=None)
+    assert "control (must FAIL)" not in (tmp_path / "p" / "index.html").read_text()
+
+
 def test_check_refuses_inconsistent_measurements(tmp_path):
     claims = (Claim("a", "s", "q", ">", 1.0),)
     for bad, match in [(lambda c: c.check("a", values=[]), "empty"),

@@ -8,6 +8,7 @@ data that are not on this machine or fail their checksums).
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from trainlab.cli._common import CliError, examples
 from trainlab.runs.run import format_table
@@ -67,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", default=None,
                    help="with --all: where to write the Markdown claim table "
                         "(default OUT/reproductions.md)")
+    p.add_argument("--controls", action="store_true",
+                   help="also run each claim's control (the technique removed or reversed), "
+                        "under which every claim must FAIL; the page shows both")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p = sub.add_parser("summary", help="rebuild the summary page and Markdown table of a "
                        "folder of study runs (several folders: one table each)",
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_study(args.name)
     result = run_study(spec, scale=args.scale, seed=args.seed, out=args.out, force=args.force,
-                       db=db, device=args.device, progress=progress, data=args.data)
+                       db=db, device=args.device, progress=progress, data=args.data,
+                       controls=args.controls)
     _print_claims([result])
     if result.error:
         print(f"trainlab: study {result.name} stopped with an error: {result.error}")
@@ -137,15 +142,12 @@ def _list() -> int:
 
 
 def _run_all(args: argparse.Namespace, db, progress) -> int:
-    import shlex
-
-
     out = args.out or "trainlab-studies"
     cmd = ["trainlab", "study", "run", "--all", "--scale", args.scale, "--seed",
-           str(args.seed), "--out", out]
+           str(args.seed), "--out", out] + (["--controls"] if args.controls else [])
     results, page = run_all(scale=args.scale, seed=args.seed, out=out, force=args.force, db=db,
                             device=args.device, progress=progress, markdown=args.markdown,
-                            command=shlex.join(cmd))
+                            command=shlex.join(cmd), controls=args.controls)
     _print_claims(results)
     print(f"summary page: {page}")
     return 0 if all(r.passed for r in results) else 1

@@ -77,8 +77,10 @@ def run_all(
     log: Callable[[str], None] | None = print,
     markdown: str | os.PathLike | None = None,
     command: str | None = None,
+    controls: bool = False,
 ) -> tuple[list[StudyResult], Path]:
-    """Run ``names`` (default: every study) at ``scale``, each into ``OUT/NAME``.
+    """Run ``names`` (default: every study) at ``scale``, each into ``OUT/NAME``
+    (``controls``: with each study's control run, see :func:`run_study`).
 
     Writes ``OUT/index.html`` (linking every study page) and the Markdown claim table
     (``markdown``, default ``OUT/reproductions.md``). The scale and the output folders are
@@ -108,7 +110,7 @@ def run_all(
             try:
                 results.append(run_study(spec, scale=scale, seed=seed, out=out / spec.name,
                                          force=force, db=db, device=device,
-                                         progress=progress, log=log))
+                                         progress=progress, log=log, controls=controls))
             except DataMissingError as e:  # said and recorded; the batch goes on
                 (log or (lambda m: None))(f"{spec.name}: NO DATA: {e}")
                 results.append(no_data_result(spec, scale, seed, out / spec.name, str(e)))
@@ -141,7 +143,8 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
                           tuple(c["seeds"]) if c.get("seeds") is not None else None,
                           c.get("detail", ""), c.get("why", ""), c.get("op", ""),
                           c.get("threshold"), c.get("test", ""), c.get("n"),
-                          tuple(c["interval"]) if c.get("interval") else None)
+                          tuple(c["interval"]) if c.get("interval") else None,
+                          c.get("control"))
               for c in d["claims"]]
     return StudyResult(d["study"], d["title"], d["source"], d["scale"], d["seed"], folder,
                        float(d["seconds"]), claims, d.get("config", {}), d["command"],

@@ -141,6 +141,9 @@ class Claim:
     threshold: float | tuple[float, float]
     why: str = ""
     on: Mapping[str, On] = field(default_factory=dict, hash=False, compare=False)
+    #: the control: what the study changes under ``--controls`` (the technique removed or
+    #: reversed: "BN -> none", "He -> Xavier"), under which this claim must FAIL
+    control: str = ""
 
     def __post_init__(self) -> None:
         if self.op not in _OPS:
@@ -253,6 +256,20 @@ class ClaimResult:
     test: str = ""
     n: int | None = None  # measurements the interval rests on
     interval: tuple[float, float] | None = None  # one-sided 95% bounds, low and high
+    #: the control run's result (``--controls``): ``{"what", "measured", "status",
+    #: "text"}``; its ``status`` must be FAIL for the claim to be able to fail
+    control: dict[str, Any] | None = None
+
+    @property
+    def control_text(self) -> str:
+        """``"He -> Xavier: 0.12 -> FAIL (as it must)"``, or ``""`` without a control run."""
+        c = self.control
+        if not c:
+            return ""
+        verdict = ("FAIL (as it must)" if c["status"] == "FAIL" else
+                   "PASSES: this claim could not fail" if c["status"] == "PASS" else
+                   c["status"])
+        return f"{c['what']}: {c['text']} -> {verdict}"
 
     @property
     def passed(self) -> bool:
@@ -504,6 +521,15 @@ class StudyContext:
         self.results: dict[str, ClaimResult] = {}
         self.runs: list[dict[str, Any]] = []
         self.packs = 0  # packs trained so far (train_grid)
+        #: True in the control run (``--controls``): the study swaps each technique under
+        #: test for its control (:meth:`controlled`), and every claim must then FAIL
+        self.control = False
+
+    def controlled(self, technique: Any, control: Any) -> Any:
+        """``technique`` in the study's run, ``control`` in its control run: the one switch a
+        study needs for ``--controls`` (``init = ctx.controlled("he_normal",
+        "xavier_normal")``; ``norm = ctx.controlled("bn", "none")``)."""
+        return control if self.control else technique
 
     def uses(self, name: str) -> bool:
         """Whether the run's data include the dataset ``name``."""
@@ -935,11 +961,13 @@ class StudyResult:
 
 
 def study_command(name: str, scale: str, seed: int, out: str | os.PathLike | None,
-                  data: str | None = None) -> str:
+                  data: str | None = None, controls: bool = False) -> str:
     """The command line that reproduces a study run."""
     parts = ["trainlab", "study", "run", name, "--scale", scale, "--seed", str(seed)]
     if data is not None:
         parts += ["--data", data]
+    if controls:
+        parts += ["--controls"]
     if out is not None:
         parts += ["--out", str(out)]
     return shlex.join(parts)
@@ -962,6 +990,50 @@ def prepare_folder(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _execute(spec: Study, cfg: Any, ctx: StudyContext, chosen: str | None,
+             say: Callable[[str], None]) -> tuple[list[ClaimResult], str | None, float, float]:
+    """Run ``spec.fn`` in ``ctx``; its claims (N/A, NOT MEASURED where so), the error text
+    (``None``), and the wall and CPU seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    error = None
+    try:
+        spec.fn(ctx, cfg)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+        atomic_write_text(ctx.out / "error.txt", traceback.format_exc())
+        say(f"  ERROR {error} (traceback in {ctx.out / 'error.txt'})")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    claims = []
+    for c, applied in spec.claims_on(chosen):
+        if c.id in ctx.results:
+            claims.append(ctx.results[c.id])
+        elif applied is None:
+            claims.append(not_applicable(c, chosen))
+            say(f"  N/A   {c.id}: {claims[-1].detail}")
+        else:
+            claims.append(ClaimResult(c.id, c.statement, c.quantity, c.expected, None,
+                                      "NOT MEASURED", why=c.why, op=c.op,
+                                      threshold=c.threshold))
+            say(f"  NOT MEASURED  {c.id}: {c.quantity}")
+    return claims, error, seconds, cpu
+
+
+def _with_control(result: ClaimResult, claim: Claim, control: ClaimResult | None,
+                  error: str | None) -> ClaimResult:
+    if not result.applies:
+        return result
+    what = claim.control or "(no control declared)"
+    if control is None or control.measured is None:
+        info = {"what": what, "measured": None, "status": "NOT MEASURED",
+                "text": f"not measured{f' ({error})' if error else ''}"}
+    else:
+        info = {"what": what, "measured": control.measured, "status": control.status,
+                "text": control.measured_text}
+    return dataclasses.replace(result, control=info)
+
+
 def run_study(
     name: str | Study,
     *,
@@ -974,8 +1046,14 @@ def run_study(
     progress: bool | None = None,
     log: Callable[[str], None] | None = print,
     data: str | None = None,
+    controls: bool = False,
 ) -> StudyResult:
     """Run the study ``name`` at ``scale`` into ``out`` and return its :class:`StudyResult`.
+
+    ``controls``: run the study a second time with every technique under test swapped for
+    its control (:meth:`StudyContext.controlled`, into ``out/control/``); each claim's result
+    then carries its control's value and verdict (``ClaimResult.control``), which must be
+    FAIL: a claim whose control passes could not have failed.
 
     ``out`` defaults to ``trainlab-studies/NAME``. ``db``: the results store file (``None``:
     no store). ``log``: where console lines go (``None``: silent). ``data``: one of the
@@ -1003,32 +1081,26 @@ def run_study(
     say(f"  data: {_data_line(spec, chosen, substituted, reason)}")
     ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say, chosen,
                        substituted)
-    t0, c0 = time.perf_counter(), time.process_time()
-    error = None
-    try:
-        spec.fn(ctx, cfg)
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-        atomic_write_text(out_path / "error.txt", traceback.format_exc())
-        say(f"  ERROR {error} (traceback in {out_path / 'error.txt'})")
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    claims = []
-    for c, applied in spec.claims_on(chosen):
-        if c.id in ctx.results:
-            claims.append(ctx.results[c.id])
-        elif applied is None:
-            claims.append(not_applicable(c, chosen))
-            say(f"  N/A   {c.id}: {claims[-1].detail}")
-        else:
-            claims.append(ClaimResult(c.id, c.statement, c.quantity, c.expected, None,
-                                      "NOT MEASURED", why=c.why, op=c.op,
-                                      threshold=c.threshold))
-            say(f"  NOT MEASURED  {c.id}: {c.quantity}")
+    claims, error, seconds, cpu = _execute(spec, cfg, ctx, chosen, say)
+    if controls:
+        say("  control run: each technique under test swapped for its control; every claim "
+            "must now FAIL")
+        cdir = out_path / "control"
+        cdir.mkdir(parents=True, exist_ok=True)
+        cctx = StudyContext(spec, scale, seed, cdir, dev, store, progress, say, chosen,
+                            substituted)
+        cctx.control = True
+        cclaims, cerror, cs, cc = _execute(spec, cfg, cctx, chosen, say)
+        seconds, cpu = seconds + cs, cpu + cc
+        by_id = {c.id: c for c in cclaims}
+        claims = [_with_control(c, spec.claim(c.id), by_id.get(c.id), cerror) for c in claims]
+        for c in claims:
+            if c.control:
+                say(f"  control  {c.id}: {c.control_text}")
     result = StudyResult(
         spec.name, spec.title, spec.source, scale, seed, out_path, seconds, claims,
-        _config_dict(cfg), study_command(spec.name, scale, seed, out, data), ctx.figures,
+        _config_dict(cfg), study_command(spec.name, scale, seed, out, data, controls),
+        ctx.figures,
         ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu, chosen,
         substituted, reason, spec.data_note,
     )

@@ -72,9 +72,17 @@ def _verdict_text(result: Any) -> str:
 
 
 def _claim_rows(result: Any) -> str:
+    controls = any(getattr(c, "control", None) for c in result.claims)
     out = ["<table><tr><th>claim</th><th>measured quantity</th><th>expected</th>"
-           "<th>measured</th><th>test</th><th>verdict</th></tr>"]
+           "<th>measured</th><th>test</th><th>verdict</th>"
+           + ("<th>control (must FAIL)</th>" if controls else "") + "</tr>"]
     for c in result.claims:
+        ctl = ""
+        if controls:
+            cc = getattr(c, "control", None) or {}
+            good = cc.get("status") == "FAIL"
+            ctl = (f"<td class=\"{'pass' if good else 'fail'}\"><small>"
+                   f"{html.escape(c.control_text)}</small></td>" if cc else "<td></td>")
         why = f"<br><small>why this threshold: {html.escape(c.why)}</small>" if c.why else ""
         detail = f"<br><small>{html.escape(c.detail)}</small>" if c.detail else ""
         cls = _STATUS_CLASS.get(c.status, "")
@@ -83,7 +91,7 @@ def _claim_rows(result: Any) -> str:
             f"<td>{html.escape(c.quantity)}</td><td>{html.escape(c.expected)}</td>"
             f"<td class=\"num\">{html.escape(c.measured_text)}{detail}</td>"
             f"<td><small>{html.escape(getattr(c, 'test_text', ''))}</small></td>"
-            f"<td class=\"{cls}\">{html.escape(c.status)}</td></tr>"
+            f"<td class=\"{cls}\">{html.escape(c.status)}</td>{ctl}</tr>"
         )
     out.append("</table>")
     return "\n".join(out)
@@ -184,8 +192,10 @@ def _fields(cfg: Any) -> dict[str, Any]:
 def claims_markdown(results: Sequence[Any], links: bool = False,
                     base: str | os.PathLike | None = None) -> str:
     """The table study · data · claim · expected · measured · test · verdict, as Markdown."""
-    lines = ["| study | data | claim | expected | measured | test | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    controls = any(getattr(c, "control", None) for r in results for c in r.claims)
+    lines = ["| study | data | claim | expected | measured | test | verdict |"
+             + (" control (must FAIL) |" if controls else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if controls else "")]
     for r in results:
         name = r.name
         if links and base is not None:
@@ -198,7 +208,8 @@ def claims_markdown(results: Sequence[Any], links: bool = False,
         for c in r.claims:
             lines.append(f"| {name} | {data} | {_md(c.id)}: {_md(c.statement)} "
                          f"({_md(c.quantity)}) | {_md(c.expected)} | {_md(c.measured_text)} | "
-                         f"{_md(getattr(c, 'test_text', ''))} | {c.status} |")
+                         f"{_md(getattr(c, 'test_text', ''))} | {c.status} |"
+                         + (f" {_md(c.control_text)} |" if controls else ""))
     return "\n".join(lines) + "\n"
 
 
