@@ -114,3 +114,80 @@ def test_more_tasks_than_cpus_match_in_process(local_ray, tmp_path):
         _same_metrics(m, c)
     runs = RunStore(tmp_path / "db.sqlite", readonly=True).list_runs()
     assert len(runs) == 4 and {r["status"] for r in runs} == {"done"}
+
+
+def test_map_with_ray_names_the_failed_tasks_and_keeps_the_others(local_ray):
+    from trainlab.runs.ray_executor import TaskFailed, map_with_ray
+
+    seen = {}
+    with pytest.raises(TaskFailed, match=r"1 Ray task\(s\) failed: bad") as e:
+        map_with_ray(int, [("bad", ("x",)), ("ok", ("3",))],
+                     on_result=lambda n, r: seen.update({n: r}))
+    assert seen == {"ok": 3} and "ValueError" in e.value.failures["bad"]
+    with pytest.raises(ValueError, match="unique"):
+        map_with_ray(int, [("a", ("1",)), ("a", ("2",))])
+
+
+def _sweep_grid():
+    return {"name": "ray", "fixed": {
+        "data": {"name": "spirals", "options": {"n_train": 96, "n_test": 48}},
+        "model": {"builder": "mlp", "depth": 1, "width": 8}, "optim": {"name": "momentum"},
+        "steps": 6, "batch_size": 32, "log_every": 3, "eval_every": 3, "device": "cpu"},
+        "axes": {"model.width": [8, 4], "optim.lr": [0.1, 0.03], "seed": [0, 1]}}
+
+
+def test_sweep_with_ray_equals_local_and_resumes(local_ray, tmp_path):
+    """Each pack one Ray task: the same rows and final metrics as the local executor, the
+    same run folders; started again it trains nothing."""
+    from trainlab.runs.sweep import load_grid, run_sweep
+    from trainlab.store import RunStore
+
+    grid = load_grid(_sweep_grid())
+    local = run_sweep(grid, tmp_path / "local", db=tmp_path / "l.db", progress=False,
+                      report=False, say=lambda m: None)
+    ray_ = run_sweep(grid, tmp_path / "ray", db=tmp_path / "r.db", progress=False,
+                     executor="ray", say=lambda m: None)
+    assert len(ray_.plan.packs) == 2 and sorted(ray_.trained) == sorted(local.trained)
+    for i, r in local.results.items():
+        got = ray_.results[i]["final"]
+        assert got["train_loss"] == pytest.approx(r["final"]["train_loss"], rel=1e-5)
+        assert got["test_acc"] == pytest.approx(r["final"]["test_acc"], abs=1e-6)
+    rows = RunStore(tmp_path / "r.db", readonly=True).list_runs()
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"done"}
+    assert (tmp_path / "ray" / "index.html").is_file()
+    again = run_sweep(grid, tmp_path / "ray", db=tmp_path / "r.db", progress=False,
+                      executor="ray", say=lambda m: None)
+    assert again.trained == [] and len(again.skipped) == 8
+    assert len(RunStore(tmp_path / "r.db", readonly=True).list_runs()) == 8
+
+
+def test_cli_sweep_and_study_suite_with_ray(local_ray, tmp_path, capsys):
+    from trainlab.cli import main
+    from trainlab.studies import load_result
+
+    g = tmp_path / "g.json"
+    g.write_text(__import__("json").dumps(_sweep_grid()))
+    assert main(["sweep", str(g), "--out", str(tmp_path / "s"), "--no-db",
+                 "--executor", "ray", "--no-progress"]) == 0
+    assert "8 runs trained" in capsys.readouterr().out
+    assert main(["sweep", str(g), "--address", "auto"]) == 2
+    assert "--address goes with --executor ray" in capsys.readouterr().err
+    # a study suite: each study one Ray task; --resume keeps what finished
+    out = tmp_path / "studies"
+    names = ["activation-stats", "sigmoid-init"]
+    from trainlab.studies import run_all
+
+    results, page = run_all(names, scale="test", out=out, db=None, executor="ray",
+                            log=None, progress=False)
+    assert [r.name for r in results] == names and page.is_file()
+    assert all(load_result(out / n).scale == "test" for n in names)
+    stamp = (out / "sigmoid-init" / "result.json").stat().st_mtime_ns
+    (out / "activation-stats" / "result.json").unlink()  # as if killed while it ran
+    lines = []
+    run_all(names, scale="test", out=out, db=None, executor="ray", resume=True,
+            log=lines.append, progress=False)
+    assert "resuming: 1 of 2 studies already finished" in lines[0]
+    assert (out / "sigmoid-init" / "result.json").stat().st_mtime_ns == stamp  # not redone
+    assert (out / "activation-stats" / "result.json").is_file()
+    assert main(["study", "run", "sigmoid-init", "--executor", "ray"]) == 2
+    assert "--resume and --executor go with --all" in capsys.readouterr().err

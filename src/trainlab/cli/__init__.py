@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (CliError, ValueError, TypeError, OSError, RuntimeError) as e:
+    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as e:
         if os.environ.get("TRAINLAB_DEBUG"):
             raise
         msg = " ".join(str(e).split()) or type(e).__name__

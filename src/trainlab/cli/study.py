@@ -27,6 +27,9 @@ EPILOG = """examples:
   trainlab study run he-depth --data mnist1d           # a declared alternative dataset
   TRAINLAB_DATA=~/data trainlab study run he-depth     # MNIST from ~/data/mnist/
   trainlab study run --all --scale quick --out studies
+  trainlab study run --all --out studies --resume     # after a kill: the rest only
+  trainlab study run --all --out studies --executor ray  # each study one Ray task
+  trainlab study run he-depth --controls               # each claim beside its control
   trainlab study summary studies --markdown docs/reproductions.md
   trainlab study summary with-mnist without-mnist --markdown docs/reproductions.md
 """
@@ -71,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--controls", action="store_true",
                    help="also run each claim's control (the technique removed or reversed), "
                         "under which every claim must FAIL; the page shows both")
+    p.add_argument("--resume", action="store_true",
+                   help="with --all: keep the studies of OUT that already finished (same "
+                        "scale and seed) and run the rest")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="with --all: local (one study after another) or ray (each study one "
+                        "Ray task; needs trainlab[ray])")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: the Ray cluster to join ('auto' or HOST:PORT); "
+                        "default a local Ray")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p = sub.add_parser("summary", help="rebuild the summary page and Markdown table of a "
                        "folder of study runs (several folders: one table each)",
@@ -107,6 +119,14 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0. Received: {args.seed}.")
 
+    if not args.all and (args.resume or args.executor != "local"):
+        raise CliError("--resume and --executor go with --all (one study runs in this "
+                       "process; it packs its own runs).")
+    if args.address is not None and args.executor != "ray":
+        raise CliError(f"--address goes with --executor ray. Received: --address "
+                       f"{args.address}.")
+    if args.resume and args.force:
+        raise CliError("--resume keeps finished studies, --force replaces them: choose one.")
     db = None if args.no_db else (args.db or DEFAULT_DB)
     progress = False if args.quiet else None
     if args.all:
@@ -147,7 +167,8 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
            str(args.seed), "--out", out] + (["--controls"] if args.controls else [])
     results, page = run_all(scale=args.scale, seed=args.seed, out=out, force=args.force, db=db,
                             device=args.device, progress=progress, markdown=args.markdown,
-                            command=shlex.join(cmd), controls=args.controls)
+                            command=shlex.join(cmd), controls=args.controls,
+                            resume=args.resume, executor=args.executor, address=args.address)
     _print_claims(results)
     print(f"summary page: {page}")
     return 0 if all(r.passed for r in results) else 1

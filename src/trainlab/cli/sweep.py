@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from trainlab.cli._common import CliError
 from trainlab.runs.sweep import expand_grid, format_plan, load_grid, plan_packs, run_sweep
@@ -16,6 +17,8 @@ EPILOG = """examples:
   trainlab sweep grid.toml --out runs/s --set steps=500 --set optim.lr=0.05
   trainlab sweep grid.yaml --out runs/s                          # again: resumes, repeats none
   trainlab sweep other.yaml --out runs/s --force                 # replace a different grid
+  trainlab sweep grid.yaml --out runs/s --executor ray            # each pack one Ray task
+  trainlab sweep grid.yaml --executor ray --address auto          # on a running cluster
   trainlab runs compare --sweep runs/sweep1
 
 A grid file has fixed settings and axes, with the keys of `trainlab train --print-config`:
@@ -57,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pack", action="store_true",
                         help="train every run on its own with the Trainer")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: packs one after another in this process; ray: each pack "
+                             "one Ray task (needs trainlab[ray]), same folders and store")
+    parser.add_argument("--address", default=None,
+                        help="with --executor ray: the Ray cluster to join ('auto', or "
+                             "HOST:PORT); default a local Ray on this machine's CPUs")
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show the progress bar over runs (default: on a terminal)")
@@ -64,9 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-
+    if args.address is not None and args.executor != "ray":
+        raise CliError(f"--address goes with --executor ray. Received: --address "
+                       f"{args.address} with --executor {args.executor}.")
     if args.max_pack < 1:
         raise CliError(f"--max-pack must be >= 1. Received: --max-pack {args.max_pack}.")
     grid = load_grid(args.grid, args.overrides)
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{grid.name}"
     db = None if args.no_db else Path(args.db or DEFAULT_DB)
     res = run_sweep(grid, out, db=db, force=args.force, max_pack=args.max_pack,
-                    pack=not args.no_pack, progress=args.progress, device=args.device)
+                    pack=not args.no_pack, progress=args.progress, device=args.device,
+                    executor=args.executor, address=args.address)
     bad = [i for i, r in res.results.items() if r.get("status") not in ("done", "diverged")]
     print(f"sweep {grid.name!r}: {len(res.trained)} runs trained, {len(res.skipped)} already "
           f"finished; report: {out / 'index.html'}")

@@ -475,10 +475,23 @@ def run_sweep(
     device: str | None = None,
     report: bool = True,
     say: Callable[[str], None] = print,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
     """Expand, pack and train ``grid`` into the sweep folder ``out``; record every run in the
     store ``db``; write the report (unless ``report`` is false). Resumable (see the module
-    docstring)."""
+    docstring).
+
+    ``executor``: ``"local"`` trains the packs one after another in this process; ``"ray"``
+    makes each pack (and each run trained alone) one Ray task (:func:`map_with_ray`: a local
+    Ray, or the cluster at ``address``), each writing its run folders and store rows as the
+    local executor does, so a killed sweep resumes the same way. A task that dies is retried
+    by Ray; one that fails is named in the error raised after the others finished.
+    """
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray'. Received: executor={executor!r}.")
+    if address is not None and executor != "ray":
+        raise ValueError("address goes with executor='ray'.")
 
     runs = expand_grid(grid)
     if device is not None:
@@ -506,32 +519,61 @@ def run_sweep(
         say(f"resuming sweep {grid.name!r}: {len(skipped)} of {len(runs)} runs already finished")
     bar = _bar(len(runs), len(done), progress)
     trained: list[int] = []
-    data_cache: dict[str, Any] = {}
+    units = [[i for i in members if i not in done] for members in plan.packs]
+    units = [u for u in units if u] + [[i] for i in plan.singles if i not in done]
     try:
-        for members in plan.packs:
-            todo = [i for i in members if i not in done]
-            if not todo:
-                continue
-            if len(todo) == 1:
-                res = {todo[0]: _train_single(by_index[todo[0]], out, store, grid)}
-            else:
-                res = _train_pack([by_index[i] for i in todo], out, store, grid, data_cache)
-            results.update(res)
-            trained += todo
-            if bar is not None:
-                bar.update(len(todo))
-        for i in plan.singles:
-            if i in done:
-                continue
-            results[i] = _train_single(by_index[i], out, store, grid)
-            trained.append(i)
-            if bar is not None:
-                bar.update(1)
+        if executor == "ray":
+            _run_units_ray(units, by_index, out, dbp, grid, address, results, trained, bar)
+        else:
+            data_cache: dict[str, Any] = {}
+            for todo in units:
+                results.update(_train_unit([by_index[i] for i in todo], out, store, grid,
+                                           data_cache))
+                trained += todo
+                if bar is not None:
+                    bar.update(len(todo))
     finally:
         if bar is not None:
             bar.close()
     files = write_report(plan, out, results, store) if report else []
     return SweepResult(plan, out, results, sorted(trained), skipped, files)
+
+
+def _train_unit(runs: list[SweepRun], out: Path, store: Any, grid: SweepGrid,
+                data_cache: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """One unit of work: a pack, or a run trained alone."""
+    if len(runs) == 1:
+        return {runs[0].index: _train_single(runs[0], out, store, grid)}
+    return _train_pack(runs, out, store, grid, data_cache)
+
+
+def _ray_unit(runs: list[SweepRun], out: str, db: str | None,
+              grid: SweepGrid) -> dict[int, dict[str, Any]]:
+    """A Ray task: :func:`_train_unit` in a worker, with its own handle on the store."""
+    store = RunStore(db) if db is not None else None
+    return _train_unit(runs, Path(out), store, grid, {})
+
+
+def _run_units_ray(units: list[list[int]], by_index: dict[int, SweepRun], out: Path,
+                   db: Path | None, grid: SweepGrid, address: str | None,
+                   results: dict[int, dict[str, Any]], trained: list[int], bar: Any) -> None:
+    from trainlab.runs.ray_executor import map_with_ray  # the optional extra, on demand
+
+    tasks = []
+    for todo in units:
+        runs = [by_index[i] for i in todo]
+        name = runs[0].label() if len(runs) == 1 else \
+            f"pack of {len(runs)} ({runs[0].label()} ...)"
+        tasks.append((name, (runs, str(out.resolve()), None if db is None else
+                             str(db.resolve()), grid)))
+
+    def got(name: str, res: dict[int, dict[str, Any]]) -> None:
+        results.update(res)
+        trained.extend(res)
+        if bar is not None:
+            bar.update(len(res))
+
+    map_with_ray(_ray_unit, tasks, address=address, on_result=got)
 
 
 def _fix_status(folder: Path, f: dict[str, Any]) -> None:

@@ -64,6 +64,64 @@ __all__ = [
     "study_names",
 ]
 
+def _finished(folder: Path, scale: str, seed: int, controls: bool) -> StudyResult | None:
+    """The study result in ``folder`` when it finished at ``scale`` and ``seed`` (no error,
+    its controls run when asked), else ``None``."""
+    try:
+        r = load_result(folder)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if r.scale != scale or r.seed != seed or r.error:
+        return None
+    if controls and not any(c.control for c in r.claims if c.applies):
+        return None
+    return r
+
+
+def _study_task(name: str, scale: str, seed: int, out: str, force: bool, db: Any,
+                device: Any, controls: bool) -> StudyResult:
+    """One study as a Ray task (quiet: the driver prints each study's line)."""
+    spec = get_study(name)
+    try:
+        return run_study(spec, scale=scale, seed=seed, out=out, force=force, db=db,
+                         device=device, progress=False, log=None, controls=controls)
+    except DataMissingError as e:
+        return no_data_result(spec, scale, seed, Path(out), str(e))
+
+
+def _run_all_ray(specs: Sequence[Any], kept: dict[str, StudyResult], *, scale: str, seed: int,
+                 out: Path, force: bool, db: Any, device: Any,
+                 log: Callable[[str], None] | None, controls: bool,
+                 address: str | None) -> list[StudyResult]:
+    from trainlab.runs.ray_executor import TaskFailed, map_with_ray  # the optional extra
+
+    say = log or (lambda m: None)
+    tasks = [(s.name, (s.name, scale, seed, str((out / s.name).resolve()), force,
+                       None if db is None else str(Path(db).resolve()), device, controls))
+             for s in specs if s.name not in kept]
+
+    def got(name: str, r: StudyResult) -> None:
+        say(f"{name}: {r.n_passed}/{r.n_applicable} claims passed on {r.data_text} in "
+            f"{r.seconds:.1f} s (Ray task)")
+
+    done: dict[str, StudyResult] = {}
+
+    def keep(name: str, r: StudyResult) -> None:
+        done[name] = r
+        got(name, r)
+
+    try:
+        map_with_ray(_study_task, tasks, address=address, on_result=keep)
+    except TaskFailed as e:  # recorded by name; the batch's summary still comes
+        for s in specs:
+            if s.name in e.failures:
+                say(f"{s.name}: ERROR: the Ray task failed: {e.failures[s.name]}")
+                done[s.name] = no_data_result(s, scale, seed, out / s.name,
+                                              f"the Ray task failed: {e.failures[s.name]}",
+                                              status="NOT MEASURED")
+    return [kept[s.name] if s.name in kept else done[s.name] for s in specs]
+
+
 def run_all(
     names: Sequence[str] | None = None,
     *,
@@ -78,9 +136,18 @@ def run_all(
     markdown: str | os.PathLike | None = None,
     command: str | None = None,
     controls: bool = False,
+    resume: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> tuple[list[StudyResult], Path]:
     """Run ``names`` (default: every study) at ``scale``, each into ``OUT/NAME``
     (``controls``: with each study's control run, see :func:`run_study`).
+
+    ``resume``: keep the studies of ``OUT`` that already finished at this scale and seed
+    (their ``result.json`` without an error) and run the others, so a killed batch goes on
+    where it stopped. ``executor="ray"``: each study is one Ray task (a local Ray, or the
+    cluster at ``address``); the studies pack their own runs inside the task. A task that
+    dies is retried by Ray; a study that fails is recorded with its error, as locally.
 
     Writes ``OUT/index.html`` (linking every study page) and the Markdown claim table
     (``markdown``, default ``OUT/reproductions.md``). The scale and the output folders are
@@ -88,15 +155,30 @@ def run_all(
     page's path.
     """
 
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray'. Received: executor={executor!r}.")
     specs = [get_study(n) for n in (names if names is not None else study_names())]
     out = Path(out)
     for spec in specs:
         spec.config(scale)
-    if out.exists() and any(out.iterdir()):
+    kept: dict[str, StudyResult] = {}
+    if resume and out.is_dir():
+        for spec in specs:
+            r = _finished(out / spec.name, scale, seed, controls)
+            if r is not None:
+                kept[spec.name] = r
+        (log or (lambda m: None))(f"resuming: {len(kept)} of {len(specs)} studies already "
+                                   f"finished in {out}")
+    elif out.exists() and any(out.iterdir()):
         prepare_folder(out, force)  # refuses without force, before anything runs
     out.mkdir(parents=True, exist_ok=True)
+    force = force or resume  # an unfinished study's folder is redone
     results = []
     t0 = time.perf_counter()
+    if executor == "ray":
+        results = _run_all_ray(specs, kept, scale=scale, seed=seed, out=out, force=force, db=db,
+                               device=device, log=log, controls=controls, address=address)
+        specs = []
     bar = None
     show = progress if progress is not None else __import__("sys").stderr.isatty()
     if show:
@@ -107,6 +189,11 @@ def run_all(
         for spec in specs:
             if bar is not None:
                 bar.set_description(spec.name)
+            if spec.name in kept:
+                results.append(kept[spec.name])
+                if bar is not None:
+                    bar.update(1)
+                continue
             try:
                 results.append(run_study(spec, scale=scale, seed=seed, out=out / spec.name,
                                          force=force, db=db, device=device,
@@ -120,6 +207,7 @@ def run_all(
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
+    seconds += sum(r.seconds for r in kept.values())  # the batch's time, kept studies too
     cmd = command or f"trainlab study run --all --scale {scale} --seed {seed} --out {out}"
     page, _ = write_summary(results, out, scale=scale, seconds=seconds, command=cmd,
                             markdown=markdown)

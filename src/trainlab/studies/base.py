@@ -1114,15 +1114,19 @@ def run_study(
     return result
 
 
-def no_data_result(spec: Study, scale: str, seed: int, out: Path, message: str) -> StudyResult:
+def no_data_result(spec: Study, scale: str, seed: int, out: Path, message: str,
+                   status: str = "NO DATA") -> StudyResult:
     """The record of a study that could not run because its data are missing: every claim
-    ``NO DATA``, the reason in ``error``; written to ``OUT/result.json`` and its page."""
+    ``NO DATA``, the reason in ``error``; written to ``OUT/result.json`` and its page.
+    ``status="NOT MEASURED"``: a study that could not run for another reason (a lost Ray
+    task), the reason in ``error``."""
     prepare_folder(out, force=True)
-    claims = [ClaimResult(c.id, c.statement, c.quantity, c.expected, None, "NO DATA",
+    claims = [ClaimResult(c.id, c.statement, c.quantity, c.expected, None, status,
                           why=c.why, op=c.op, threshold=c.threshold) for c in spec.claims]
+    error = f"no data: {message}" if status == "NO DATA" else message
     result = StudyResult(spec.name, spec.title, spec.source, scale, seed, out, 0.0, claims,
                          _config_dict(spec.config(scale)),
-                         study_command(spec.name, scale, seed, out), error=f"no data: {message}",
+                         study_command(spec.name, scale, seed, out), error=error,
                          summary=spec.summary, dataset=None, data_note=spec.data_note)
     atomic_write_text(out / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
