@@ -17,7 +17,13 @@ Measured, each in this process and this run:
    and at the end as the pack and the Trainer do): the common recipe from torch's docs;
 3. scaling: pack time per member-step for ``M`` = 1, 4, 16, 64, 256;
 4. ``pack of 1 / Trainer``: the overhead of the pack machinery on one model (target
-   <= 1.1x);
+   <= 1.10x);
+6. the roofline: the machine's matmul throughput (a 2048 x 2048 ``torch.mm``, GFLOP/s) and
+   the pack step's achieved throughput on the workload above (its matmul FLOPs, forward +
+   backward, per second of training), as a fraction (target >= 60% on the 2-core CPU);
+7. an overhead-bound workload: 32 members of ``mlp(40, [32] * 3, 10)``, batch 32, where the
+   per-step Python and kernel launches dominate: pack against sequential Trainers (target
+   >= 25x);
 5. peak memory per member: the slope of the peak resident memory a pack of ``M`` members
    adds in a fresh process, against ``M`` (least squares; Linux ``/proc``), or of
    ``torch.cuda.max_memory_allocated`` (CUDA).
@@ -67,26 +73,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_sequential(ds, m: int, steps: int, widths: list[int], device: str) -> float:
+def time_sequential(ds, m: int, steps: int, widths: list[int], device: str,
+                    batch: int = 128) -> float:
     from trainlab.train import Trainer
 
     models = _members(m, widths)
     t = time.perf_counter()
     for s, (model, lr) in enumerate(zip(models, _lrs(m))):
         Trainer(model, optimizer="sgd", lr=lr, seed=s, device=device,
-                progress=False).fit(ds, steps=steps, batch_size=128)
+                progress=False).fit(ds, steps=steps, batch_size=batch)
     _sync(device)
     return time.perf_counter() - t
 
 
-def time_pack(ds, m: int, steps: int, widths: list[int], device: str) -> float:
+def time_pack(ds, m: int, steps: int, widths: list[int], device: str,
+              batch: int = 128) -> float:
     from trainlab.train import Pack, PackTrainer
 
     pack = Pack(_members(m, widths))
     tr = PackTrainer(pack, optimizer="sgd", lr=_lrs(m), seeds=list(range(m)), device=device,
                      progress=False)
     t = time.perf_counter()
-    tr.fit(ds, steps=steps, batch_size=128)
+    tr.fit(ds, steps=steps, batch_size=batch)
     _sync(device)
     return time.perf_counter() - t
 
@@ -130,6 +138,33 @@ def time_vmap(ds, m: int, steps: int, widths: list[int], device: str) -> float:
             evaluate()
     _sync(device)
     return time.perf_counter() - t
+
+
+def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
+    """The machine's matmul roofline: GFLOP/s of an ``n x n`` float32 ``torch.mm``
+    (``2 n^3`` FLOPs each), best of ``reps`` after a warm-up."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    _sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def step_flops(m: int, batch: int, sizes: list[int]) -> int:
+    """Matmul FLOPs of one training step of ``m`` MLPs with layer sizes ``sizes``: per
+    ``Linear(i, o)`` on ``batch`` rows, ``2·batch·i·o`` forward, as much for the weight
+    gradient and as much for the input gradient (none for the first layer: nothing needs the
+    input's gradient)."""
+    total = 0
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        total += 2 * batch * i * o * (2 if k == 0 else 3)
+    return m * total
 
 
 def _status_kib(key: str) -> int:
@@ -224,7 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pack / sequential: {seq / pack:.2f}x faster (target >= 8x on 2 cores); "
           f"pack / vmap: {vm / pack:.2f}x faster")
     print(f"\npack of 1 vs plain Trainer: {one_p:.3f} s vs {one_t:.3f} s = "
-          f"{one_p / one_t:.3f}x (target <= 1.1x)")
+          f"{one_p / one_t:.3f}x (target <= 1.10x)")
+    roof = matmul_gflops(dev)
+    achieved = step_flops(members, 128, [40, *widths, 10]) * steps / pack / 1e9
+    print(f"\nroofline: a 2048² torch.mm runs at {roof:.1f} GFLOP/s; the pack's training "
+          f"matmuls (forward + backward) reach {achieved:.1f} GFLOP/s = "
+          f"{achieved / roof:.0%} of it (target >= 60%)")
+    small = [8] * 3 if args.quick else [32] * 3
+    seq_s = time_sequential(ds, members, steps, small, dev, batch=32)
+    pack_s = time_pack(ds, members, steps, small, dev, batch=32)
+    print(f"\noverhead-bound workload, {members} x mlp(40, {small}, 10), batch 32, {steps} "
+          f"steps: sequential {seq_s:.3f} s, pack {pack_s:.3f} s = {seq_s / pack_s:.1f}x "
+          f"(target >= 25x); the pack's step: {pack_s / steps * 1e3:.2f} ms")
     print("\nscaling (pack):")
     print(f"  {'M':>5s} {'seconds':>9s} {'ms / member-step':>17s} {'vs M=1':>8s}")
     base = None
