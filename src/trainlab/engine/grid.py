@@ -133,6 +133,9 @@ def pack_key(run: GridRun) -> tuple[Any, str]:
         return None, "checkpoints are written per Trainer"
     if kw.get("on_divergence", "raise") != "stop":
         return None, "on_divergence='raise' stops the whole pack"
+    if any(isinstance(m, nn.RNNBase) for m in run.model.modules()):
+        # torch has no vmap rule for aten::gru / lstm / rnn_tanh: a pack cannot run them
+        return None, "recurrent layers (torch.nn.RNN/LSTM/GRU) have no vmap rule"
     try:
         kind = _optimizer_kind(run)
     except ValueError as e:

@@ -239,7 +239,7 @@ def load_result(folder: str | os.PathLike) -> StudyResult:
                        d.get("figures", []), [], d.get("notes", []), d.get("runs", []),
                        d.get("error"), d.get("device", "cpu"), d.get("summary", ""),
                        d.get("cpu_seconds"), d.get("dataset"), d.get("substituted_for"),
-                       d.get("data_reason", ""), d.get("data_note", ""))
+                       d.get("data_reason", ""), d.get("data_note", ""), d.get("anchors", []))
 
 
 def summarize(out: str | os.PathLike | Sequence[str | os.PathLike], *,

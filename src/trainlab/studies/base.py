@@ -521,6 +521,7 @@ class StudyContext:
         self.results: dict[str, ClaimResult] = {}
         self.runs: list[dict[str, Any]] = []
         self.packs = 0  # packs trained so far (train_grid)
+        self.anchors: list[dict[str, Any]] = []  # the paper's numbers beside ours (anchor)
         #: True in the control run (``--controls``): the study swaps each technique under
         #: test for its control (:meth:`controlled`), and every claim must then FAIL
         self.control = False
@@ -556,6 +557,35 @@ class StudyContext:
         path = save_figure(fig, self.out / f"{_file_name(name)}.png", dpi=110)
         self.figures.append({"file": path.name, "caption": caption})
         return path
+
+    def anchor(self, quantity: str, *, paper: float, source: str, values: Sequence[float],
+               same_setup: bool, differences: str = "") -> dict[str, Any]:
+        """Put the paper's number for ``quantity`` beside trainlab's: ``paper`` (its value
+        and ``source``, the table or figure), ``values`` (trainlab's, one per seed: the page
+        shows their mean and the two-sided 90% Student t interval), whether the setup is the
+        paper's (``same_setup``) and, if not, how it differs. ``study summary`` collects the
+        anchors of every study into one table."""
+        vals = [_as_float(v, f"a value of anchor {quantity!r}") for v in values]
+        if not vals:
+            raise ValueError(f"anchor {quantity!r}: values is empty; give one per seed.")
+        if not same_setup and not differences.strip():
+            raise ValueError(f"anchor {quantity!r}: say how the setup differs from the "
+                             "paper's (differences=...), or same_setup=True.")
+        n = len(vals)
+        mean = sum(vals) / n
+        interval = None
+        if n > 1:
+            sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+            interval = list(t_interval(mean, sd, n))
+        row = {"quantity": quantity, "paper": float(paper), "source": source, "mean": mean,
+               "n": n, "interval": interval, "same_setup": bool(same_setup),
+               "differences": differences, "scale": self.scale}
+        self.anchors.append(row)
+        self._log(f"  anchor {quantity}: paper {format_value(paper)} ({source}), trainlab "
+                  f"{format_value(mean)}" + (f" [{format_value(interval[0])}, "
+                                             f"{format_value(interval[1])}]" if interval
+                                             else "") + f" (n={n})")
+        return row
 
     def table(self, name: str, rows: Sequence[Mapping[str, Any]], caption: str = "",
               columns: Sequence[str] | None = None, show: bool = True) -> Path:
@@ -918,6 +948,7 @@ class StudyResult:
     substituted_for: str | None = None  # the primary dataset ``dataset`` replaced
     data_reason: str = ""  # why the primary was not used
     data_note: str = ""
+    anchors: list[dict[str, Any]] = field(default_factory=list)  # StudyContext.anchor
 
     @property
     def passed(self) -> bool:
@@ -956,7 +987,7 @@ class StudyResult:
             "claims": [c.to_dict() for c in self.claims],
             "figures": self.figures,
             "tables": [{k: t[k] for k in ("file", "caption", "columns")} for t in self.tables],
-            "notes": self.notes, "runs": self.runs,
+            "notes": self.notes, "runs": self.runs, "anchors": self.anchors,
         }
 
 
@@ -1102,7 +1133,7 @@ def run_study(
         _config_dict(cfg), study_command(spec.name, scale, seed, out, data, controls),
         ctx.figures,
         ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu, chosen,
-        substituted, reason, spec.data_note,
+        substituted, reason, spec.data_note, ctx.anchors,
     )
     atomic_write_text(out_path / "result.json",
                       json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")

@@ -106,6 +106,21 @@ VERDICT_RULE = (
     "interval, is compared as it is and says so.")
 
 
+def anchor_rows(anchors: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per anchor: quantity, paper value, where, trainlab's value with its interval,
+    same setup yes/no, differences."""
+    rows = []
+    for a in anchors:
+        ours = format_value(a["mean"])
+        if a.get("interval"):
+            lo, hi = a["interval"]
+            ours += f" [{format_value(lo)}, {format_value(hi)}]"
+        ours += f" (n={a['n']})"
+        rows.append([a["quantity"], format_value(a["paper"]), a["source"], ours,
+                     "yes" if a["same_setup"] else "no", a.get("differences", "")])
+    return rows
+
+
 def runs_summary(runs: list[dict[str, Any]]) -> str:
     """``"12 training runs: 9 in 2 packs, 3 alone (hook-based probes need the member alone)"``."""
     packs = {r["pack"] for r in runs if r.get("pack")}
@@ -140,6 +155,11 @@ def write_study_page(result: Any, spec: Any) -> Path:
         f"{VERDICT_RULE} "
         "Each threshold is the one declared for the data this run used; N/A marks a claim "
         "the study does not test on these data (the reason is beside it).")
+    if getattr(result, "anchors", None):
+        page.heading("The paper's numbers beside trainlab's")
+        page.table(anchor_rows(result.anchors),
+                   ["quantity", "paper", "where", "trainlab (mean, 90% interval, n)",
+                    "same setup", "how the setup differs"])
     if result.figures:
         page.heading("Figures")
         for f in result.figures:
@@ -276,6 +296,14 @@ def reproductions_markdown(sections: Sequence[tuple[str, Sequence[Any]]], comman
                   f"{'—' if r.cpu_seconds is None else f'{r.cpu_seconds:.1f}'} | "
                   f"{r.n_passed}/{r.n_applicable} |" for r in results]
         lines += ["", claims_markdown(results)]
+        anchored = [r for r in results if getattr(r, "anchors", None)]
+        if anchored:
+            lines += ["", f"### The papers' numbers beside trainlab's ({title})", "",
+                      "| study | quantity | paper | where | trainlab (mean, 90% interval, n) | "
+                      "same setup | how the setup differs |", "|---|---|---|---|---|---|---|"]
+            for r in anchored:
+                lines += ["| " + " | ".join([_md(r.name), *map(_md, row)]) + " |"
+                          for row in anchor_rows(r.anchors)]
     return "\n".join(lines)
 
 
