@@ -105,6 +105,8 @@ def test_check_decides_by_the_one_sided_t_bound_over_seeds(tmp_path):
     assert by["a"].test == "t" and by["a"].n == 3
     assert by["a"].interval[0] == pytest.approx(1.2 - 2.919986 * 0.1 / math.sqrt(3), abs=1e-5)
     assert by["b"].measured == pytest.approx(1.2) and by["b"].spread == pytest.approx(0.2)
+    assert "3 seeds do not bound it there" in by["b"].detail  # a FAIL explained
+    assert "do not bound" not in by["a"].detail
     assert by["f"].test == "exact" and by["f"].interval is None
     assert by["g"].test == "single" and by["g"].interval is None
     data = json.loads((tmp_path / "o" / "result.json").read_text())

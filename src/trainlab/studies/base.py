@@ -652,6 +652,13 @@ class StudyContext:
         elif n is not None and n >= 2 and s is not None and math.isfinite(s):
             interval = t_interval(v, s, n)
             test, status = "t", math.isfinite(v) and claim.decide(*interval)
+            if not status and claim.holds(v):
+                # the mean is on the claim's side, the bound is not: say so (a FAIL explained)
+                half = (interval[1] - interval[0]) / 2
+                why_not = (f"the mean is on the claim's side but {n} seeds do not bound it "
+                           f"there (t bound ±{format_value(half)}): more seeds, or a smaller "
+                           "seed spread, would decide it")
+                detail = f"{detail}; {why_not}" if detail else why_not
         else:
             test, status = "single", claim.holds(v, s)
         res = ClaimResult(claim.id, claim.statement, claim.quantity, claim.expected, v,
