@@ -14,9 +14,15 @@ trained in place (``run.model`` holds the trained weights afterwards, as after
 (:func:`~trainlab.engine.pack.structure_key`), the *same data object*, the same
 ``steps``/``epochs``, ``batch_size``, ``eval_every``, ``log_every``, loss and clip norm, and
 optimizers of one kind (SGD with or without momentum, Adam/AdamW, RMSprop, Adagrad,
-Adadelta). Each member keeps its own seed (its batch order), initial weights, learning rate,
-optimizer hyperparameters and schedule. A run with hook-based probes, callbacks, gradient
-noise, a checkpoint or ``on_divergence="raise"`` trains alone, and the plan says why.
+Adadelta), and probes of equal settings (:func:`~trainlab.engine.pack.probe_settings`).
+Each member keeps its own seed (its batch order), initial weights, learning rate, optimizer
+hyperparameters and schedule. Probes of the kinds a pack runs per member
+(:data:`~trainlab.engine.pack.PACK_PROBES`: ``ActivationStats``, ``GradientStats``,
+``WeightStats``, ``UpdateRatio``, without ``probe_data``) run inside the pack: each run's
+History gets its own records and histograms, and so do the run's probe instances
+(``probe.records()`` after the grid, as after ``Trainer.fit``). A run with other probes,
+callbacks, gradient noise, a checkpoint or ``on_divergence="raise"`` trains alone, and the
+plan says why.
 
 **Same results as alone.** A member's History is the one ``Trainer(model, seed=s)`` gives,
 within float tolerance (the batched matmuls sum in another order; the pack's tests check
@@ -35,8 +41,15 @@ import torch
 from torch import nn
 
 from trainlab.engine.history import History
-from trainlab.engine.pack import _KINDS, Pack, PackTrainer, structure_key
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.pack import (
+    _KINDS,
+    Pack,
+    PackTrainer,
+    probe_problem,
+    probe_settings,
+    structure_key,
+)
+from trainlab.engine.trainer import Trainer, _probe_objects
 from trainlab.optim import build_optimizer
 
 __all__ = ["GridGroup", "GridRun", "pack_key", "plan_grid", "train_grid", "train_group"]
@@ -123,8 +136,12 @@ def pack_key(run: GridRun) -> tuple[Any, str]:
                      - {"probes", "callbacks", "grad_noise", "checkpoint", "checkpoint_every"})
     if unknown:
         return None, f"Trainer arguments {', '.join(unknown)} have no pack form"
+    probes: tuple = ()
     if kw.get("probes"):
-        return None, "hook-based probes need the member alone"
+        why = probe_problem(run.model, kw["probes"])
+        if why is not None:
+            return None, f"its probes cannot run inside a pack: {why}"
+        probes = probe_settings(kw["probes"])
     if kw.get("callbacks"):
         return None, "callbacks see one model"
     if kw.get("grad_noise") is not None:
@@ -142,7 +159,7 @@ def pack_key(run: GridRun) -> tuple[Any, str]:
         return None, str(e)
     shared = tuple(_hashable(kw.get(k)) for k in _SHARED)
     key = (structure_key(run.model), id(run.data), run.steps, run.epochs, run.batch_size,
-           run.eval_every, kind, shared)
+           run.eval_every, kind, shared, probes)
     return key, ""
 
 
@@ -166,11 +183,15 @@ def plan_grid(runs: Sequence[GridRun], max_pack: int = 64) -> list[GridGroup]:
         for start in range(0, len(idx), max_pack):
             chunk = idx[start:start + max_pack]
             if len(chunk) == 1:
-                out.append(GridGroup(chunk, False, "no other run shares its structure, data "
-                                                   "and training length"))
+                out.append(GridGroup(chunk, False, "no other run shares its structure, data, "
+                                                   "training length and probes"))
             else:
                 out.append(GridGroup(chunk, True))
     return sorted(out, key=lambda g: g.members[0])
+
+
+def _as_list(probes: Any) -> Any:
+    return probes if isinstance(probes, (str, list, tuple)) else [probes]
 
 
 def _train_alone(run: GridRun) -> History:
@@ -188,12 +209,19 @@ def _train_pack(runs: Sequence[GridRun]) -> list[History]:
            for k, d in (("optimizer", "sgd"), ("lr", None), ("schedule", None))}
     opt_kw = [dict(r.trainer.get("optimizer_kwargs") or {}) for r in runs]
     pack = Pack([r.model for r in runs])
+    # equal probe settings (pack_key): the first run's probes serve as the settings of all
+    probes = first.get("probes") or False
     trainer = PackTrainer(pack, optimizer=per["optimizer"], lr=per["lr"],
                           schedule=per["schedule"], optimizer_kwargs=opt_kw,
-                          seeds=[r.seed for r in runs],
+                          seeds=[r.seed for r in runs], probes=probes,
                           progress=first.get("progress", False), **shared)
     histories = trainer.fit(runs[0].data, epochs=runs[0].epochs, steps=runs[0].steps,
                             batch_size=runs[0].batch_size, eval_every=runs[0].eval_every)
+    if probes:
+        # each run's own probe instances get its records, as Trainer.fit leaves them (names
+        # build fresh objects, which nobody else sees)
+        for j, run in enumerate(runs):
+            trainer.give_records(j, _probe_objects(_as_list(run.trainer["probes"])))
     # the trained weights back into the caller's models, as Trainer.fit leaves them
     for run, trained in zip(runs, trainer.unstack()):
         run.model.load_state_dict(trained.state_dict())
