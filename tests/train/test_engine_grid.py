@@ -160,3 +160,23 @@ def test_study_grid_records_each_run_and_the_page_counts_the_packs(tmp_path):
     assert sum(1 for r in data["runs"] if r["pack"]) == 3
     page = (tmp_path / "out" / "index.html").read_text()
     assert "4 training runs: 3 in 1 pack, 1 alone (no other run" in page
+
+
+def test_members_whose_modules_differ_in_a_setting_do_not_share_a_pack():
+    """WN and CWN are one class with a mode; leaky slopes differ in a number: the pack would
+    run every member with the first one's modules, so the plan keeps them apart."""
+    data = _data()
+    from trainlab.nn.norms import norm_layer  # noqa: F401  (registers the weight norms)
+
+    def net(norm, seed):
+        torch.manual_seed(seed)
+        return mlp(10, [16], 4, norm=norm)
+
+    runs = [GridRun(net(n, s), data, f"{n}{s}", seed=s, steps=4, batch_size=32,
+                    trainer={"device": "cpu", "on_divergence": "stop", "lr": 0.1})
+            for n in ("wn", "cwn") for s in range(2)]
+    assert [g.members for g in plan_grid(runs)] == [[0, 1], [2, 3]]
+    leaky = [GridRun(nn.Sequential(nn.Linear(10, 8), nn.LeakyReLU(a), nn.Linear(8, 4)), data,
+                     f"a{a}", trainer={"device": "cpu", "on_divergence": "stop"})
+             for a in (0.01, 0.3)]
+    assert all(not g.packed for g in plan_grid(leaky))

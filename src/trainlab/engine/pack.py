@@ -159,9 +159,13 @@ __all__ = [
 
 # -- structure -------------------------------------------------------------------------------
 def structure_key(model: nn.Module) -> tuple:
-    """What two models must share to be packed: the module types by name and every
-    parameter and buffer name, shape and dtype. Equal keys mean stackable models."""
-    mods = tuple((n, type(m).__qualname__) for n, m in model.named_modules())
+    """What two models must share to be packed: the module types by name with their
+    settings (``extra_repr``) and every parameter and buffer name, shape and dtype. Equal
+    keys mean stackable models."""
+    # extra_repr holds the settings a module runs with that are not tensors (WN's mode
+    # "wn" or "cwn", a leaky slope, a dropout rate): the pack runs every member with the
+    # first member's modules, so members whose settings differ must not share a pack
+    mods = tuple((n, type(m).__qualname__, m.extra_repr()) for n, m in model.named_modules())
     ps = tuple((n, tuple(p.shape), str(p.dtype)) for n, p in model.named_parameters())
     bs = tuple((n, tuple(b.shape), str(b.dtype)) for n, b in model.named_buffers())
     return mods, ps, bs
