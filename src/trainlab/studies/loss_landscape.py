@@ -72,7 +72,7 @@ def _claim(qty: str) -> Claim:
     scales={
         "test": Config(depth=3, width=16, steps=8, every=4, batch_size=32, n_train=256,
                        seeds=1),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(depth=12, width=512, steps=5000, every=100, seeds=5),
     },
     claims=tuple(_claim(q) for q, _ in QUANTITIES),
@@ -86,19 +86,26 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     ratios: dict[str, list[float]] = {q: [] for q, _ in QUANTITIES}
     rows, first_records = [], {}
-    for s in ctx.progress(seeds, "seeds"):
-        med: dict[str, dict[str, float]] = {}
+    # every run carries the LossLandscape probe (hooks on the model, no pack form): train_grid
+    # trains each alone, and the page says why
+    runs = []
+    for s in seeds:
         for norm in ("none", "bn"):
             torch.manual_seed(s)
             m = mlp([ds.x_train.shape[1], *([cfg.width] * cfg.depth),
                               ds.meta.num_classes], activation="relu", norm=norm)
             init_model(m, "he_normal", generator=s)
             probe = LossLandscape(every=cfg.every)
-            h = ctx.train(m, data, label=f"{norm}-seed{s}", steps=cfg.steps,
-                          batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
-                          probes=[probe], eval_every=cfg.steps,
-                          log_every=min(cfg.every, cfg.steps), seed=s,
-                          config={"norm": norm})
+            runs.append(ctx.grid_run(m, data, label=f"{norm}-seed{s}", steps=cfg.steps,
+                                     batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
+                                     probes=[probe], eval_every=cfg.steps,
+                                     log_every=min(cfg.every, cfg.steps), seed=s,
+                                     config={"norm": norm}))
+    histories = iter(ctx.train_grid(runs))
+    for s in seeds:
+        med: dict[str, dict[str, float]] = {}
+        for norm in ("none", "bn"):
+            h = next(histories)
             label = "batch norm" if norm == "bn" else "standard"
             if s == seeds[0]:
                 first_records[label] = list(h.probe_records)

@@ -114,7 +114,7 @@ def _deep_model(cfg: Config, classes: int, init: str, seed: int, x: torch.Tensor
     scales={
         "test": Config(width=16, depth=3, lsuv_batch=64, deep_depth=6, deep_width=16, steps=20,
                        batch_size=32, n_train=256, seeds=1),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(width=512, depth=16, deep_depth=40, deep_width=128, steps=5000,
                         seeds=5),
     },
@@ -209,14 +209,17 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     acc: dict[str, list[float]] = {k: [] for k in INITS}
     curves: dict[str, list] = {}
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    for init in ctx.progress(INITS, "deep net"):
+    runs = [ctx.grid_run(_deep_model(cfg, classes, init, s, x), data, label=f"{init}-seed{s}",
+                         steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd",
+                         lr=cfg.lr, optimizer_kwargs={"momentum": cfg.momentum},
+                         eval_every=max(1, cfg.steps // 6),
+                         log_every=max(1, cfg.steps // 12), seed=s,
+                         config={"init": init, "depth": cfg.deep_depth})
+            for init in INITS for s in seeds]
+    histories = iter(ctx.train_grid(runs))
+    for init in INITS:
         for s in seeds:
-            m = _deep_model(cfg, classes, init, s, x)
-            h = ctx.train(m, data, label=f"{init}-seed{s}", steps=cfg.steps,
-                          batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
-                          optimizer_kwargs={"momentum": cfg.momentum},
-                          eval_every=max(1, cfg.steps // 6), log_every=max(1, cfg.steps // 12),
-                          seed=s, config={"init": init, "depth": cfg.deep_depth})
+            h = next(histories)
             # the mean of the last three evaluations: one evaluation of a 30-layer net at
             # the quick scale swings by ±0.1 from step to step
             _, evals = h.series("test_acc")

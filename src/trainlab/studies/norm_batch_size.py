@@ -87,7 +87,7 @@ def _norm_spec(norm: str, steps: int):
     scales={
         "test": Config(batch_sizes=(2, 16), examples=96, channels=(4, 8), image_size=7,
                        n_test=200),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(batch_sizes=(2, 4, 8, 16, 32, 64), examples=600000,
                         channels=(32, 64, 128), image_size=28, n_test=10000, seeds=3),
     },
@@ -147,16 +147,21 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     err: dict[tuple[str, int], list[float]] = {}
     jobs = [(n, b, s) for n in NORMS for b in cfg.batch_sizes for s in seeds]
-    for norm, b, seed in ctx.progress(jobs, "runs"):
+    train = (xtr, ytr)  # one object: the runs of a norm and a batch size share one pack
+    runs = []
+    for norm, b, seed in jobs:
         steps = max(1, cfg.examples // b)
         torch.manual_seed(seed)
         model = convnet(1, list(cfg.channels), 10, norm=_norm_spec(norm, steps), dims=dims,
                         init="he_normal")
         lr = cfg.lr_per_32 * b / 32
-        ctx.train(model, (xtr, ytr), label=f"{norm}-b{b}-s{seed}",
-                  config={"norm": norm, "batch_size": b, "lr": lr}, steps=steps,
-                  batch_size=b, lr=lr, seed=seed, log_every=max(1, steps // 10),
-                  optimizer_kwargs={"momentum": cfg.momentum})
+        runs.append(ctx.grid_run(model, train, label=f"{norm}-b{b}-s{seed}",
+                                 config={"norm": norm, "batch_size": b, "lr": lr}, steps=steps,
+                                 batch_size=b, lr=lr, seed=seed, log_every=max(1, steps // 10),
+                                 optimizer_kwargs={"momentum": cfg.momentum}))
+    ctx.train_grid(runs)
+    for (norm, b, _), run in zip(jobs, runs):
+        model = run.model
         model.eval()
         with torch.no_grad():
             wrong = sum(int((model(xte[i:i + 500]).argmax(1) != yte[i:i + 500]).sum())

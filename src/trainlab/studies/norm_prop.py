@@ -150,8 +150,11 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     # online training: NormProp at batch size 1
     torch.manual_seed(ctx.seed)
     model = mlp(d, widths[:3], 10, norm="normprop")
-    hist = ctx.train(model, (xtr, ytr), label="normprop-batch1", steps=cfg.online_steps,
-                     batch_size=1, lr=cfg.lr, log_every=cfg.log_every)
+    ctx.note("The online run (NormProp at batch size 1) is the study's only training run: no "
+             "other run shares a pack with it, so it trains alone with the Trainer.")
+    hist = ctx.train_grid([ctx.grid_run(model, (xtr, ytr), label="normprop-batch1",
+                                        steps=cfg.online_steps, batch_size=1, lr=cfg.lr,
+                                        log_every=cfg.log_every)])[0]
     model.eval()
     with torch.no_grad():
         acc = float((model(xte[: cfg.n_test]).argmax(1) == yte[: cfg.n_test]).float().mean())

@@ -25,7 +25,7 @@ import torch
 
 from trainlab.optim import build_optimizer
 from trainlab.report.figures import pyplot
-from trainlab.studies._training import classification_data, mean_std, plot_curves, train_mlp
+from trainlab.studies._training import classification_data, mean_std, mlp_run, plot_curves
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 FIRST_ORDER = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam")
@@ -162,7 +162,7 @@ def sign_flip_fraction(path: torch.Tensor, coord: int = 1) -> float:
     scales={
         "test": Config(steps_2d=30, lr_grid=(1e-3, 1e-2, 0.1), mlp_steps=30,
                        mlp_sizes=(40, 16, 10), mlp_n_train=500, seeds=1),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(steps_2d=300, mlp_steps=3000, mlp_sizes=(784, 500, 500, 10),
                         mlp_n_train=60000, seeds=5),
     },
@@ -225,6 +225,9 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
 
     problems = {"quadratic": quadratic(cfg.kappa), "rosenbrock": rosenbrock()}
+    ctx.note("The 2-D problems run each optimizer's own step loop on one 2-vector (closures "
+             "for Newton, the natural gradient and L-BFGS): there is no model or Trainer to "
+             "pack, so only the MLP runs are packed.")
     starts = {"quadratic": torch.tensor([-4.0, 1.2]), "rosenbrock": torch.tensor([-1.2, 1.0])}
     rows, paths, values = [], {}, {}
     for pname, (f, res, opt_pt) in problems.items():
@@ -311,11 +314,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     hists: dict[str, list] = {n: [] for n in FIRST_ORDER}
     final: dict[str, list[float]] = {n: [] for n in FIRST_ORDER}
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    for name in ctx.progress(FIRST_ORDER, "MLP"):
-        for s in seeds:
-            h = train_mlp(ctx, data, f"mlp-{name}-seed{s}", sizes, "relu", "he_normal",
-                          seed=s, steps=cfg.mlp_steps, batch_size=128, optimizer=name,
-                          log_every=max(1, cfg.mlp_steps // 40))
+    runs = [mlp_run(ctx, data, f"mlp-{name}-seed{s}", sizes, "relu", "he_normal", seed=s,
+                    steps=cfg.mlp_steps, batch_size=128, optimizer=name,
+                    log_every=max(1, cfg.mlp_steps // 40))
+            for name in FIRST_ORDER for s in seeds]
+    histories = iter(ctx.train_grid(runs))
+    for name in FIRST_ORDER:
+        for _ in seeds:
+            h = next(histories)
             hists[name].append(h)
             final[name].append(h.metrics[-1]["train_loss"] if h.metrics else math.nan)
     fig = plot_curves(hists, "train_loss", logy=True, colors=COLORS,

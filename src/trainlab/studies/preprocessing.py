@@ -135,6 +135,9 @@ def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str
     delta = math.radians(cfg.delta_deg)
     rot: dict[str, list[float]] = {}
     keep: dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor]] = {}
+    # each seed draws its own picture and each preprocessing maps it to its own inputs: no
+    # two runs share their data, so train_grid trains each alone (the page says why)
+    jobs, runs = [], []
     for s in seeds:
         x, y = picture_data(cfg.n_2d, ctx.generator(900 + s))
         for v in names:
@@ -144,13 +147,18 @@ def _rotation_part(ctx: StudyContext, cfg: Config, seeds: list[int]) -> dict[str
             pre = build_preprocessor(spec).fit(x)
             xv = pre.transform(x)
             model = mlp(2, [], 2, init={"name": "zeros"})
-            ctx.train(model, (xv, y), label=f"2d/{v}/seed{s}", config={"preprocess": v},
-                      steps=cfg.steps_2d, batch_size=100, optimizer="adam", lr=0.05, seed=s,
-                      log_every=cfg.steps_2d)
-            model.cpu()  # trained on ctx.device; measured on the CPU tensors
-            rot.setdefault(v, []).append(rotation_sensitivity(model.head, xv, y, delta))
-            if s == seeds[0]:
-                keep[v] = (model, xv, y)
+            jobs.append((s, v, xv, y))
+            runs.append(ctx.grid_run(model, (xv, y), label=f"2d/{v}/seed{s}",
+                                     config={"preprocess": v}, steps=cfg.steps_2d,
+                                     batch_size=100, optimizer="adam", lr=0.05, seed=s,
+                                     log_every=cfg.steps_2d))
+    ctx.train_grid(runs)
+    for (s, v, xv, y), run in zip(jobs, runs):
+        model = run.model
+        model.cpu()  # trained on ctx.device; measured on the CPU tensors
+        rot.setdefault(v, []).append(rotation_sensitivity(model.head, xv, y, delta))
+        if s == seeds[0]:
+            keep[v] = (model, xv, y)
     ratio = {v: [a / max(b, 1e-12) for a, b in zip(rot["raw"], rot[v])]
              for v in names if v != "raw"}
     least = min(ratio, key=lambda v: _mean(ratio[v]))
@@ -241,7 +249,7 @@ _NO_MEAN = ("the mechanism is absent: MNIST-1D's raw values already have mean ab
     scales={
         "test": Config(n_train=500, steps=30, lrs=(0.3,), seeds=1, directions=3, n_2d=200,
                        steps_2d=50),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(n_train=60000, steps=2000, lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
                         seeds=5, directions=50, n_2d=10000, steps_2d=2000),
     },
@@ -347,15 +355,19 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     auc: dict[tuple[str, float], list[float]] = {}
     curves: dict[tuple[str, float], list[tuple[list[int], list[float]]]] = {}
     models: dict[tuple[str, float], list[nn.Module]] = {}
-    runs = [(v, lr, s) for v in VARIANTS for lr in cfg.lrs for s in seeds]
-    for v, lr, s in ctx.progress(runs, "preprocessing"):
-        data = prepared[v]
+    jobs = [(v, lr, s) for v in VARIANTS for lr in cfg.lrs for s in seeds]
+    runs = []
+    for v, lr, s in jobs:
+        data = prepared[v]  # one object per input: its runs (lrs x seeds) share one pack
         model = mlp(data[0].shape[1], [], ds.num_classes,
                     init={"name": "zeros"})  # the same start for every input: W = 0
-        hist = ctx.train(model, data, label=f"{v}/lr{lr}/seed{s}",
-                         config={"preprocess": repr(VARIANTS[v]), "lr": lr},
-                         steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd", lr=lr,
-                         seed=s, log_every=10, eval_every=cfg.steps, on_divergence="stop")
+        runs.append(ctx.grid_run(model, data, label=f"{v}/lr{lr}/seed{s}",
+                                 config={"preprocess": repr(VARIANTS[v]), "lr": lr},
+                                 steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd",
+                                 lr=lr, seed=s, log_every=10, eval_every=cfg.steps,
+                                 on_divergence="stop"))
+    for (v, lr, _), run, hist in zip(jobs, runs, ctx.train_grid(runs)):
+        model = run.model
         model.cpu()
         steps, losses = hist.series("train_loss")
         finite = hist.status != "diverged" and len(losses) * 10 >= cfg.steps

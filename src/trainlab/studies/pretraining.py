@@ -135,7 +135,11 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     curves: dict[tuple[str, bool], tuple[list[int], list[float]]] = {}
     pre_curves = None
     jobs = [(i, p, k) for k in range(cfg.seeds) for (i, p) in variants]
-    for init, pre, k in ctx.progress(jobs, "variants x seeds"):
+    ctx.note("The greedy layer-wise pre-training is a loop of its own (one autoencoder per "
+             "layer, each trained on the codes of the layers below) and runs model by model; "
+             "the fine-tuning and random-init runs are trained together as one grid.")
+    runs = []
+    for init, pre, k in ctx.progress(jobs, "pre-training"):
         seed = ctx.seed + k
         scheme, norm = INITS[init]
         torch.manual_seed(seed)
@@ -148,12 +152,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                             log_every=max(cfg.pretrain_steps // 10, 1), seed=seed)
             if init == "naive" and k == 0:
                 pre_curves = hist.pretrain_curves()
-        h = ctx.train(model, ds, label=label, steps=cfg.steps, batch_size=cfg.batch_size,
-                      optimizer=("momentum", {"momentum": 0.9}), lr=cfg.lr,
-                      eval_every=max(cfg.steps // 10, 1), log_every=max(cfg.steps // 10, 1),
-                      seed=seed,
-                      config={"init": scheme, "norm": norm, "pretrain": cfg.method if pre
-                              else None, "width": cfg.width, "depth": cfg.depth})
+        runs.append(ctx.grid_run(
+            model, ds, label=label, steps=cfg.steps, batch_size=cfg.batch_size,
+            optimizer=("momentum", {"momentum": 0.9}), lr=cfg.lr,
+            eval_every=max(cfg.steps // 10, 1), log_every=max(cfg.steps // 10, 1), seed=seed,
+            config={"init": scheme, "norm": norm, "pretrain": cfg.method if pre else None,
+                    "width": cfg.width, "depth": cfg.depth}))
+    for (init, pre, k), run, h in zip(jobs, runs, ctx.train_grid(runs)):
+        model = run.model
         err[(init, pre)].append(_error(model, x_te, y_te))
         train_err[(init, pre)].append(_error(model, x_tr, y_tr))
         if k == 0:

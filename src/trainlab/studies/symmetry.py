@@ -163,17 +163,22 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     acc: dict[str, list[float]] = {k: [] for k in INITS}
     units: dict[str, torch.Tensor] = {}
     rank: dict[str, list[int]] = {k: [] for k in INITS}
-    runs = [(label, s) for label in INITS for s in seeds]
-    for i, (label, seed) in enumerate(ctx.progress(runs, "symmetry")):
+    jobs = [(label, s) for label in INITS for s in seeds]
+    # every run carries the RowSpread probe (hooks on the model, no pack form): train_grid
+    # trains each alone, and the page says why
+    runs = []
+    for i, (label, seed) in enumerate(jobs):
         init = INITS[label]
         spec = dict(init) if isinstance(init, dict) else {"name": init}
         spec["generator"] = ctx.generator(i)
         model = mlp(2, [cfg.width] * cfg.depth, 2, activation="tanh", init=spec)
         probe = RowSpread(HIDDEN, every=Schedule(cfg.every, at=[cfg.steps - 1]))
-        hist = ctx.train(model, ds, label=f"{label}/seed{seed}",
-                         config={"init": label, "width": cfg.width, "depth": cfg.depth},
-                         steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam",
-                         lr=cfg.lr, seed=seed, probes=[probe], eval_every=cfg.steps)
+        runs.append(ctx.grid_run(model, ds, label=f"{label}/seed{seed}",
+                                 config={"init": label, "width": cfg.width, "depth": cfg.depth},
+                                 steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam",
+                                 lr=cfg.lr, seed=seed, probes=[probe], eval_every=cfg.steps))
+    for (label, seed), run, hist in zip(jobs, runs, ctx.train_grid(runs)):
+        model = run.model
         model.cpu()  # trained on ctx.device; measured here on the CPU tensors
         for step, layer, q, v in hist.probe_records:
             layer = layer.split(".")[0]  # "block1.linear" -> "block1"

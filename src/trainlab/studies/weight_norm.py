@@ -110,7 +110,7 @@ def _ratio(num: list[float], den: list[float]) -> tuple[float, float]:
     scales={
         "test": Config(widths=(16, 16), lrs=(1.0,), steps=6, batch_size=64, seeds=1,
                        n_train=512, log_every=2, image_size=7),
-        "quick": Config(),
+        "quick": Config(seeds=3),
         "paper": Config(lrs=(0.03, 0.1, 0.3, 1.0, 3.0), steps=5000, seeds=5, image_size=28),
     },
     claims=(
@@ -155,14 +155,20 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     curves: dict[tuple[str, str, float], tuple[list[int], list[float]]] = {}
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     jobs = [(m, o, s) for m in METHODS for o in optims for s in seeds]
-    for method, (opt, lr), seed in ctx.progress(jobs, "runs"):
+    # one data object per method: the runs of a method and an optimizer kind share one pack,
+    # and two methods never do (WN and CWN are one module class, WeightNormLinear, told apart
+    # by its mode, which the pack's structure key does not see)
+    data = {m: (x, y) for m in METHODS}
+    runs = []
+    for method, (opt, lr), seed in jobs:
         g = torch.Generator().manual_seed(seed)
         x0 = x[torch.randperm(len(x), generator=g)[: cfg.batch_size]]
         model = _build(method, x.shape[1], cfg, x0, seed)
-        hist = ctx.train(model, (x, y), label=f"{method}-{opt}-lr{lr:g}-s{seed}",
-                         config={"method": method, "optimizer": opt, "lr": lr},
-                         steps=cfg.steps, batch_size=cfg.batch_size, optimizer=opt, lr=lr,
-                         seed=seed, log_every=cfg.log_every)
+        runs.append(ctx.grid_run(model, data[method], label=f"{method}-{opt}-lr{lr:g}-s{seed}",
+                                 config={"method": method, "optimizer": opt, "lr": lr},
+                                 steps=cfg.steps, batch_size=cfg.batch_size, optimizer=opt,
+                                 lr=lr, seed=seed, log_every=cfg.log_every))
+    for (method, (opt, lr), seed), hist in zip(jobs, ctx.train_grid(runs)):
         final.setdefault((method, opt, lr), []).append(_final_loss(hist))
         if seed == seeds[0]:
             curves[(method, opt, lr)] = hist.series("train_loss")

@@ -238,14 +238,18 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         cen = Center().fit(xtr)
         data[(variants[0], s)] = (xtr, ytr, xte, yte)
         data[(variants[1], s)] = (cen.transform(xtr), ytr, cen.transform(xte), yte)
-    for v, lr, s in ctx.progress(runs, "zero-centering"):
+    # every run carries the SameSignRows probe (hooks on the model, no pack form): train_grid
+    # trains each alone, and the page says why
+    grid = []
+    for v, lr, s in runs:
         model = mlp(2, [], 2, init={"name": "zeros"})
         probe = SameSignRows("head", every=1, follow=2)  # and the last unit's w0, w1
-        hist = ctx.train(model, data[(v, s)], label=f"{v}/lr{lr}/seed{s}",
-                         config={"inputs": v, "lr": lr, "offset": cfg.offset},
-                         steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd", lr=lr,
-                         seed=s, probes=[probe], log_every=1, eval_every=cfg.steps,
-                         on_divergence="stop")
+        grid.append(ctx.grid_run(model, data[(v, s)], label=f"{v}/lr{lr}/seed{s}",
+                                 config={"inputs": v, "lr": lr, "offset": cfg.offset},
+                                 steps=cfg.steps, batch_size=cfg.batch_size, optimizer="sgd",
+                                 lr=lr, seed=s, probes=[probe], log_every=1,
+                                 eval_every=cfg.steps, on_divergence="stop"))
+    for (v, lr, s), hist in zip(runs, ctx.train_grid(grid)):
         rec = hist.probe_records
         ss = [val for _, _, q, val in rec if q == "grad_same_sign" and not math.isnan(val)]
         same.setdefault((v, lr), []).append(sum(ss) / max(len(ss), 1))
