@@ -180,3 +180,8 @@ def test_members_whose_modules_differ_in_a_setting_do_not_share_a_pack():
                      f"a{a}", trainer={"device": "cpu", "on_divergence": "stop"})
              for a in (0.01, 0.3)]
     assert all(not g.packed for g in plan_grid(leaky))
+    rrelu = [GridRun(nn.Sequential(nn.Linear(10, 8), nn.RReLU(), nn.Linear(8, 4)), data,
+                     f"r{s}", trainer={"device": "cpu", "on_divergence": "stop"})
+             for s in range(2)]
+    assert [(g.packed, g.reason) for g in plan_grid(rrelu)] == [
+        (False, "RReLU has no vmap rule")] * 2

@@ -153,6 +153,9 @@ def pack_key(run: GridRun) -> tuple[Any, str]:
     if any(isinstance(m, nn.RNNBase) for m in run.model.modules()):
         # torch has no vmap rule for aten::gru / lstm / rnn_tanh: a pack cannot run them
         return None, "recurrent layers (torch.nn.RNN/LSTM/GRU) have no vmap rule"
+    if any(isinstance(m, nn.RReLU) for m in run.model.modules()):
+        # torch.func.vmap: "we do not yet support aten::rrelu" (a random slope per element)
+        return None, "RReLU has no vmap rule"
     try:
         kind = _optimizer_kind(run)
     except ValueError as e:
