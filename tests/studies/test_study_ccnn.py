@@ -47,7 +47,9 @@ def _run_and_check(tmp_path, dataset):
     errors = (out / "errors.csv").read_text().splitlines()
     assert errors[0].startswith("model,depth,test_error_%") and len(errors) == 5
     assert "gaussian_top_r_share" in (out / "spectrum.csv").read_text()
-    assert len(res.runs) == 2 and all(r["status"] == "done" for r in res.runs)
+    # the CNNs: 2 depths × 3 seeds, each depth's seeds in one pack
+    assert len(res.runs) == 6 and all(r["status"] == "done" for r in res.runs)
+    assert len({r["pack"] for r in res.runs}) == 2 and all(r["pack"] for r in res.runs)
     # The reported nuclear norms respect the constraint of the test scale's configuration.
     cfg = get_study("ccnn").config("test")
     import csv

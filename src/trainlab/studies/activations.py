@@ -28,6 +28,8 @@ from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 ACTIVATIONS = ("sigmoid", "tanh", "softsign", "relu", "relu6", "leaky_relu", "prelu", "rrelu",
                "noisy_relu", "elu", "selu", "gelu", "silu", "swish", "softplus", "maxout")
+#: activations a pack cannot run (torch.func.vmap has no rule for them): trained alone
+NO_PACK = frozenset({"rrelu"})
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Config:
     high_lr: float = 0.5
     selu_depth: int = 32
     n_train: int = 4000
-    seeds: int = 2
+    seeds: int = 3
 
 
 def _model(act: str, sizes, seed: int) -> torch.nn.Module:
@@ -88,7 +90,7 @@ def unit_stats(model: torch.nn.Module, act: str, x: torch.Tensor) -> dict[str, f
             "ReLU are trained at a high learning rate (ReLU units die, leaky ones do not), and "
             "a deep SELU net is checked for self-normalization at init.",
     scales={
-        "test": Config(depth=2, width=16, steps=20, selu_depth=8, n_train=500, seeds=1),
+        "test": Config(depth=2, width=16, steps=20, selu_depth=8, n_train=500),
         "quick": Config(),
         "paper": Config(depth=10, width=512, steps=5000, n_train=60000, seeds=5),
     },
@@ -137,21 +139,55 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     sizes = (x.shape[1], *[cfg.width] * cfg.depth, 10)
     probe_x = data.x_test[:512]
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    rows, stats = [], {}
-    for act in ctx.progress(ACTIVATIONS, "activations"):
-        per = []
+    log_every = max(1, cfg.steps // 10)
+    # the whole grid first (every activation × seed at the recommended lr, then ReLU and
+    # leaky ReLU at the high lr), trained by one train_grid: the seeds of an activation
+    # share a pack (and ReLU's high-lr runs join ReLU's, one SGD kind)
+    models, specs, keys = [], [], []
+    for act in ACTIVATIONS:
         for s in seeds:
-            model = _model(act, sizes, s)
-            h = ctx.train(model, data, label=f"{act}-seed{s}", steps=cfg.steps,
-                          batch_size=128, optimizer="momentum", lr=cfg.lr, seed=s,
-                          log_every=max(1, cfg.steps // 10), eval_every=cfg.steps,
-                          config={"activation": act, "sizes": list(sizes)})
-            st = unit_stats(model, act, probe_x)
-            last = h.metrics[-1] if h.metrics else {}
-            st.update(loss=last.get("train_loss", math.nan), acc=last.get("test_acc", math.nan),
-                      status=h.status)
-            per.append(st)
-        stats[act] = per
+            models.append(_model(act, sizes, s))
+            specs.append(dict(label=f"{act}-seed{s}", steps=cfg.steps, batch_size=128,
+                              optimizer="momentum", lr=cfg.lr, seed=s, log_every=log_every,
+                              eval_every=cfg.steps,
+                              config={"activation": act, "sizes": list(sizes)}))
+            keys.append(("main", act))
+    for act in ("relu", "leaky_relu"):
+        for s in seeds:
+            models.append(_model(act, sizes, s))
+            specs.append(dict(label=f"{act}-high-lr-seed{s}", steps=cfg.steps, batch_size=128,
+                              optimizer="sgd", lr=cfg.high_lr, seed=s, log_every=log_every,
+                              eval_every=cfg.steps,
+                              config={"activation": act, "sizes": list(sizes),
+                                      "high_lr": True}))
+            keys.append(("high", act))
+    # torch.func.vmap has no rule for aten::rrelu, so a pack cannot run RReLU: its runs
+    # train alone with the Trainer
+    alone = [k for k, (_, act) in enumerate(keys) if act in NO_PACK]
+    packed = [k for k in range(len(keys)) if k not in alone]
+    histories: list = [None] * len(keys)
+    grid = ctx.train_grid([ctx.grid_run(models[k], data, **specs[k]) for k in packed])
+    for k, h in zip(packed, grid):
+        histories[k] = h
+    for k in alone:
+        histories[k] = ctx.train(models[k], data, **specs[k])
+    if alone and len(seeds) > 1:
+        ctx.note(f"{', '.join(sorted(NO_PACK))}: trained alone, not in a pack (torch.func.vmap, "
+                 "which packs run these models through, has no rule for aten::rrelu).")
+    stats: dict[str, list] = {act: [] for act in ACTIVATIONS}
+    high: dict[str, list] = {"relu": [], "leaky_relu": []}
+    for (phase, act), model, h in zip(keys, models, histories):
+        st = unit_stats(model, act, probe_x)
+        if phase == "high":
+            high[act].append(st)
+            continue
+        last = h.metrics[-1] if h.metrics else {}
+        st.update(loss=last.get("train_loss", math.nan), acc=last.get("test_acc", math.nan),
+                  status=h.status)
+        stats[act].append(st)
+    rows = []
+    for act in ACTIVATIONS:
+        per = stats[act]
         rows.append({"activation": act,
                      **{k: mean_std([p[k] for p in per])[0]
                         for k in ("loss", "acc", "mean", "std", "dead", "saturated")},
@@ -165,16 +201,6 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     ctx.check("sigmoid-not-centred", sig - tanh,
               detail=f"sigmoid mean {sig:.3f}, |tanh mean| {tanh:.3f}")
 
-    high = {}
-    for act in ("relu", "leaky_relu"):
-        high[act] = []
-        for s in seeds:
-            model = _model(act, sizes, s)
-            ctx.train(model, data, label=f"{act}-high-lr-seed{s}", steps=cfg.steps,
-                      batch_size=128, optimizer="sgd", lr=cfg.high_lr, seed=s,
-                      log_every=max(1, cfg.steps // 10), eval_every=cfg.steps,
-                      config={"activation": act, "sizes": list(sizes), "high_lr": True})
-            high[act].append(unit_stats(model, act, probe_x))
     relu_dead = [p["dead"] for p in high["relu"]]
     leaky_neg = [p["never_positive"] for p in high["leaky_relu"]]
     m, s = mean_std(relu_dead)

@@ -16,8 +16,8 @@ from trainlab.studies._training import (
     LN10,
     classification_data,
     mean_std,
+    mlp_run,
     plot_curves,
-    train_mlp,
 )
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -43,7 +43,7 @@ class Config:
             "Without BN the gradient reaching the lower layers is too small and the loss stays "
             "near ln 10; with BN every layer's input is standardized and the net learns.",
     scales={
-        "test": Config(depth=4, width=32, steps=40, n_train=1000, seeds=1),
+        "test": Config(depth=4, width=32, steps=40, n_train=1000),
         "quick": Config(),
         "paper": Config(width=500, steps=10000, n_train=60000, seeds=5),
     },
@@ -75,14 +75,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     data = classification_data(ctx, n_train=cfg.n_train, n_test=2000)
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    hists: dict[str, list] = {"no BN": [], "BN before each sigmoid": []}
-    for label, norm in ctx.progress([("no BN", "none"), ("BN before each sigmoid", "bn")],
-                                    "variants"):
-        for s in seeds:
-            hists[label].append(train_mlp(
-                ctx, data, f"{norm}-seed{s}", sizes, "sigmoid", ("normal", {"std": 0.1}),
-                seed=s, steps=cfg.steps, batch_size=128, optimizer="sgd", lr=cfg.lr,
-                norm=norm, log_every=max(1, cfg.steps // 40)))
+    variants = [("no BN", "none"), ("BN before each sigmoid", "bn")]
+    # every run of the grid first, then one train_grid: the seeds of a variant share a pack
+    runs = [mlp_run(ctx, data, f"{norm}-seed{s}", sizes, "sigmoid", ("normal", {"std": 0.1}),
+                    seed=s, steps=cfg.steps, batch_size=128, optimizer="sgd", lr=cfg.lr,
+                    norm=norm, log_every=max(1, cfg.steps // 40))
+            for _, norm in variants for s in seeds]
+    trained = iter(ctx.train_grid(runs))
+    hists: dict[str, list] = {label: [next(trained) for _ in seeds] for label, _ in variants}
     rows, final, acc = [], {}, {}
     for label, hs in hists.items():
         final[label] = [h.metrics[-1]["train_loss"] / LN10 for h in hs]

@@ -124,9 +124,11 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     probe_x = data.x_test[:500]
     early_step = max(cfg.log_every, cfg.steps // 10)
-    hists = {"without BN": [], "with BN": []}
-    probes = {"without BN": [], "with BN": []}
-    for label, norm in ctx.progress([("without BN", "none"), ("with BN", "bn")], "variants"):
+    variants = [("without BN", "none"), ("with BN", "bn")]
+    # the whole grid first, then one train_grid; each run carries a hook-based probe, so
+    # train_grid trains it alone (the page says so)
+    runs, probes = [], {label: [] for label, _ in variants}
+    for label, norm in variants:
         for s in seeds:
             model = build_mlp(sizes, "sigmoid", "xavier_normal", norm=norm, seed=s)
             # the last hidden sigmoid's input on the fixed batch, at step 0, every
@@ -134,13 +136,15 @@ def run(ctx: StudyContext, cfg: Config) -> None:
             probe = UnitPercentiles(f"block{len(sizes) - 2}.act", inputs=True,
                                     percentiles=PCTS, probe_data=probe_x, mode="as_is",
                                     every=Schedule(cfg.log_every, at=[cfg.steps]))
-            h = ctx.train(model, data, label=f"{norm}-seed{s}", steps=cfg.steps,
-                          batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
-                          log_every=cfg.log_every, eval_every=cfg.log_every,
-                          probes=[probe],
-                          config={"sizes": list(sizes), "norm": norm, "activation": "sigmoid"})
-            hists[label].append(h)
+            runs.append(ctx.grid_run(model, data, label=f"{norm}-seed{s}", steps=cfg.steps,
+                                     batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
+                                     log_every=cfg.log_every, eval_every=cfg.log_every,
+                                     probes=[probe],
+                                     config={"sizes": list(sizes), "norm": norm,
+                                             "activation": "sigmoid"}))
             probes[label].append(probe)
+    trained = iter(ctx.train_grid(runs))
+    hists = {label: [next(trained) for _ in seeds] for label, _ in variants}
 
     def acc_at(h, step: int) -> float:
         rows = [r for r in h.metrics if "test_acc" in r and r["step"] >= step]

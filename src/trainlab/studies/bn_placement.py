@@ -37,7 +37,7 @@ class Config:
     steps: int = 600
     lr: float = 0.1
     n_train: int = 4000
-    seeds: int = 2
+    seeds: int = 3
 
 
 class _Fractions:
@@ -121,26 +121,33 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
     probe_x = data.x_test[:256]
-    hists, stats = {}, {}
+    log_every = max(1, cfg.steps // 20)
+    # the whole grid first, then one train_grid; each run carries a hook-based probe, so
+    # train_grid trains it alone (the page says so)
+    runs, keys, probes = [], [], []
     for act, init in (("relu", "he_normal"), ("sigmoid", "xavier_normal")):
-        for placement in ctx.progress(("before", "after"), act):
-            key = f"{act}, BN {placement}"
-            hists[key], stats[key] = [], []
+        for placement in ("before", "after"):
             for s in seeds:
                 model = build_mlp(sizes, act, init, norm="bn", placement=placement, seed=s)
                 # every hidden output on the fixed batch, at step 0, at each logged step
                 # and at the end, in train mode (BN: the fixed batch's statistics)
-                log_every = max(1, cfg.steps // 20)
                 probe = ActiveSaturated("*.act", margin=SAT, probe_data=probe_x,
                                         mode="as_is", every=Schedule(log_every,
                                                                      at=[cfg.steps]))
-                h = ctx.train(model, data, label=f"{act}-{placement}-seed{s}", steps=cfg.steps,
-                              batch_size=128, optimizer="momentum", lr=cfg.lr, seed=s,
-                              log_every=log_every, eval_every=cfg.steps,
-                              probes=[probe], config={"activation": act, "norm": "bn",
-                                                      "placement": placement})
-                hists[key].append(h)
-                stats[key].append(_Fractions(probe))
+                runs.append(ctx.grid_run(model, data, label=f"{act}-{placement}-seed{s}",
+                                         steps=cfg.steps, batch_size=128,
+                                         optimizer="momentum", lr=cfg.lr, seed=s,
+                                         log_every=log_every, eval_every=cfg.steps,
+                                         probes=[probe],
+                                         config={"activation": act, "norm": "bn",
+                                                 "placement": placement}))
+                keys.append(f"{act}, BN {placement}")
+                probes.append(probe)
+    hists: dict[str, list] = {k: [] for k in keys}
+    stats: dict[str, list] = {k: [] for k in keys}
+    for key, h, probe in zip(keys, ctx.train_grid(runs), probes):
+        hists[key].append(h)
+        stats[key].append(_Fractions(probe))
     m = mean_std([sum(st.active) / len(st.active) for st in stats["relu, BN before"]])
     ctx.check("relu-half-active", m[0], spread=m[1], seeds=seeds)
     diff = [a.saturated[-1] - b.saturated[-1]

@@ -161,17 +161,22 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     seeds = [ctx.seed * 1000 + s for s in range(cfg.seeds)]
     frame_stats = None
     jobs = [(s, n) for s in seeds for n, _ in VARIANTS]
-    for seed, norm in ctx.progress(jobs, "runs", total=len(jobs)):
+    # the whole grid first, then one train_grid: the seeds of a variant share a pack
+    runs = []
+    for seed, norm in jobs:
         # the same initial weights for every variant of a seed (the norms add parameters
         # after the LSTM weights, so the shared ones are drawn alike), and the same batches
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = seq_classifier(input_size, cfg.hidden, 10, norm=norm, steps=T)
-        hist = ctx.train(model, data, label=f"{norm}-seed{seed}", seed=seed, steps=cfg.steps,
-                         batch_size=cfg.batch_size, eval_every=cfg.eval_every,
-                         optimizer="adam", lr=cfg.lr, log_every=cfg.eval_every,
-                         config={"norm": norm, "hidden": cfg.hidden, "input_size": input_size,
-                                 "time_steps": T})
+        runs.append(ctx.grid_run(model, data, label=f"{norm}-seed{seed}", seed=seed,
+                                 steps=cfg.steps, batch_size=cfg.batch_size,
+                                 eval_every=cfg.eval_every, optimizer="adam", lr=cfg.lr,
+                                 log_every=cfg.eval_every,
+                                 config={"norm": norm, "hidden": cfg.hidden,
+                                         "input_size": input_size, "time_steps": T}))
+    for (_seed, norm), run_, hist in zip(jobs, runs, ctx.train_grid(runs)):
+        model = run_.model
         steps_, accs = hist.series("test_acc")
         loss_steps, tl = hist.series("train_loss")
         curves[norm].append((steps_, accs))

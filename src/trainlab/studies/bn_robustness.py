@@ -5,8 +5,9 @@ reduces the strong dependence on initialization"; Ioffe & Szegedy 2015 §3.3): B
 layer's output invariant to the scale of its weights, ``BN((aW)u) = BN(Wu)``, so neither a
 badly scaled init nor a large step that grows the weights changes what the next layer sees.
 This study trains the same deep ReLU MLP over a grid of learning rates × initialization
-scales (multiples of He's std), with and without BN, and draws the grid's final losses as
-heat maps.
+scales (multiples of He's std), with and without BN, over several seeds, and draws the
+grid's final losses (mean over seeds) as heat maps. Each claim is measured on each seed's
+grid; its value is the mean over the seeds, with their spread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from trainlab.report.figures import pyplot
-from trainlab.studies._training import LN10, build_mlp, classification_data
+from trainlab.studies._training import LN10, build_mlp, classification_data, mean_std
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 TRAINS = 0.5  # final train loss below half of ln 10 counts as "trains"
@@ -31,6 +32,7 @@ class Config:
     lrs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
     scales: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
     n_train: int = 4000
+    seeds: int = 3
 
 
 @study(
@@ -79,48 +81,79 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     data = classification_data(ctx, n_train=cfg.n_train, n_test=1000)
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, 10)
-    grids, rows = {}, []
+    seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    cells = [(i, j) for i in range(len(cfg.scales)) for j in range(len(cfg.lrs))]
+    # the whole grid (norm × seed × init scale × lr) first, then one train_grid: the runs of
+    # one norm share packs (each member its own init scale, lr and seed)
+    runs, keys = [], []
     for norm in ("none", "bn"):
-        g = np.full((len(cfg.scales), len(cfg.lrs)), np.nan)
-        cells = [(i, j) for i in range(len(cfg.scales)) for j in range(len(cfg.lrs))]
-        for i, j in ctx.progress(cells, f"grid, norm={norm}"):
-            a, lr = cfg.scales[i], cfg.lrs[j]
-            model = build_mlp(sizes, "relu", ("he_normal", {}), norm=norm, seed=ctx.seed)
-            for m in model.modules():  # scale every weight matrix by a (He std × a)
-                if isinstance(m, torch.nn.Linear):
-                    m.weight.data.mul_(a)
-            h = ctx.train(model, data, label=f"{norm}-scale{a:g}-lr{lr:g}", steps=cfg.steps,
-                          batch_size=128, optimizer="sgd", lr=lr,
-                          log_every=max(1, cfg.steps // 10), eval_every=cfg.steps,
-                          config={"norm": norm, "init_scale": a, "lr": lr})
-            loss = h.metrics[-1]["train_loss"] if h.metrics and h.status != "diverged" \
-                else math.inf
-            g[i, j] = loss / LN10 if math.isfinite(loss) else np.inf
-            rows.append({"norm": norm, "init scale": a, "lr": lr, "final loss/ln10": g[i, j],
-                         "status": h.status})
-        grids[norm] = g
-    ctx.table("grid", rows, f"Final training loss over ln 10 after {cfg.steps} SGD steps; "
-              "inf = diverged.")
-    trains = {k: v < TRAINS for k, v in grids.items()}
-    ctx.check("wider-range", float(trains["bn"].mean() - trains["none"].mean()),
-              detail=f"cells that train: BN {int(trains['bn'].sum())}, plain "
-                     f"{int(trains['none'].sum())} of {trains['bn'].size}")
+        for s in seeds:
+            for i, j in cells:
+                a, lr = cfg.scales[i], cfg.lrs[j]
+                model = build_mlp(sizes, "relu", ("he_normal", {}), norm=norm, seed=s)
+                for m in model.modules():  # scale every weight matrix by a (He std × a)
+                    if isinstance(m, torch.nn.Linear):
+                        m.weight.data.mul_(a)
+                label = f"{norm}-scale{a:g}-lr{lr:g}" + (f"-seed{s}" if len(seeds) > 1 else "")
+                runs.append(ctx.grid_run(model, data, label=label, steps=cfg.steps,
+                                         batch_size=128, optimizer="sgd", lr=lr, seed=s,
+                                         log_every=max(1, cfg.steps // 10),
+                                         eval_every=cfg.steps,
+                                         config={"norm": norm, "init_scale": a, "lr": lr}))
+                keys.append((norm, s, i, j))
+    # per norm and seed, the grid of final losses / ln 10 (inf: diverged)
+    grid_of = {(norm, s): np.full((len(cfg.scales), len(cfg.lrs)), np.nan)
+               for norm in ("none", "bn") for s in seeds}
+    status_of: dict[tuple[str, int, int], list[str]] = {}
+    for (norm, s, i, j), h in zip(keys, ctx.train_grid(runs)):
+        loss = h.metrics[-1]["train_loss"] if h.metrics and h.status != "diverged" \
+            else math.inf
+        grid_of[norm, s][i, j] = loss / LN10 if math.isfinite(loss) else np.inf
+        status_of.setdefault((norm, i, j), []).append(h.status)
+    # the mean over seeds (inf when a seed diverged), for the table and the heat maps
+    grids = {norm: np.mean([grid_of[norm, s] for s in seeds], axis=0)
+             for norm in ("none", "bn")}
+    rows = [{"norm": norm, "init scale": cfg.scales[i], "lr": cfg.lrs[j],
+             "final loss/ln10": grids[norm][i, j],
+             "status": ",".join(status_of[norm, i, j])}
+            for norm in ("none", "bn") for i, j in cells]
+    ctx.table("grid", rows, f"Final training loss over ln 10 after {cfg.steps} SGD steps, "
+              f"mean over seeds {seeds}; inf = diverged (in at least one seed).")
     he = cfg.scales.index(1.0) if 1.0 in cfg.scales else len(cfg.scales) // 2
 
-    def max_lr(k: str) -> float:
-        ok = [cfg.lrs[j] for j in range(len(cfg.lrs)) if trains[k][he, j]]
+    def max_lr(trains: np.ndarray) -> float:
+        ok = [cfg.lrs[j] for j in range(len(cfg.lrs)) if trains[he, j]]
         return max(ok) if ok else 0.0
-    # when no lr of the grid trains the plain net, count it as one grid step below the grid
-    plain = max_lr("none") or cfg.lrs[0] / 3
-    ctx.check("higher-lr", max_lr("bn") / plain,
-              detail=f"largest lr that trains at He's scale: BN {max_lr('bn'):g}, plain "
-                     + (f"{max_lr('none'):g}" if max_lr("none") else "none of the grid"))
 
-    def scale_frac(k: str) -> float:
-        best = int(np.nanargmin(np.where(np.isfinite(grids[k]), grids[k], np.inf)
-                                .min(axis=0)))
-        return float(trains[k][:, best].mean())
-    ctx.check("init-insensitive", scale_frac("bn") - scale_frac("none"))
+    def scale_frac(g: np.ndarray, trains: np.ndarray) -> float:
+        best = int(np.nanargmin(np.where(np.isfinite(g), g, np.inf).min(axis=0)))
+        return float(trains[:, best].mean())
+
+    # each claim per seed (its own grid), then the mean and spread over the seeds
+    wider, higher, insensitive, counts, lrs_at_he = [], [], [], [], []
+    for s in seeds:
+        g = {norm: grid_of[norm, s] for norm in ("none", "bn")}
+        trains = {k: v < TRAINS for k, v in g.items()}
+        wider.append(float(trains["bn"].mean() - trains["none"].mean()))
+        counts.append((int(trains["bn"].sum()), int(trains["none"].sum())))
+        # when no lr of the grid trains the plain net, count it as one grid step below it
+        plain = max_lr(trains["none"]) or cfg.lrs[0] / 3
+        higher.append(max_lr(trains["bn"]) / plain)
+        lrs_at_he.append((max_lr(trains["bn"]), max_lr(trains["none"])))
+        insensitive.append(scale_frac(g["bn"], trains["bn"])
+                           - scale_frac(g["none"], trains["none"]))
+    n_cells = len(cells)
+    m, sd = mean_std(wider)
+    ctx.check("wider-range", m, spread=sd, seeds=seeds,
+              detail="cells that train per seed (BN, plain) of " + f"{n_cells}: "
+                     + "; ".join(f"{b}, {p}" for b, p in counts))
+    m, sd = mean_std(higher)
+    ctx.check("higher-lr", m, spread=sd, seeds=seeds,
+              detail="largest lr that trains at He's scale per seed (BN, plain): "
+                     + "; ".join(f"{b:g}, " + (f"{p:g}" if p else "none of the grid")
+                                 for b, p in lrs_at_he))
+    m, sd = mean_std(insensitive)
+    ctx.check("init-insensitive", m, spread=sd, seeds=seeds)
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for ax, (norm, title) in zip(axes, (("none", "without BN"), ("bn", "with BN"))):
@@ -138,6 +171,6 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                 ax.text(j, i, "div" if not np.isfinite(v) else f"{v:.2f}", ha="center",
                         va="center", fontsize=7, color="w" if shown[i, j] > 0.8 else "k")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    ctx.figure("grid", fig, f"Final loss over ln 10 for each learning rate × init scale "
-               f"('div': diverged). Cells below {TRAINS} train; with BN (right) far more of the "
-               "grid trains than without (left).")
+    ctx.figure("grid", fig, f"Final loss over ln 10 for each learning rate × init scale, "
+               f"mean over seeds ('div': diverged in a seed). Cells below {TRAINS} train; "
+               "with BN (right) far more of the grid trains than without (left).")

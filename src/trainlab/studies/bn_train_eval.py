@@ -74,7 +74,7 @@ def _time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> floa
             "(same outputs, faster inference).",
     scales={
         "test": Config(sizes=(0, 32, 32, 10), steps=40, n_train=500, small_batches=(2, 32),
-                       timing_repeats=5, seeds=1),
+                       timing_repeats=5),
         "quick": Config(),
         "paper": Config(sizes=(0, 1024, 1024, 1024, 10), steps=5000, n_train=60000,
                         seeds=5),
@@ -128,13 +128,17 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     sizes = (data.x_train.shape[1], *cfg.sizes[1:])
     x_test, y_test = data.x_test.to(ctx.device), data.y_test.to(ctx.device)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    # the seeds' runs first, then one train_grid (they share a pack)
+    runs = [ctx.grid_run(build_mlp(sizes, "relu", "he_normal", norm="bn", seed=s), data,
+                         label=f"bn-mlp-seed{s}", steps=cfg.steps, batch_size=128,
+                         optimizer="momentum", lr=0.05, seed=s,
+                         log_every=max(1, cfg.steps // 20), eval_every=cfg.steps,
+                         config={"sizes": list(sizes), "norm": "bn", "init": "he_normal"})
+            for s in seeds]
+    ctx.train_grid(runs)
     gaps, acc_rows, models = [], [], []
-    for s in ctx.progress(seeds, "seeds"):
-        model = build_mlp(sizes, "relu", "he_normal", norm="bn", seed=s)
-        ctx.train(model, data, label=f"bn-mlp-seed{s}", steps=cfg.steps, batch_size=128,
-                  optimizer="momentum", lr=0.05, seed=s, log_every=max(1, cfg.steps // 20),
-                  eval_every=cfg.steps,
-                  config={"sizes": list(sizes), "norm": "bn", "init": "he_normal"})
+    for s, run_ in zip(seeds, runs):
+        model = run_.model
         model.eval()
         models.append(model)
         acc_eval = _accuracy(model, x_test, y_test, 256, train_mode=False)
