@@ -150,7 +150,8 @@ def test_init_training_study(tmp_path):
 
 def test_bn_deep_sigmoid_study(tmp_path):
     data, out = _run("bn-deep-sigmoid", tmp_path)
-    assert len(data["runs"]) == 2
+    assert len(data["runs"]) == 6  # 2 variants × 3 seeds
+    assert len({r["pack"] for r in data["runs"]}) == 2  # one pack per variant
     assert (out / "final.csv").read_text().startswith("variant,final loss/ln10")
 
 
@@ -188,6 +189,11 @@ def test_activations_study(tmp_path):
     assert len(rows) == 1 + 16 and rows[0].startswith("activation,loss,acc,mean")
     by = {c["id"]: c for c in data["claims"]}
     assert by["sigmoid-not-centred"]["status"] == "PASS"  # σ ∈ (0, 1): mean near 0.5
+    # 16 activations × 3 seeds, and ReLU / leaky ReLU at the high lr: every run packed with
+    # its activation's seeds, except RReLU's (vmap has no rule for it), trained alone
+    assert len(data["runs"]) == 16 * 3 + 2 * 3
+    for r in data["runs"]:
+        assert (r["pack"] is None) == r["label"].startswith("rrelu-"), r
 
 
 def test_bn_placement_study(tmp_path):
@@ -198,7 +204,8 @@ def test_bn_placement_study(tmp_path):
 
 def test_bn_robustness_study(tmp_path):
     data, out = _run("bn-robustness", tmp_path)
-    assert len(data["runs"]) == 8  # 2 scales × 2 lrs × {plain, BN}
+    assert len(data["runs"]) == 24  # 2 scales × 2 lrs × {plain, BN} × 3 seeds
+    assert all(r["pack"] for r in data["runs"])  # one pack per norm
     rows = (out / "grid.csv").read_text().splitlines()
     assert rows[0] == "norm,init scale,lr,final loss/ln10,status" and len(rows) == 9
 

@@ -73,32 +73,41 @@ def steps_to(history_rows: list[dict], target: float) -> float:
 def run(ctx: StudyContext, cfg: Config) -> None:
     data = flatten(ctx.dataset("shapeset", n_train=cfg.n_train, n_test=2000, seed=ctx.seed))
     easy = data.y_train < 3
-    subsets = {"easy": (data.x_train[easy], data.y_train[easy]),
-               "hard": (data.x_train[~easy], data.y_train[~easy]),
-               "all": (data.x_train, data.y_train)}
+    # one data object per subset, shared by the runs that train on it (so they share a pack)
+    subsets = {"easy": Dataset(data.x_train[easy], data.y_train[easy], data.x_test,
+                               data.y_test, data.meta),
+               "hard": Dataset(data.x_train[~easy], data.y_train[~easy], data.x_test,
+                               data.y_test, data.meta),
+               "all": Dataset(data.x_train, data.y_train, data.x_test, data.y_test,
+                              data.meta)}
     orders = {"shuffled": ("all", "all"), "curriculum": ("easy", "all"),
               "anti-curriculum": ("hard", "all")}
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, len(data.meta.classes))
     k1 = max(1, int(cfg.steps * cfg.switch))
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    jobs = [(name, s) for name in orders for s in seeds]
+    models = [build_mlp(sizes, "relu", "he_normal", seed=s) for _, s in jobs]
+    rows_of: list[list[dict]] = [[] for _ in jobs]
+    # phase 2 starts from phase 1's trained models: one grid per phase
+    for phase, steps in enumerate((k1, cfg.steps - k1)):
+        runs = []
+        for (name, s), model in zip(jobs, models):
+            part = orders[name][phase]
+            runs.append(ctx.grid_run(model, subsets[part],
+                                     label=f"{name}-phase{phase + 1}-seed{s}", steps=steps,
+                                     batch_size=cfg.batch, optimizer="momentum", lr=cfg.lr,
+                                     seed=s * 10 + phase, log_every=cfg.eval_every,
+                                     eval_every=cfg.eval_every,
+                                     config={"order": name, "phase": phase + 1,
+                                             "subset": part}))
+        offset = 0 if phase == 0 else k1
+        for rows, h in zip(rows_of, ctx.train_grid(runs)):
+            rows += [{**r, "step": r["step"] + offset} for r in h.metrics]
     rows_by: dict[str, list[list[dict]]] = {o: [] for o in orders}
     hists: dict[str, list] = {o: [] for o in orders}
-    for name, (first, second) in ctx.progress(list(orders.items()), "orders"):
-        for s in seeds:
-            model = build_mlp(sizes, "relu", "he_normal", seed=s)
-            rows = []
-            for phase, (part, steps) in enumerate(((first, k1), (second, cfg.steps - k1))):
-                x, y = subsets[part]
-                d = Dataset(x, y, data.x_test, data.y_test, data.meta)
-                h = ctx.train(model, d, label=f"{name}-phase{phase + 1}-seed{s}", steps=steps,
-                              batch_size=cfg.batch, optimizer="momentum", lr=cfg.lr,
-                              seed=s * 10 + phase, log_every=cfg.eval_every,
-                              eval_every=cfg.eval_every,
-                              config={"order": name, "phase": phase + 1, "subset": part})
-                offset = 0 if phase == 0 else k1
-                rows += [{**r, "step": r["step"] + offset} for r in h.metrics]
-            rows_by[name].append(rows)
-            hists[name].append(History(metrics=rows))
+    for (name, _), rows in zip(jobs, rows_of):
+        rows_by[name].append(rows)
+        hists[name].append(History(metrics=rows))
     ratios, finals = [], {o: [] for o in orders}
     for k in range(len(seeds)):
         target = 0.9 * rows_by["shuffled"][k][-1]["test_acc"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from trainlab.engine.ensemble import bagging, mc_dropout_predict, weight_scaling_predict
+from trainlab.engine.history import History
 from trainlab.models.builders import mlp
 from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
@@ -50,7 +51,7 @@ class Config:
     lr: float = 0.05           # SGD, momentum 0.9
     members: int = 5           # bagging
     mc_samples: int = 50
-    seeds: int = 2
+    seeds: int = 3
 
 
 def _std(v: list[float]) -> float:
@@ -167,29 +168,43 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     member_err: list[float] = []
     mc_rows: list[dict] = []
     mc_gaps: list[float] = []
-    curves: dict[str, tuple[list[int], list[float]]] = {}
     jobs = [(v, k) for k in range(cfg.seeds) for v in names]
-    for variant, k in ctx.progress(jobs, "variants x seeds"):
+    runs: list = []
+    models: dict[tuple[str, int], torch.nn.Module] = {}
+    first: dict[str, int] = {}  # variant -> index in runs of its seed-0 run (the curves)
+    for variant, k in jobs:
         seed = ctx.seed + k
         if variant == "bagging":
+            # each member on its own bootstrap sample (its own data object): a grid run that
+            # trains alone; bagging() builds the members and draws the samples, train_grid
+            # trains them in place below
             def fit_member(model, data, i, seed=seed):
-                return ctx.train(model, data, label=f"bagging/member{i}/seed{seed}",
-                                 seed=seed * 100 + i, config={"variant": "bagging",
-                                                              "member": i}, **train_kw)
+                runs.append(ctx.grid_run(model, data, label=f"bagging/member{i}/seed{seed}",
+                                         seed=seed * 100 + i,
+                                         config={"variant": "bagging", "member": i},
+                                         **train_kw))
+                return History()  # filled by train_grid; bagging() keeps the model
 
             res = bagging(lambda: _build("neither", cfg, in_features, classes).to(ctx.device),
                           (x_tr, y_tr, x_te, y_te), k=cfg.members, seed=seed,
                           fit_member=fit_member)
-            model = res.ensemble
-            member_err.append(statistics.mean(_error(m, x_te, y_te) for m in res.ensemble.members))
+            models[variant, k] = res.ensemble
         else:
             torch.manual_seed(seed)
             model = _build(variant, cfg, in_features, classes)
-            h = ctx.train(model, ds, label=f"{variant}/seed{seed}", seed=seed,
-                          config={"variant": variant, "width": cfg.width, "depth": cfg.depth},
-                          **train_kw)
             if k == 0:
-                curves[variant] = h.series("test_acc")
+                first[variant] = len(runs)
+            runs.append(ctx.grid_run(model, ds, label=f"{variant}/seed{seed}", seed=seed,
+                                     config={"variant": variant, "width": cfg.width,
+                                             "depth": cfg.depth}, **train_kw))
+            models[variant, k] = model
+    hists = ctx.train_grid(runs)
+    curves = {v: hists[i].series("test_acc") for v, i in first.items()}
+    for variant, k in ctx.progress(jobs, "variants x seeds"):
+        seed = ctx.seed + k
+        model = models[variant, k]
+        if variant == "bagging":
+            member_err.append(statistics.mean(_error(m, x_te, y_te) for m in model.members))
         tr_err[variant].append(_error(model, x_tr, y_tr))
         te_err[variant].append(_error(model, x_te, y_te))
         if variant.endswith("dropout"):

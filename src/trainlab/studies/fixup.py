@@ -42,7 +42,7 @@ class Config:
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
-    seeds: int = 1
+    seeds: int = 3
 
 
 def _data(ctx: StudyContext, cfg: Config) -> tuple[Any, ...]:
@@ -93,7 +93,7 @@ def _stream(m: nn.Module, x: torch.Tensor) -> list[tuple[bool, float, float]]:
             "at 0, branch layers scaled by L^(-1/(2m-2)), scalar biases and multipliers).",
     scales={
         "test": Config(depth=8, widths=(4,), n_train=128, n_test=64, steps=6,
-                       batch_size=32),
+                       batch_size=32, seeds=1),
         "quick": Config(),
         "paper": Config(depth=110, widths=(16, 32, 64), n_train=4000, n_test=1000,
                         steps=20000, batch_size=128, seeds=3),
@@ -155,22 +155,24 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         "Std of each block's input and output at init, without BN: He vs Fixup.")
 
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    data = (xtr, ytr, xte, yte)  # one object: the runs of a net share a pack
+    jobs = [(kind, s) for kind in NETS for s in seeds]
+    runs = [ctx.grid_run(_net(cfg, kind, classes, xtr.shape[1], s), data,
+                         label=f"{kind}-seed{s}", steps=cfg.steps, batch_size=cfg.batch_size,
+                         optimizer="sgd", lr=cfg.lr,
+                         optimizer_kwargs={"momentum": cfg.momentum},
+                         eval_every=max(1, cfg.steps // 5), log_every=max(1, cfg.steps // 15),
+                         seed=s, config={"net": kind, "depth": cfg.depth})
+            for kind, s in jobs]
     acc: dict[str, list[float]] = {k: [] for k in NETS}
     curves: dict[str, tuple[list[int], list[float]]] = {}
     status: dict[str, str] = {}
-    for kind in ctx.progress(NETS, "training"):
-        for s in seeds:
-            m = _net(cfg, kind, classes, xtr.shape[1], s)
-            h = ctx.train(m, (xtr, ytr, xte, yte), label=f"{kind}-seed{s}", steps=cfg.steps,
-                          batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
-                          optimizer_kwargs={"momentum": cfg.momentum},
-                          eval_every=max(1, cfg.steps // 5), log_every=max(1, cfg.steps // 15),
-                          seed=s, config={"net": kind, "depth": cfg.depth})
-            a = chance if h.status == "diverged" else h.final().get("test_acc", chance)
-            acc[kind].append(float(a))
-            status[kind] = h.status
-            if s == seeds[0]:
-                curves[kind] = h.series("train_loss")
+    for (kind, s), h in zip(jobs, ctx.train_grid(runs)):
+        a = chance if h.status == "diverged" else h.final().get("test_acc", chance)
+        acc[kind].append(float(a))
+        status[kind] = h.status
+        if s == seeds[0]:
+            curves[kind] = h.series("train_loss")
     mean = {k: sum(v) / len(v) for k, v in acc.items()}
     rows = [{"net": k, "test_acc": mean[k], "status": status[k], "seeds": len(acc[k]),
              "lr": cfg.lr, "depth": cfg.depth} for k in NETS]

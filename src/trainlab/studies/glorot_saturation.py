@@ -30,7 +30,7 @@ class Config:
     lr: float = 0.1
     n_train: int = 20000
     log_every: int = 50
-    seeds: int = 2
+    seeds: int = 3
 
 
 class _Moments:
@@ -116,22 +116,26 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     fixed = data.x_test[:300]
     sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, len(data.meta.classes))
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
+    jobs = [(act, s) for act in ("sigmoid", "tanh", "softsign") for s in seeds]
+    probes, runs = [], []
+    for act, s in jobs:
+        model = build_mlp(sizes, act, "glorot_standard", seed=s)
+        # every hidden output on the 300 fixed examples, at step 0, every log_every steps and
+        # at the end: a hook-based probe, so each run trains alone (train_grid says so)
+        probe = batch_stats.LayerMoments("*.act", threshold=0.95, probe_data=fixed,
+                                         mode="as_is",
+                                         every=Schedule(cfg.log_every, at=[cfg.steps]))
+        probes.append(probe)
+        runs.append(ctx.grid_run(model, data, label=f"{act}-seed{s}", steps=cfg.steps,
+                                 batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
+                                 log_every=cfg.log_every, eval_every=cfg.steps,
+                                 probes=[probe],
+                                 config={"sizes": list(sizes), "activation": act,
+                                         "init": "glorot_standard"}))
+    ctx.train_grid(runs)
     mom: dict[str, list[_Moments]] = {}
-    for act in ctx.progress(("sigmoid", "tanh", "softsign"), "activations"):
-        mom[act] = []
-        for s in seeds:
-            model = build_mlp(sizes, act, "glorot_standard", seed=s)
-            # every hidden output on the 300 fixed examples, at step 0, every log_every
-            # steps and at the end
-            probe = batch_stats.LayerMoments("*.act", threshold=0.95, probe_data=fixed,
-                                             mode="as_is",
-                                             every=Schedule(cfg.log_every, at=[cfg.steps]))
-            ctx.train(model, data, label=f"{act}-seed{s}", steps=cfg.steps,
-                      batch_size=cfg.batch, optimizer="sgd", lr=cfg.lr, seed=s,
-                      log_every=cfg.log_every, eval_every=cfg.steps, probes=[probe],
-                      config={"sizes": list(sizes), "activation": act,
-                              "init": "glorot_standard"})
-            mom[act].append(_Moments(probe))
+    for (act, _), probe in zip(jobs, probes):
+        mom.setdefault(act, []).append(_Moments(probe))
     third = cfg.steps // 3
     top_min, lower_at = [], []
     for cb in mom["sigmoid"]:

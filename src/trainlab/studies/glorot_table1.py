@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from trainlab.report.figures import pyplot
-from trainlab.studies._training import classification_data, flatten, mean_std, train_mlp
+from trainlab.studies._training import classification_data, flatten, mean_std, mlp_run
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 ACTS = ("sigmoid", "tanh", "softsign")
@@ -32,7 +32,7 @@ class Config:
     shapeset_train: int = 10000
     mnist1d_train: int = 4000
     mnist_train: int = 10000
-    seeds: int = 2
+    seeds: int = 3
 
 
 def _datasets(ctx: StudyContext, cfg: Config) -> dict:
@@ -97,19 +97,20 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     sets = _datasets(ctx, cfg)
     seeds = [ctx.seed + k for k in range(cfg.seeds)]
-    err: dict[tuple[str, str, str], list[float]] = {}
-    for dname, data in sets.items():
+    jobs = [(dname, act, init, s) for dname in sets for act in ACTS for init in INITS
+            for s in seeds]
+    runs = []
+    for dname, act, init, s in jobs:
+        data = sets[dname]
         sizes = (data.x_train.shape[1], *[cfg.width] * cfg.depth, len(data.meta.classes))
-        cells = [(a, i) for a in ACTS for i in INITS]
-        for act, init in ctx.progress(cells, dname):
-            for s in seeds:
-                h = train_mlp(ctx, data, f"{dname}-{act}-{init}-seed{s}", sizes, act,
-                              INITS[init], seed=s, steps=cfg.steps, batch_size=cfg.batch,
-                              optimizer="momentum", lr=cfg.lr,
-                              log_every=max(1, cfg.steps // 20),
-                              config={"dataset": dname, "init_label": init})
-                acc = h.metrics[-1].get("test_acc", math.nan) if h.metrics else math.nan
-                err.setdefault((dname, act, init), []).append(1 - acc)
+        runs.append(mlp_run(ctx, data, f"{dname}-{act}-{init}-seed{s}", sizes, act,
+                            INITS[init], seed=s, steps=cfg.steps, batch_size=cfg.batch,
+                            optimizer="momentum", lr=cfg.lr, log_every=max(1, cfg.steps // 20),
+                            config={"dataset": dname, "init_label": init}))
+    err: dict[tuple[str, str, str], list[float]] = {}
+    for (dname, act, init, _), h in zip(jobs, ctx.train_grid(runs)):
+        acc = h.metrics[-1].get("test_acc", math.nan) if h.metrics else math.nan
+        err.setdefault((dname, act, init), []).append(1 - acc)
     rows = []
     for dname in sets:
         row = {"dataset": dname}

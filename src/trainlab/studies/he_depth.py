@@ -24,8 +24,8 @@ from trainlab.studies._training import (
     build_mlp,
     classification_data,
     mean_std,
+    mlp_run,
     plot_curves,
-    train_mlp,
 )
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
@@ -43,7 +43,7 @@ class Config:
     lr: float = 0.01
     batch: int = 128
     n_train: int = 4000
-    seeds: int = 2
+    seeds: int = 3
 
 
 def layer_stds(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
@@ -149,17 +149,16 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     ctx.check("xavier-halves", slopes["Xavier 1/n"])
     ctx.check("he-flat", slopes["He 2/n"])
 
+    jobs = [(depth, label, scheme, kw, s) for depth in (cfg.deep, cfg.moderate)
+            for label, (scheme, kw) in INITS.items() for s in seeds]
+    runs = [mlp_run(ctx, data, f"d{depth}-{scheme}-seed{s}", (d_in, *[cfg.width] * depth, 10),
+                    "relu", (scheme, kw), seed=s, steps=cfg.steps, batch_size=cfg.batch,
+                    optimizer="momentum", lr=cfg.lr, log_every=max(1, cfg.steps // 40),
+                    config={"depth": depth, "init_label": label})
+            for depth, label, scheme, kw, s in jobs]
     results: dict[tuple[int, str], list] = {}
-    for depth in (cfg.deep, cfg.moderate):
-        sizes = (d_in, *[cfg.width] * depth, 10)
-        for label, (scheme, kw) in ctx.progress(list(INITS.items()), f"depth {depth}"):
-            for s in seeds:
-                h = train_mlp(ctx, data, f"d{depth}-{scheme}-seed{s}", sizes, "relu",
-                              (scheme, kw), seed=s, steps=cfg.steps, batch_size=cfg.batch,
-                              optimizer="momentum", lr=cfg.lr,
-                              log_every=max(1, cfg.steps // 40),
-                              config={"depth": depth, "init_label": label})
-                results.setdefault((depth, label), []).append(h)
+    for (depth, label, *_), h in zip(jobs, ctx.train_grid(runs)):
+        results.setdefault((depth, label), []).append(h)
 
     def final_ratio(depth: int, label: str) -> tuple[float, float]:
         vals = []

@@ -23,8 +23,8 @@ from trainlab.studies._training import (
     build_mlp,
     classification_data,
     mean_std,
+    mlp_run,
     plot_curves,
-    train_mlp,
     value_at,
 )
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
@@ -114,14 +114,14 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     sat = float(torch.cat([(a.abs() > SATURATED).float().mean(0) for a in acts]).mean())
     ctx.check("unit-saturates", sat)
 
-    hists: dict[str, list] = {k: [] for k in CASES}
-    for label, (act, init) in ctx.progress(list(CASES.items()), "inits"):
-        for s in seeds:
-            hists[label].append(train_mlp(
-                ctx, data, f"{init[0]}-{init[1].get('std', '')}-{act}-seed{s}".replace(
-                    "--", "-"), sizes, act, init, seed=s, steps=cfg.steps, batch_size=256,
+    jobs = [(label, act, init, s) for label, (act, init) in CASES.items() for s in seeds]
+    runs = [mlp_run(ctx, data, f"{init[0]}-{init[1].get('std', '')}-{act}-seed{s}".replace(
+                "--", "-"), sizes, act, init, seed=s, steps=cfg.steps, batch_size=256,
                 optimizer="sgd", lr=cfg.lr, log_every=max(1, cfg.early // 5),
-                config={"init_label": label}))
+                config={"init_label": label}) for label, act, init, s in jobs]
+    hists: dict[str, list] = {k: [] for k in CASES}
+    for (label, *_), h in zip(jobs, ctx.train_grid(runs)):
+        hists[label].append(h)
 
     def at(label: str, step: int) -> tuple[float, float]:
         return mean_std([value_at(h, step) / LN10 for h in hists[label]])

@@ -166,18 +166,21 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     acc = {(s, m): [] for s in SETS for m in MODELS}
     affine_err: list[float] = []
     shown: dict[tuple[str, str], nn.Module] = {}
-    data: dict[str, object] = {}
-    runs = [(s, m, k) for s in SETS for m in MODELS for k in range(cfg.seeds)]
-    for i, (sname, kind, k) in enumerate(ctx.progress(runs, "linear-limits")):
-        if sname not in data:
-            data[sname] = SETS[sname](n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed)
-        ds = data[sname]
+    # one data object per set: the runs on a set share it (and so a pack per model kind)
+    data = {s: SETS[s](n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed) for s in SETS}
+    jobs = [(s, m, k) for s in SETS for m in MODELS for k in range(cfg.seeds)]
+    runs = []
+    for i, (sname, kind, k) in enumerate(jobs):
         seed = ctx.seed + k
-        model = _build(kind, cfg, ctx.generator(i))
-        ctx.train(model, ds, label=f"{sname}/{kind}/seed{seed}",
-                  config={"set": sname, "model": kind, "width": cfg.width, "depth": cfg.depth},
-                  steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam", lr=cfg.lr,
-                  seed=seed, eval_every=cfg.steps)
+        runs.append(ctx.grid_run(
+            _build(kind, cfg, ctx.generator(i)), data[sname],
+            label=f"{sname}/{kind}/seed{seed}",
+            config={"set": sname, "model": kind, "width": cfg.width, "depth": cfg.depth},
+            steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adam", lr=cfg.lr,
+            seed=seed, eval_every=cfg.steps))
+    ctx.train_grid(runs)
+    for (sname, kind, k), run in zip(jobs, runs):
+        ds, model = data[sname], run.model
         model.cpu()  # trained on ctx.device; measured here on the CPU tensors
         acc[(sname, kind)].append(_accuracy(model, ds.x_test, ds.y_test))
         if kind == "deep linear":
