@@ -461,3 +461,35 @@ def test_cli_data_choice_and_missing_data(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert rc == 2 and "runs on mnist; data must be one of these" in err
     assert main(["study", "run", "--all", "--data", "mnist1d"]) == 2
+
+
+def test_reference_scale_runs_quick_where_a_study_has_none_and_says_so(tmp_path):
+    """A study without a reference scale runs its quick setup under --scale reference, says
+    so on the console and the page; one with it runs its own; a misspelt scale is refused
+    with the close match."""
+    seen = []
+
+    def fn(ctx, cfg):
+        seen.append((ctx.scale, cfg.steps))
+        ctx.check("a", 1.0, exact=True)
+
+    claims = (Claim("a", "s", "q", ">", 0.0),)
+    plain = Study("chk", "checks", "nowhere", "x", {"test": Cfg(), "quick": Cfg(steps=7),
+                  "paper": Cfg()}, claims, fn, 1.0, reference_note="data-free")
+    lines = []
+    res = run_study(plain, scale="reference", out=tmp_path / "a", log=lines.append)
+    assert seen[-1] == ("quick", 7) and res.scale == "quick"
+    assert any("no reference scale (data-free): its quick setup ran" in x for x in lines)
+    assert "no reference scale" in (tmp_path / "a" / "index.html").read_text()
+    assert "--scale reference" in res.command
+    with_ref = Study("chk", "checks", "nowhere", "x", {"test": Cfg(), "quick": Cfg(),
+                     "reference": Cfg(steps=11), "paper": Cfg()}, claims, fn, 1.0)
+    run_study(with_ref, scale="reference", out=tmp_path / "b", log=None)
+    assert seen[-1] == ("reference", 11)
+    with pytest.raises(ValueError, match="Did you mean 'reference'"):
+        with_ref.config("refrence")
+    with pytest.raises(ValueError, match="defines no 'reference' scale"):
+        plain.config("reference")
+    with pytest.raises(ValueError, match="unknown scale 'fast'"):
+        study("chk-bad", title="t", source="s", summary="x", claims=claims,
+              scales={"test": Cfg(), "quick": Cfg(), "paper": Cfg(), "fast": Cfg()})

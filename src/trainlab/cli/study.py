@@ -14,7 +14,7 @@ from trainlab.cli._common import CliError, examples
 from trainlab.runs.run import format_table
 from trainlab.store import DEFAULT_DB
 from trainlab.studies import STUDIES, get_study, run_all, run_study, study_names, summarize
-from trainlab.studies.base import SCALES
+from trainlab.studies.base import ALL_SCALES
 from trainlab.studies.page import data_short
 
 NAME = "study"
@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="the study (or --all)")
     p.add_argument("--all", action="store_true", help="run every study")
     p.add_argument("--scale", default="quick",
-                   help=f"one of {', '.join(SCALES)} (default quick)")
+                   help=f"one of {', '.join(ALL_SCALES)} (default quick; reference: the paper's "
+                        "setup at the length a 2-core CPU affords, quick where a study has "
+                        "none, said so)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None,
                    help="one of the study's declared datasets (`trainlab study show NAME`); "

@@ -23,6 +23,7 @@ from typing import Any
 
 from trainlab.studies.base import (
     SAME,
+    ALL_SCALES,
     SCALES,
     STUDIES,
     Claim,
@@ -45,6 +46,7 @@ from trainlab.utils import atomic_write_text
 
 __all__ = [
     "SAME",
+    "ALL_SCALES",
     "SCALES",
     "STUDIES",
     "Claim",
@@ -71,7 +73,7 @@ def _finished(folder: Path, scale: str, seed: int, controls: bool) -> StudyResul
         r = load_result(folder)
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    if r.scale != scale or r.seed != seed or r.error:
+    if r.scale != get_study(r.name).scale_for(scale)[0] or r.seed != seed or r.error:
         return None
     if controls and not any(c.control for c in r.claims if c.applies):
         return None
@@ -160,7 +162,7 @@ def run_all(
     specs = [get_study(n) for n in (names if names is not None else study_names())]
     out = Path(out)
     for spec in specs:
-        spec.config(scale)
+        spec.scale_for(scale)  # a study without a reference scale runs quick there
     kept: dict[str, StudyResult] = {}
     if resume and out.is_dir():
         for spec in specs:

@@ -71,6 +71,7 @@ from trainlab.utils import atomic_write_text, resolve_device
 __all__ = [
     "no_data_result",
     "SAME",
+    "ALL_SCALES",
     "SCALES",
     "STUDIES",
     "Claim",
@@ -87,7 +88,12 @@ __all__ = [
     "study",
 ]
 
-SCALES = ("test", "quick", "paper")
+SCALES = ("test", "quick", "paper")  # every study defines these
+#: the scales a study may define besides: ``reference`` is the paper's own setup (model,
+#: optimizer, batch, init, preprocessing) on this machine's data, with as much of the paper's
+#: training length as a 2-core CPU affords; a study without one runs its quick scale there
+OPTIONAL_SCALES = ("reference",)
+ALL_SCALES = ("test", "quick", "reference", "paper")  # in order of cost
 _OPS = ("<", "<=", ">", ">=", "in")
 
 STUDIES = Registry("study")
@@ -328,6 +334,18 @@ class Study:
     quick_seconds: float = 60.0
     data_note: str = ""
     datasets: tuple[str, ...] = ()
+    #: why the study has no ``reference`` scale (its quick setup is the paper's, it needs no
+    #: data, the paper's data are not on this machine ...); said when ``reference`` runs quick
+    reference_note: str = ""
+
+    def scale_for(self, scale: str) -> tuple[str, str]:
+        """The scale that runs when ``scale`` is asked for, and why it differs (``""``: the
+        same). A study without a ``reference`` scale runs its ``quick`` one there."""
+        if scale == "reference" and "reference" not in self.scales:
+            why = self.reference_note or "the study defines no reference scale"
+            return "quick", f"no reference scale ({why}): its quick setup ran"
+        self.config(scale)
+        return scale, ""
 
     @property
     def primary_data(self) -> str | None:
@@ -344,7 +362,12 @@ class Study:
         if scale not in self.scales:
             import difflib
 
-            close = difflib.get_close_matches(str(scale), list(self.scales), n=1)
+            names = list(self.scales) + [s for s in OPTIONAL_SCALES if s not in self.scales]
+            close = difflib.get_close_matches(str(scale), names, n=1)
+            if scale in OPTIONAL_SCALES:
+                raise ValueError(f"study {self.name!r} defines no {scale!r} scale "
+                                 f"({self.reference_note or 'none declared'}); its scales: "
+                                 f"{tuple(self.scales)}. Received: scale={scale!r}.")
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"scale must be one of {tuple(self.scales)}.{hint} "
                              f"Received: scale={scale!r}.")
@@ -404,17 +427,23 @@ def study(
     quick_seconds: float = 60.0,
     data_note: str = "",
     datasets: Sequence[str] = (),
+    reference_note: str = "",
 ) -> Callable[[Callable[[StudyContext, Any], None]], Callable[[StudyContext, Any], None]]:
     """Register the decorated ``run(ctx, cfg)`` function as the study ``name``.
 
-    ``scales`` maps each of ``"test"``, ``"quick"`` and ``"paper"`` to a frozen dataclass
-    instance; ``claims`` are :class:`Claim` s with unique ids. ``datasets``: the data the
+    ``scales`` maps each of ``"test"``, ``"quick"`` and ``"paper"`` (and optionally
+    ``"reference"``, the paper's setup at the length a 2-core CPU affords) to a frozen
+    dataclass instance; ``reference_note`` says why a study has no reference scale; ``claims`` are :class:`Claim` s with unique ids. ``datasets``: the data the
     study can run on, the paper's first (see the module docstring); every claim must then
     say, in its ``on``, what it expects on each alternative.
     """
     missing = [s for s in SCALES if s not in scales]
     if missing:
         raise ValueError(f"study {name!r} must define the scales {SCALES}; missing {missing}.")
+    unknown = [s for s in scales if s not in ALL_SCALES]
+    if unknown:
+        raise ValueError(f"study {name!r}: unknown scale {unknown[0]!r}; the scales are "
+                         f"{ALL_SCALES}.")
     for s, cfg in scales.items():
         if not (dataclasses.is_dataclass(cfg) and type(cfg).__dataclass_params__.frozen):
             raise TypeError(f"study {name!r}: the {s!r} configuration must be a frozen "
@@ -439,7 +468,7 @@ def study(
 
     def deco(fn: Callable[[StudyContext, Any], None]) -> Callable[[StudyContext, Any], None]:
         spec = Study(name, title, source, summary, dict(scales), tuple(claims), fn,
-                     float(quick_seconds), data_note, datasets)
+                     float(quick_seconds), data_note, datasets, reference_note)
         STUDIES.add(name, spec, description=title, reference=source,
                     meta={"claims": len(claims), "quick_seconds": float(quick_seconds),
                           "datasets": list(datasets)})
@@ -1104,6 +1133,8 @@ def run_study(
     ``result.error``, so that a batch of studies goes on.
     """
     spec = get_study(name)
+    asked = scale
+    scale, scale_note = spec.scale_for(scale)
     cfg = spec.config(scale)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}.")
@@ -1117,8 +1148,12 @@ def run_study(
     say = log or (lambda msg: None)
     say(f"{spec.name} ({scale}, seed {seed}): {spec.title}")
     say(f"  data: {_data_line(spec, chosen, substituted, reason)}")
+    if scale_note:
+        say(f"  scale: {scale_note}")
     ctx = StudyContext(spec, scale, seed, out_path, dev, store, progress, say, chosen,
                        substituted)
+    if scale_note:
+        ctx.notes.append(f"Asked for the {asked} scale: {scale_note}.")
     claims, error, seconds, cpu = _execute(spec, cfg, ctx, chosen, say)
     if controls:
         say("  control run: each technique under test swapped for its control; every claim "
@@ -1137,7 +1172,7 @@ def run_study(
                 say(f"  control  {c.id}: {c.control_text}")
     result = StudyResult(
         spec.name, spec.title, spec.source, scale, seed, out_path, seconds, claims,
-        _config_dict(cfg), study_command(spec.name, scale, seed, out, data, controls),
+        _config_dict(cfg), study_command(spec.name, asked, seed, out, data, controls),
         ctx.figures,
         ctx.tables, ctx.notes, ctx.runs, error, str(dev), spec.summary, cpu, chosen,
         substituted, reason, spec.data_note, ctx.anchors,
@@ -1163,7 +1198,7 @@ def no_data_result(spec: Study, scale: str, seed: int, out: Path, message: str,
                           why=c.why, op=c.op, threshold=c.threshold) for c in spec.claims]
     error = f"no data: {message}" if status == "NO DATA" else message
     result = StudyResult(spec.name, spec.title, spec.source, scale, seed, out, 0.0, claims,
-                         _config_dict(spec.config(scale)),
+                         _config_dict(spec.config(spec.scale_for(scale)[0])),
                          study_command(spec.name, scale, seed, out), error=error,
                          summary=spec.summary, dataset=None, data_note=spec.data_note)
     atomic_write_text(out / "result.json",
