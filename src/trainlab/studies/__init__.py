@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.studies.base import (
-    SAME,
     ALL_SCALES,
+    SAME,
     SCALES,
     STUDIES,
     Claim,

@@ -433,7 +433,8 @@ def study(
 
     ``scales`` maps each of ``"test"``, ``"quick"`` and ``"paper"`` (and optionally
     ``"reference"``, the paper's setup at the length a 2-core CPU affords) to a frozen
-    dataclass instance; ``reference_note`` says why a study has no reference scale; ``claims`` are :class:`Claim` s with unique ids. ``datasets``: the data the
+    dataclass instance; ``reference_note`` says why a study has no reference scale;
+    ``claims`` are :class:`Claim` s with unique ids. ``datasets``: the data the
     study can run on, the paper's first (see the module docstring); every claim must then
     say, in its ``on``, what it expects on each alternative.
     """
