@@ -176,6 +176,36 @@ def _member_view(t: Tensor, ndim: int) -> Tensor:
     return t.view(-1, *([1] * (ndim - 1)))
 
 
+class _PackedLinear(torch.autograd.Function):
+    """Every member's ``Linear`` in one batched matmul: ``y_m = x_m W_m^T + b_m``,
+    ``(M, B, in) @ (M, in, out) [+ (M, 1, out)]``. Written out (not left to ``baddbmm``'s own
+    backward) so that the weight gradient is computed in the weight's layout,
+    ``dW_m = dY_m^T X_m`` (``(M, out, in)``, as ``F.linear`` computes it for one member),
+    instead of ``(X_m^T dY_m)^T`` which autograd then copies into a contiguous gradient every
+    step. The backward uses differentiable ops, so double backward works."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        wt = w.transpose(1, 2)
+        return torch.bmm(x, wt) if b is None else torch.baddbmm(b.unsqueeze(1), x, wt)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        gx = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gb = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def packed_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``(M, B, in)`` inputs through ``M`` stacked ``Linear`` s: weights ``(M, out, in)``,
+    biases ``(M, out)`` (see :class:`_PackedLinear`)."""
+    return _PackedLinear.apply(x, w, b)
+
+
 def _plan_of(model: nn.Module) -> tuple[list[tuple[Any, ...]] | None, list[str]]:
     """``(steps, module names)`` of the fast path of ``model`` (see :meth:`Pack._make_plan`;
     parameter and buffer indices in ``named_parameters`` / ``named_buffers`` order), or
@@ -382,9 +412,7 @@ class Pack(nn.Module):
                     cap.input(name, h.detach(), kind == "act" and getattr(op[1], "inplace", False))
             if kind == "linear":
                 w, b = ps[op[1]], (ps[op[2]] if op[2] is not None else None)
-                # one batched matmul for all members: (M, B, in) @ (M, in, out) [+ (M, 1, out)]
-                h = torch.bmm(h, w.transpose(1, 2)) if b is None else \
-                    torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+                h = packed_linear(h, w, b)
             elif kind == "flatten":
                 h = h.flatten(2)
             elif kind == "dropout":
@@ -1183,6 +1211,8 @@ class PackOptimizer:
                 self.hyper[k] = self._vec([float(g[k]) for g in self.groups])
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
         self.steps = 0
+        self._flags: dict[str, bool] = {}  # _any's answers (the groups never change)
+        self._views: dict[tuple[str, int], Tensor] = {}  # _h's (M, 1, ..., 1) views
 
     def _vec(self, values: Sequence[float]) -> Tensor:
         return torch.tensor(values, dtype=self.dtype, device=self.device)
@@ -1198,9 +1228,14 @@ class PackOptimizer:
     def set_lr(self, lrs: Sequence[float] | Tensor) -> None:
         """Per-member learning rates (a schedule's values)."""
         self.hyper["lr"] = torch.as_tensor(lrs, dtype=self.dtype, device=self.device).clone()
+        self._views = {}
 
     def _h(self, name: str, p: Tensor) -> Tensor:
-        return _member_view(self.hyper[name], p.dim())
+        key = (name, p.dim())
+        v = self._views.get(key)
+        if v is None:  # views of self.hyper, dropped whenever a hyperparameter is replaced
+            v = self._views[key] = _member_view(self.hyper[name], p.dim())
+        return v
 
     @torch.no_grad()
     def step(self) -> None:
@@ -1211,8 +1246,12 @@ class PackOptimizer:
         return [(p, p.grad, s) for p, s in zip(self.params, self.state) if p.grad is not None]
 
     def _any(self, name: str) -> bool:
-        """Whether any member's ``name`` is non-zero (read from the groups: no device sync)."""
-        return any(float(g.get(name, 0) or 0) != 0 for g in self.groups)
+        """Whether any member's ``name`` is non-zero (read from the groups once: no device
+        sync, and no Python loop over the members each step)."""
+        flag = self._flags.get(name)
+        if flag is None:
+            flag = self._flags[name] = any(float(g.get(name, 0) or 0) != 0 for g in self.groups)
+        return flag
 
     def _l2(self, p: Tensor, g: Tensor) -> Tensor:
         if self._any("weight_decay"):
@@ -1225,7 +1264,21 @@ class PackOptimizer:
         use_mom, damp = self._any("momentum"), self._any("dampening")
         nest = self._any("nesterov")
         all_nest = nest and all(bool(g.get("nesterov")) for g in self.groups)
-        for p, g, s in self._grads():
+        trio = self._grads()
+        if not (nest or damp or self._any("weight_decay")) and trio and (
+                not use_mom or all("momentum_buffer" in s for _, _, s in trio)):
+            # the common case in one multi-tensor kernel per update (torch._foreach_*, as
+            # torch.optim.SGD(foreach=True)): b = μ b + g; w -= lr b (or lr g)
+            ps = [p for p, _, _ in trio]
+            d = [g for _, g, _ in trio]
+            if use_mom:
+                bufs = [s["momentum_buffer"] for _, _, s in trio]
+                torch._foreach_mul_(bufs, [self._h("momentum", p) for p in ps])
+                torch._foreach_add_(bufs, d)
+                d = bufs
+            torch._foreach_addcmul_(ps, [self._h("lr", p) for p in ps], d, value=-1)
+            return
+        for p, g, s in trio:
             d = self._l2(p, g)
             if use_mom:
                 mu = self._h("momentum", p)
@@ -1333,6 +1386,7 @@ class PackOptimizer:
         self.steps = int(state["steps"])
         self.hyper = {k: v.clone() for k, v in state["hyper"].items()}
         self.state = [{k: v.clone() for k, v in s.items()} for s in state["state"]]
+        self._views = {}
 
     def select(self, params: Sequence[Tensor], members: Sequence[int]) -> PackOptimizer:
         """A new optimizer over ``params`` (the stacked parameters of a pack of the listed
@@ -1341,6 +1395,7 @@ class PackOptimizer:
         idx = torch.as_tensor(list(members), device=self.device)
         new.steps = self.steps
         new.hyper = {k: v.index_select(0, idx).clone() for k, v in self.hyper.items()}
+        new._views = {}
         new.state = [{k: v.index_select(0, idx).clone() for k, v in s.items()} for s in self.state]
         return new
 
