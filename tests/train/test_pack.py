@@ -77,6 +77,33 @@ def test_members_equal_sequential_trainer(norm, plan):
         assert isinstance(out[i], type(ref)) and out[i].training
 
 
+@pytest.mark.parametrize("norm,plan", [("none", True), ("bn", True), ("none", False)])
+def test_members_with_one_seed_share_their_batches_and_equal_the_trainer(norm, plan):
+    """An lr sweep (one seed, so one init and one batch order): the batch is drawn once and
+    the first Linear is one GEMM for all members, and each member still equals the Trainer
+    on it alone."""
+    data = _data()
+    spec = _spec(norm)
+    members = [{"seed": 4, "lr": 0.05, "momentum": 0.9}, {"seed": 4, "lr": 0.2, "momentum": 0.5},
+               {"seed": 4, "lr": 0.01, "momentum": 0.0}]
+    pack = Pack.from_specs(spec, members)
+    pack.use_plan = plan
+    kw = [{"momentum": m["momentum"]} for m in members]
+    tr = PackTrainer(pack, optimizer="momentum", lr=[m["lr"] for m in members],
+                     seeds=[4, 4, 4], optimizer_kwargs=kw, device="cpu", log_every=4)
+    hists = tr.fit(data, steps=11, batch_size=32, eval_every=6)
+    assert tr.batcher.shared
+    xb, yb = tr.batcher.next()
+    assert xb.shape == (32, 10) and yb.shape == (32,)  # drawn once, not once per member
+    out = tr.unstack()
+    for i, mem in enumerate(members):
+        ref, h = _sequential(spec, mem, data, 11, optimizer="momentum", log_every=4)
+        assert _max_diff(ref, out[i]) < 2e-5
+        for a, b in zip(h.metrics, hists[i].metrics):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert _max_diff(out[0], out[1]) > 1e-3  # the lrs differ: the members did not collapse
+
+
 def test_pack_of_one_equals_the_trainer_and_train_pack_api():
     data = _data()
     spec = _spec("ln")

@@ -402,10 +402,25 @@ class Pack(nn.Module):
 
         m = self.num_members
         ps, bs = list(self.stacked), self.buffers_stacked
-        h = x.unsqueeze(0).expand(m, *x.shape) if shared else x
         cap = capture
+        # A batch shared by every member stays (B, ...) through the flattens before the
+        # first Linear, which is then one GEMM for all members: (B, in) @ (in, M·out).
+        single = shared and cap is None
+        h = x.unsqueeze(0).expand(m, *x.shape) if shared and not single else x
         for k, op in enumerate(self._plan):  # type: ignore[union-attr]
             kind = op[0]
+            if single:
+                if kind == "flatten":
+                    h = h.flatten(1)
+                    continue
+                single = False
+                if kind == "linear":
+                    w, b = ps[op[1]], (ps[op[2]] if op[2] is not None else None)
+                    y = F.linear(h, w.reshape(-1, w.shape[-1]),
+                                 b.reshape(-1) if b is not None else None)
+                    h = y.view(y.shape[0], m, -1).transpose(0, 1)
+                    continue
+                h = h.unsqueeze(0).expand(m, *h.shape)
             if cap is not None:
                 name = self._plan_names[k]
                 if name in cap.want[0]:
@@ -1416,6 +1431,9 @@ class _PackBatcher:
         self.pos: int | None = None
         self.perm: Tensor | None = None
         self.n = int(x.shape[0])
+        #: every member has one seed, so one batch order: :meth:`next` returns that batch
+        #: once, ``(b, ...)``, and the pack runs it through every member (``shared=True``)
+        self.shared = len(self.seeds) > 1 and len(set(self.seeds)) == 1
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -1429,6 +1447,8 @@ class _PackBatcher:
         k, b = self.pos, self.batch_size
         idx = self.perm[:, k * b: min((k + 1) * b, self.n)]
         self.pos = k + 1 if k + 1 < len(self) else None
+        if self.shared:
+            return self.x.index_select(0, idx[0]), self.y.index_select(0, idx[0])
         m, nb = idx.shape
         flat = idx.reshape(-1)
         xb = self.x.index_select(0, flat).view(m, nb, *self.x.shape[1:])
@@ -1653,8 +1673,11 @@ class PackTrainer:
         ps = self.probe_set
         cap = ps.begin(self.step) if ps is not None else None
         logged = ps is not None and bool(ps.active)
-        losses = self._losses(self.pack(xb, capture=cap) if cap is not None else self.pack(xb),
-                              yb)
+        shared = self.batcher is not None and self.batcher.shared
+        out = self.pack(xb, shared=shared, capture=cap)
+        if shared:  # one batch for every member: (b,) targets seen by each
+            yb = yb.unsqueeze(0).expand(self.pack.num_members, *yb.shape)
+        losses = self._losses(out, yb)
         if logged:
             ps.after_forward(cap)  # type: ignore[union-attr]
         self.optimizer.zero_grad()
