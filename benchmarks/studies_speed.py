@@ -12,6 +12,7 @@ they run on their declared alternative (said per study).
     python benchmarks/studies_speed.py --executor ray        # the same through Ray
     python benchmarks/studies_speed.py --only he-depth lsuv  # some studies
     python benchmarks/studies_speed.py --scale test          # a check that it runs
+    python benchmarks/studies_speed.py --jobs 1              # one study after another
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", default="quick", choices=("test", "quick", "paper"))
+    ap.add_argument("--scale", default="quick", choices=("test", "quick", "reference", "paper"))
+    ap.add_argument("--jobs", default="auto",
+                    help="studies at once with the local executor (default auto: one per core, "
+                         "as `trainlab study run --all`; 1: one after another)")
     ap.add_argument("--executor", default="local", choices=("local", "ray"))
     ap.add_argument("--only", nargs="*", default=None, help="study names (default: all)")
     ap.add_argument("--out", default=None, help="keep the study folders here")
@@ -44,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
           f"out {out}")
     t0 = time.perf_counter()
     c0 = time.process_time()
+    jobs = None if args.jobs == "auto" else int(args.jobs)
     results, _ = run_all(names, scale=args.scale, out=out, force=True, db=None, log=None,
-                         progress=False, executor=args.executor)
+                         progress=False, executor=args.executor, jobs=jobs)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     print(f"\n{'study':26s} {'data':10s} {'wall s':>8s} {'CPU s':>8s} {'runs':>5s} "
@@ -62,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.n_passed}/{r.n_applicable}{'  ERROR ' + r.error[:50] if r.error else ''}")
         if r.runs and args.only:
             print(f"    {runs_summary(r.runs)}")
+    study_cpu = sum(r.cpu_seconds or 0.0 for r in results)
     print(f"\ntotal: {wall:.1f} s wall ({wall / 60:.1f} min; target <= {args.target / 60:.0f} "
-          f"min: {'met' if wall <= args.target else 'NOT met'}), {cpu:.1f} s CPU in this "
-          f"process, {total_runs} training runs in {total_packs} packs (+ the runs alone)")
+          f"min: {'met' if wall <= args.target else 'NOT met'}), {study_cpu:.1f} s CPU in the "
+          f"studies ({cpu:.1f} s in this process), {jobs or 'one per core'} at a time, "
+          f"{total_runs} training runs in {total_packs} packs (+ the runs alone)")
     return 0
 
 

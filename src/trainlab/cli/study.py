@@ -82,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="with --all: local (one study after another) or ray (each study one "
                         "Ray task; needs trainlab[ray])")
+    p.add_argument("--jobs", default="auto",
+                   help="with --all and the local executor: studies run at once, each in its "
+                        "own process with cores/JOBS threads (default auto: one per core, "
+                        "single-threaded; 1: one after another in this process)")
     p.add_argument("--address", default=None,
                    help="with --executor ray: the Ray cluster to join ('auto' or HOST:PORT); "
                         "default a local Ray")
@@ -163,6 +167,18 @@ def _list() -> int:
     return 0
 
 
+def _jobs(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise CliError(f"--jobs must be a positive integer or 'auto'. Received: --jobs {text}")
+    return n
+
+
 def _run_all(args: argparse.Namespace, db, progress) -> int:
     out = args.out or "trainlab-studies"
     cmd = ["trainlab", "study", "run", "--all", "--scale", args.scale, "--seed",
@@ -170,7 +186,8 @@ def _run_all(args: argparse.Namespace, db, progress) -> int:
     results, page = run_all(scale=args.scale, seed=args.seed, out=out, force=args.force, db=db,
                             device=args.device, progress=progress, markdown=args.markdown,
                             command=shlex.join(cmd), controls=args.controls,
-                            resume=args.resume, executor=args.executor, address=args.address)
+                            resume=args.resume, executor=args.executor, address=args.address,
+                            jobs=_jobs(args.jobs))
     _print_claims(results)
     print(f"summary page: {page}")
     return 0 if all(r.passed for r in results) else 1

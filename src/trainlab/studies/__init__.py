@@ -45,6 +45,8 @@ from trainlab.studies.page import data_condition, reproductions_markdown, write_
 from trainlab.utils import atomic_write_text
 
 __all__ = [
+    "default_jobs",
+    "usable_cores",
     "SAME",
     "ALL_SCALES",
     "SCALES",
@@ -82,13 +84,77 @@ def _finished(folder: Path, scale: str, seed: int, controls: bool) -> StudyResul
 
 def _study_task(name: str, scale: str, seed: int, out: str, force: bool, db: Any,
                 device: Any, controls: bool) -> StudyResult:
-    """One study as a Ray task (quiet: the driver prints each study's line)."""
+    """One study as a Ray task or in a worker process (quiet: the driver prints each study's
+    line)."""
     spec = get_study(name)
     try:
         return run_study(spec, scale=scale, seed=seed, out=out, force=force, db=db,
                          device=device, progress=False, log=None, controls=controls)
     except DataMissingError as e:
         return no_data_result(spec, scale, seed, Path(out), str(e))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs(device: Any = "auto") -> int:
+    """How many studies ``run_all`` runs at once by default: one per usable core on a CPU
+    (each single-threaded: the studies' small models use one core better than two threads
+    do, and their numbers then do not depend on the machine's core count), one on a GPU."""
+    import torch
+
+    if str(device) != "cpu" and torch.cuda.is_available():
+        return 1
+    return usable_cores()
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_all_local(specs: Sequence[Any], kept: dict[str, StudyResult], *, jobs: int,
+                   scale: str, seed: int, out: Path, force: bool, db: Any, device: Any,
+                   log: Callable[[str], None] | None, controls: bool,
+                   bar: Any) -> list[StudyResult]:
+    """The studies in ``jobs`` worker processes (spawned: no state shared with this one),
+    each with ``usable_cores() // jobs`` threads (at least one), the longest first (their
+    declared quick time), so that the last one to start is short. A worker that dies is
+    recorded by name (NOT MEASURED); the batch goes on."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    say = log or (lambda m: None)
+    todo = sorted((s for s in specs if s.name not in kept), key=lambda s: -s.quick_seconds)
+    threads = max(1, usable_cores() // jobs)
+    done: dict[str, StudyResult] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_study_task, s.name, scale, seed, str((out / s.name).resolve()),
+                               force, None if db is None else str(Path(db).resolve()),
+                               device, controls): s for s in todo}
+        for f in as_completed(futures):
+            s = futures[f]
+            try:
+                r = f.result()
+                say(f"{s.name}: {r.n_passed}/{r.n_applicable} claims passed on {r.data_text} "
+                    f"in {r.seconds:.1f} s")
+            except (BrokenProcessPool, OSError, RuntimeError) as e:
+                msg = f"the worker process running it stopped: {type(e).__name__}: {e}"
+                say(f"{s.name}: ERROR: {msg}")
+                r = no_data_result(s, scale, seed, out / s.name, msg, status="NOT MEASURED")
+            done[s.name] = r
+            if bar is not None:
+                bar.update(1)
+    return [kept[s.name] if s.name in kept else done[s.name] for s in specs]
 
 
 def _run_all_ray(specs: Sequence[Any], kept: dict[str, StudyResult], *, scale: str, seed: int,
@@ -141,6 +207,7 @@ def run_all(
     resume: bool = False,
     executor: str = "local",
     address: str | None = None,
+    jobs: int | None = 1,
 ) -> tuple[list[StudyResult], Path]:
     """Run ``names`` (default: every study) at ``scale``, each into ``OUT/NAME``
     (``controls``: with each study's control run, see :func:`run_study`).
@@ -150,6 +217,9 @@ def run_all(
     where it stopped. ``executor="ray"``: each study is one Ray task (a local Ray, or the
     cluster at ``address``); the studies pack their own runs inside the task. A task that
     dies is retried by Ray; a study that fails is recorded with its error, as locally.
+    ``jobs``: locally, how many studies run at once, each in its own process with
+    ``cores // jobs`` threads (``None``: :func:`default_jobs`, one per core, single-threaded);
+    1 runs them one after another in this process.
 
     Writes ``OUT/index.html`` (linking every study page) and the Markdown claim table
     (``markdown``, default ``OUT/reproductions.md``). The scale and the output folders are
@@ -159,6 +229,11 @@ def run_all(
 
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray'. Received: executor={executor!r}.")
+    if jobs is None:
+        jobs = default_jobs(device)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer or None (one per core). "
+                         f"Received: jobs={jobs!r}.")
     specs = [get_study(n) for n in (names if names is not None else study_names())]
     out = Path(out)
     for spec in specs:
@@ -187,6 +262,18 @@ def run_all(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(specs), unit="study", dynamic_ncols=True)
+    if jobs > 1 and len([s for s in specs if s.name not in kept]) > 1:
+        try:
+            if bar is not None:
+                bar.set_description(f"{jobs} studies at a time")
+                bar.update(sum(1 for s in specs if s.name in kept))
+            results = _run_all_local(specs, kept, jobs=jobs, scale=scale, seed=seed, out=out,
+                                     force=force, db=db, device=device, log=log,
+                                     controls=controls, bar=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        specs, bar = [], None
     try:
         for spec in specs:
             if bar is not None:
