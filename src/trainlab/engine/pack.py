@@ -327,8 +327,13 @@ class Pack(nn.Module):
     def buffers_stacked(self) -> list[Tensor]:
         return [getattr(self, f"_buf{i}") for i in range(len(self.buffer_names))]
 
+    def _params(self) -> list[Tensor]:
+        """The stacked parameters in order (read from the ParameterList's dict: indexing it
+        costs a string conversion per element, which showed in the per-step profile)."""
+        return list(self.stacked._parameters.values())  # type: ignore[arg-type]
+
     def _tensors(self) -> dict[str, Tensor]:
-        out = dict(zip(self.param_names, self.stacked))
+        out = dict(zip(self.param_names, self._params()))
         out.update(zip(self.buffer_names, self.buffers_stacked))
         return out
 
@@ -341,16 +346,14 @@ class Pack(nn.Module):
         return functional_call(self.template, tensors, (x,), tie_weights=False, strict=False)
 
     def forward(self, x: Tensor, shared: bool = False, capture: _Capture | None = None) -> Tensor:
+        if self.runs_plan:
+            return self._run_plan({}, x, shared, capture)  # reads the stacked tensors itself
         tensors = self._tensors()
-        if capture is not None and self.runs_plan:
-            return self._run_plan(tensors, x, shared, capture)
         handles = self._hook_capture(capture) if capture is not None else []
         try:
             if self.num_members == 1:  # no vmap: a pack of one costs what the model costs
                 one = {n: t[0] for n, t in tensors.items()}
                 return self._call(one, x if shared else x[0]).unsqueeze(0)
-            if self._plan is not None and self.use_plan:
-                return self._run_plan(tensors, x, shared)
             fn = vmap(self._call, in_dims=(0, None if shared else 0), randomness="different")
             return fn(tensors, x)
         finally:
@@ -401,7 +404,7 @@ class Pack(nn.Module):
         import torch.nn.functional as F
 
         m = self.num_members
-        ps, bs = list(self.stacked), self.buffers_stacked
+        ps, bs = self._params(), self.buffers_stacked
         cap = capture
         # A batch shared by every member stays (B, ...) through the flattens before the
         # first Linear, which is then one GEMM for all members: (B, in) @ (in, M·out).
