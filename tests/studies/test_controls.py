@@ -18,7 +18,7 @@ PENDING = {
     "dynamical-isometry", "fixup", "glorot-init-diagnostics", "glorot-saturation",
     "glorot-table1", "he-depth", "init-training", "linear-limits", "loss-landscape", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
-    "sigmoid-init", "symmetry", "weight-norm", "zero-centering",
+    "sigmoid-init", "symmetry", "weight-norm",
 }
 
 
