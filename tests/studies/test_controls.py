@@ -16,7 +16,7 @@ PENDING = {
     "activations", "bn-deep-sigmoid", "bn-mnist", "bn-placement",
     "bn-rnn", "bn-robustness", "bn-train-eval", "ccnn", "curriculum", "dropout-maxout",
     "dynamical-isometry", "fixup", "glorot-init-diagnostics", "glorot-saturation",
-    "glorot-table1", "he-depth", "init-training", "linear-limits", "loss-landscape", "lsuv",
+    "glorot-table1", "he-depth", "init-training", "loss-landscape", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
     "sigmoid-init", "symmetry", "weight-norm",
 }

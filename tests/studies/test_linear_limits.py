@@ -56,7 +56,7 @@ def test_artifacts(result):
     from trainlab.store import RunStore
 
     runs = RunStore(tmp / "db.sqlite", readonly=True).list_runs()
-    assert len(runs) == 9 and all(r["config"]["study"] == "linear-limits" for r in runs)
+    assert len(runs) == 27 and all(r["config"]["study"] == "linear-limits" for r in runs)
 
 
 def test_linear_accuracy_bounded_by_the_best_line(result):
