@@ -13,10 +13,10 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 #: studies whose claims do not all declare a working control yet (issue 24, in progress):
 #: their tests are expected to fail; a study leaves this set when its controls all FAIL
 PENDING = {
-    "activations", "bn-deep-sigmoid", "bn-mnist", "bn-placement",
+    "bn-deep-sigmoid", "bn-mnist", "bn-placement",
     "bn-rnn", "bn-robustness", "bn-train-eval", "ccnn", "curriculum", "dropout-maxout",
     "dynamical-isometry", "fixup", "glorot-init-diagnostics", "glorot-saturation",
-    "glorot-table1", "he-depth", "init-training", "loss-landscape", "lsuv",
+    "glorot-table1", "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
     "sigmoid-init", "symmetry", "weight-norm",
 }

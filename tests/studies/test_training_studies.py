@@ -189,11 +189,30 @@ def test_activations_study(tmp_path):
     assert len(rows) == 1 + 16 and rows[0].startswith("activation,loss,acc,mean")
     by = {c["id"]: c for c in data["claims"]}
     assert by["sigmoid-not-centred"]["status"] == "PASS"  # σ ∈ (0, 1): mean near 0.5
-    # 16 activations × 3 seeds, and ReLU / leaky ReLU at the high lr: every run packed with
-    # its activation's seeds, except RReLU's (vmap has no rule for it), trained alone
-    assert len(data["runs"]) == 16 * 3 + 2 * 3
+    # 16 activations × 3 seeds, and ReLU / leaky ReLU at the high lr in two halves: every
+    # run packed with its activation's seeds, except RReLU's (vmap has no rule for it)
+    assert len(data["runs"]) == 16 * 3 + 2 * 2 * 3
     for r in data["runs"]:
         assert (r["pack"] is None) == r["label"].startswith("rrelu-"), r
+    dying = (out / "dying.csv").read_text().splitlines()
+    assert dying[0] == "arm,activation,seeds,half,end,for_good,revived,acc,status"
+    assert [r.split(",")[0] for r in dying[1:]] == ["relu", "leaky"]
+
+
+def test_never_active_marks_units_off_on_every_example():
+    from trainlab.models.builders import mlp
+    from trainlab.studies.activations import never_active
+
+    torch.manual_seed(0)
+    m = mlp([3, 4, 2], activation="relu")
+    with torch.no_grad():
+        m.block1.linear.bias.copy_(torch.tensor([-100.0, 100.0, 0.0, -100.0]))
+    x = torch.randn(50, 3)
+    mask = never_active(m, x)
+    h = torch.relu(m.block1.linear(x))
+    assert mask.tolist() == (h <= 0).all(0).tolist()
+    assert mask[0] and not mask[1] and mask[3]
+    assert m.training  # left in training mode
 
 
 def test_bn_placement_study(tmp_path):
