@@ -17,7 +17,7 @@ EXPECTED = {
                "fixup-trains", "bn-trains"}, ("training.png",),
               ("accuracy.csv", "stream_at_init.csv"), 3),
     "loss-landscape": ({"loss-range-smaller", "grad-change-smaller", "beta-smaller"},
-                       ("landscape.png",), ("landscape.csv",), 2),
+                       ("landscape.png",), ("landscape.csv",), 6),
 }
 
 

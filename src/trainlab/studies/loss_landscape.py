@@ -59,7 +59,9 @@ def _claim(qty: str) -> Claim:
     return Claim(cid, f"Along the gradient, BN makes {names[qty]} smaller",
                  quantity=f"median over logged steps of {qty} (BN) / {qty} (no BN), mean "
                           "over seeds", op="<", threshold=1.0,
-                 why="Santurkar et al. fig. 4: the BN curves lie below the standard ones")
+                 why="Santurkar et al. fig. 4: the BN curves lie below the standard ones; "
+                     "ratio < 1 by the one-sided 95% t bound over the per-seed ratios",
+                 control="BN -> none (the plain net on seeds disjoint from the baseline's)")
 
 
 @study(
@@ -71,7 +73,7 @@ def _claim(qty: str) -> Claim:
             "of the loss, the ℓ2 change of the gradient and the effective β-smoothness.",
     scales={
         "test": Config(depth=3, width=16, steps=8, every=4, batch_size=32, n_train=256,
-                       seeds=1),
+                       seeds=3),
         "quick": Config(seeds=3),
         "paper": Config(depth=12, width=512, steps=5000, every=100, seeds=5),
     },
@@ -79,6 +81,8 @@ def _claim(qty: str) -> Claim:
     quick_seconds=120,
     data_note="MNIST-1D (embedded); the paper used VGG on CIFAR-10.",
     datasets=("mnist1d",),
+    reference_note="the paper's setup (VGG on CIFAR-10) needs data that are not on this "
+                   "machine; the MLP on MNIST-1D is a stand-in with no paper number to anchor",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     ds = ctx.dataset("mnist1d", n_train=cfg.n_train, n_test=1000)
@@ -91,15 +95,18 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     runs = []
     for s in seeds:
         for norm in ("none", "bn"):
-            torch.manual_seed(s)
+            # the control's "bn" arm: the plain net again, on a seed disjoint from the baseline
+            arm = ctx.controlled(norm, "none")
+            ms = s + 1000 if (ctx.control and norm == "bn") else s
+            torch.manual_seed(ms)
             m = mlp([ds.x_train.shape[1], *([cfg.width] * cfg.depth),
-                              ds.meta.num_classes], activation="relu", norm=norm)
-            init_model(m, "he_normal", generator=s)
+                              ds.meta.num_classes], activation="relu", norm=arm)
+            init_model(m, "he_normal", generator=ms)
             probe = LossLandscape(every=cfg.every)
             runs.append(ctx.grid_run(m, data, label=f"{norm}-seed{s}", steps=cfg.steps,
                                      batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
                                      probes=[probe], eval_every=cfg.steps,
-                                     log_every=min(cfg.every, cfg.steps), seed=s,
+                                     log_every=min(cfg.every, cfg.steps), seed=ms,
                                      config={"norm": norm}))
     histories = iter(ctx.train_grid(runs))
     for s in seeds:
@@ -117,11 +124,10 @@ def run(ctx: StudyContext, cfg: Config) -> None:
             ratios[q].append(med["bn"][q] / med["none"][q] if med["none"][q] > 0 else math.nan)
     ctx.table("landscape", rows, "Median over the logged steps (step 0 excluded) of each "
               "landscape quantity, per seed and net.")
+    if ctx.control:
+        ctx.note("Control run: the 'batch norm' arm is the plain net on seeds + 1000.")
     for q, cid in QUANTITIES:
-        v = ratios[q]
-        mean = sum(v) / len(v)
-        spread = statistics.stdev(v) if len(v) > 1 else None
-        ctx.check(cid, mean, spread=spread, seeds=seeds)
+        ctx.check(cid, values=ratios[q], seeds=seeds)
     fig = plot_landscape(first_records, title=f"ReLU MLP {cfg.depth}x{cfg.width} on MNIST-1D, "
                          f"lr {cfg.lr} (seed {seeds[0]})")
     ctx.figure("landscape", fig, "Along the gradient, the BN net's loss varies less, its "
