@@ -238,7 +238,12 @@ def test_glorot_table1_study(tmp_path):
 
 def test_glorot_saturation_study(tmp_path):
     data, out = _run("glorot-saturation", tmp_path, data="shapeset")
-    assert len(data["runs"]) == 3
+    assert len(data["runs"]) == 9  # 3 activations × 3 seeds
+    by = {c["id"]: c for c in data["claims"]}
+    # the test scale is long enough for the sigmoid's top layer to collapse (its controls,
+    # tanh <-> sigmoid, must FAIL there: tests/studies/test_controls.py)
+    assert by["top-saturates"]["status"] == "PASS" and by["lower-stay"]["status"] == "PASS"
+    assert {a["paper"] for a in data["anchors"]} == {0.0, 0.5}
     header = (out / "layer_moments.csv").read_text().splitlines()[0]
     assert header == "activation,step,layer,mean,std,frac_abs_gt_0.95"
 
