@@ -16,7 +16,7 @@ PENDING = {
     "bn-deep-sigmoid", "bn-mnist", "bn-placement",
     "bn-rnn", "bn-robustness", "bn-train-eval", "ccnn", "curriculum", "dropout-maxout",
     "dynamical-isometry", "fixup", "glorot-init-diagnostics",
-    "glorot-table1", "he-depth", "init-training", "lsuv",
+    "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
     "sigmoid-init", "symmetry", "weight-norm",
 }

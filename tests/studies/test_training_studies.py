@@ -157,7 +157,7 @@ def test_bn_deep_sigmoid_study(tmp_path):
 
 def test_bn_mnist_study(tmp_path):
     data, out = _run("bn-mnist", tmp_path)
-    assert len(data["runs"]) == 2
+    assert len(data["runs"]) == 6  # 2 variants × 3 seeds
     assert (out / "sigmoid_input_percentiles.png").is_file()
 
 
@@ -217,7 +217,7 @@ def test_never_active_marks_units_off_on_every_example():
 
 def test_bn_placement_study(tmp_path):
     data, out = _run("bn-placement", tmp_path)
-    assert len(data["runs"]) == 4
+    assert len(data["runs"]) == 12  # 2 activations × 2 placements × 3 seeds
     assert (out / "placement.csv").is_file()
 
 
@@ -231,9 +231,25 @@ def test_bn_robustness_study(tmp_path):
 
 def test_glorot_table1_study(tmp_path):
     data, out = _run("glorot-table1", tmp_path, data="shapeset+mnist1d")
-    assert len(data["runs"]) == 12  # 3 activations × 2 inits × 2 datasets
+    # per dataset, 6 networks: the first seed at each of the 2 lrs, then 2 more seeds at the
+    # lr of the lowest validation error
+    assert len(data["runs"]) == 2 * 6 * (2 + 2)
     header = (out / "table1.csv").read_text().splitlines()[0]
-    assert header == "dataset,sigmoid,sigmoid-N,tanh,tanh-N,softsign,softsign-N"
+    assert header == ("dataset,sigmoid,sigmoid lr,sigmoid-N,sigmoid-N lr,tanh,tanh lr,tanh-N,"
+                      "tanh-N lr,softsign,softsign lr,softsign-N,softsign-N lr")
+    import csv
+
+    val = list(csv.DictReader(open(out / "validation.csv")))
+    chosen = {}
+    for r in val:  # the chosen lr is the one with the lowest validation error
+        chosen.setdefault((r["dataset"], r["network"]), []).append(
+            (float(r["validation_error"]), float(r["lr"]), r["chosen"] == "True"))
+    for rows in chosen.values():
+        assert [c for *_, c in rows].count(True) == 1
+        assert min(rows)[2], rows
+    assert len(data["anchors"]) == 5 and {a["paper"] for a in data["anchors"]} == {
+        82.61, 27.15, 15.60, 16.27, 16.06}
+    assert all("of the paper's 5,000,000" in a["differences"] for a in data["anchors"])
 
 
 def test_glorot_saturation_study(tmp_path):
@@ -276,6 +292,6 @@ def test_study_on_mnist(name, tmp_path, mnist_root):
 @pytest.mark.slow
 def test_glorot_table1_study_with_mnist(tmp_path, mnist_root):
     data, out = _run("glorot-table1", tmp_path, data="shapeset+mnist1d+mnist")
-    assert len(data["runs"]) == 18  # 3 activations × 2 inits × 3 datasets
+    assert len(data["runs"]) == 3 * 6 * (2 + 2)  # 3 datasets × 6 networks × (2 lrs + 2 seeds)
     rows = (out / "table1.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:4]] == ["Shapeset-3x2", "MNIST-1D", "MNIST"]
