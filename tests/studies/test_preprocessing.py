@@ -11,7 +11,12 @@ import torch
 
 from trainlab.data import load_dataset
 from trainlab.studies import run_study
-from trainlab.studies.preprocessing import loss_sensitivity, picture_data, rotation_sensitivity
+from trainlab.studies.preprocessing import (
+    curvature_ratio,
+    loss_sensitivity,
+    picture_data,
+    rotation_sensitivity,
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +134,30 @@ def test_picture_data_is_far_from_the_origin():
     assert int(y.sum()) == 2000
     torch.testing.assert_close(x.mean(0), torch.tensor([5.0, 4.0]), atol=0.1, rtol=0)
     assert x.mean(0).norm().item() == pytest.approx(41 ** 0.5, abs=0.1)
+
+
+def test_curvature_ratio_is_lambda_max_over_the_mean_eigenvalue():
+    """kappa = lambda_max(H) / (tr(H) / n) against the Hessian of the mean cross-entropy in
+    the weights from torch.autograd.functional.hessian (float64); unchanged when the inputs
+    are rescaled with the weights scaled back (the same logits): free of ||W||."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(60, 4, generator=gen, dtype=torch.float64) + 2.0
+    y = torch.randint(0, 3, (60,), generator=gen)
+    lin = torch.nn.Linear(4, 3).double()
+    b = lin.bias.detach()
+
+    def loss(w):
+        return torch.nn.functional.cross_entropy(x @ w.reshape(3, 4).T + b, y)
+
+    w = lin.weight.detach()
+    h = torch.autograd.functional.hessian(loss, w.reshape(-1))
+    ev = torch.linalg.eigvalsh(h)
+    expected = (ev.max() / (ev.sum() / len(ev))).item()
+    assert curvature_ratio(lin, x, y, iters=500) == pytest.approx(expected, rel=1e-6)
+    scaled = torch.nn.Linear(4, 3).double()
+    with torch.no_grad():
+        scaled.weight.copy_(w / 10)
+        scaled.bias.copy_(b)
+    assert curvature_ratio(scaled, 10 * x, y, iters=500) == pytest.approx(expected, rel=1e-6)
+    # the mean offset (+2) makes one direction dominate: centring the inputs lowers kappa
+    assert expected > 3
