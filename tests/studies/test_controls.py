@@ -18,7 +18,7 @@ PENDING = {
     "dynamical-isometry", "fixup", "glorot-init-diagnostics",
     "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
-    "sigmoid-init", "symmetry", "weight-norm",
+    "symmetry", "weight-norm",
 }
 
 
