@@ -15,7 +15,7 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 PENDING = {
     "bn-deep-sigmoid", "bn-mnist", "bn-placement",
     "bn-rnn", "bn-robustness", "bn-train-eval", "ccnn", "curriculum", "dropout-maxout",
-    "dynamical-isometry", "fixup", "glorot-init-diagnostics",
+    "fixup", "glorot-init-diagnostics",
     "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
     "symmetry", "weight-norm",

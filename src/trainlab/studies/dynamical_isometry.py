@@ -19,6 +19,12 @@ at ``q* = 1/64``: ``σ_w² = 1.03``, ``σ_b² = 1e−5``); ReLU with ``σ_w² = 
 (He). Gaussian: ``W ~ N(0, σ_w²/N)`` (``he_normal`` with ``gain = σ_w``); orthogonal:
 ``W = σ_w·Q`` (``orthogonal``). The Jacobian of each example is computed exactly by
 :func:`trainlab.probes.jacobian_singular_values`.
+
+Verdicts: each claim is decided by the one-sided 95% Student t bound over its per-seed values
+(one independent draw of inputs and weights per seed, 3 seeds at every scale). Controls
+(``--controls``): orthogonal <-> Gaussian weights for the two tanh claims, the largest depth
+-> the smallest one (the shallow net against itself on disjoint draws) for the growth claim,
+ReLU -> tanh (the same weights, on the critical line) for the ReLU claim; each must FAIL.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ def theory_spread(mu_ratio: float, weights: str, depth: int) -> float:
             "keeps the spectrum concentrated around 1 at every depth (dynamical isometry); "
             "Gaussian weights and ReLU spread it over orders of magnitude as depth grows.",
     scales={
-        "test": Config(width=24, depths=(2, 16), examples=1, seeds=2),
+        "test": Config(width=24, depths=(2, 16), examples=1, seeds=3),
         "quick": Config(),
         "paper": Config(width=1000, depths=(5, 10, 20, 30, 40, 50), examples=4, seeds=3),
     },
@@ -110,27 +116,40 @@ def theory_spread(mu_ratio: float, weights: str, depth: int) -> float:
               quantity="Var(λ)/E[λ]² of the eigenvalues λ = s² of JJᵀ at the largest depth, "
                        "tanh + orthogonal", op="<", threshold=0.25,
               why="free probability: L·(μ2/μ1² − 1) = 0.0017·L at q* = 1/64, 0.085 at "
-                  "L = 50; 0.25 = a λ std of 0.5 (s within about [0.7, 1.2])"),
+                  "L = 50; 0.25 = a λ std of 0.5 (s within about [0.7, 1.2]); Gaussian weights "
+                  "predict ≈ L (50 at L = 50)",
+              control="orthogonal -> Gaussian weights (tanh, the same critical σ_w, σ_b)"),
         Claim("gaussian-tanh-spreads",
               "Gaussian weights spread the tanh net's spectrum at the largest depth",
               quantity="Var(λ)/E[λ]² at the largest depth, tanh + Gaussian", op=">",
               threshold=5.0,
               why="a Gaussian layer adds 1 (s1 = −1): L·μ2/μ1² ≈ 50 at L = 50 (a finite "
-                  "width cuts the tail, so less); 5 = twenty times the isometric bound"),
+                  "width cuts the tail, so less); 5 = twenty times the isometric bound; "
+                  "orthogonal weights predict 0.0017·L",
+              control="Gaussian -> orthogonal weights (tanh, the same critical σ_w, σ_b)"),
         Claim("gaussian-tanh-grows-with-depth",
               "The Gaussian tanh net's spread grows with depth",
               quantity="Var(λ)/E[λ]² at the largest depth / at the smallest, tanh + Gaussian",
               op=">", threshold=2.0,
-              why="the prediction is linear in L (5 → 50: ten times); 2 = clearly grows"),
+              why="the prediction is linear in L (5 → 50: ten times); 2 = clearly grows; the "
+                  "same depth twice predicts 1",
+              control="largest depth -> smallest depth (the shallow Gaussian tanh net "
+                      "against itself on disjoint draws, seeds + 1000)"),
         Claim("relu-spreads",
               "ReLU nets spread the spectrum with either weights at the largest depth",
               quantity="min over orthogonal and Gaussian weights of Var(λ)/E[λ]² at the "
                        "largest depth, ReLU", op=">", threshold=5.0,
               why="ReLU's φ' ∈ {0, 1} gives μ2/μ1² = 2: L (orthogonal) or 2L (Gaussian), 50 "
-                  "or 100 at L = 50; 5 = twenty times the isometric bound"),
+                  "or 100 at L = 50; 5 = twenty times the isometric bound; tanh's orthogonal "
+                  "net predicts 0.0017·L",
+              control="ReLU -> tanh (on tanh's critical line, the same orthogonal and "
+                      "Gaussian weights)"),
     ),
     quick_seconds=12,
     data_note="Gaussian inputs; no data set needed.",
+    reference_note="data-free (Gaussian inputs at initialization, no training): the paper's "
+                   "setup is the critical line at q* = 1/64, which every scale uses; the paper "
+                   "scale's width 1000 runs on a CPU in minutes",
 )
 def run(ctx: StudyContext, cfg: Config) -> None:
     sw_t, sb_t, ex2_t, mu_t = critical_tanh(cfg.q_star)
@@ -143,6 +162,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     sv: dict[str, dict[int, list[np.ndarray]]] = {k: {d: [] for d in cfg.depths}
                                                   for k, *_ in CONFIGS}
     n = cfg.width
+    alt_min: list[np.ndarray] = []  # control only: the smallest depth, disjoint draws
     for s in ctx.progress(range(cfg.seeds), "seeds"):
         g = ctx.generator(s)
         z = torch.randn(cfg.examples, n, generator=g)
@@ -161,6 +181,19 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                 # exact_max = width: always the exact decomposition (N VJPs per example)
                 vals, _rms, _exact = jacobian_singular_values(net, x, exact_max=n)
                 sv[key][depth].append(vals.reshape(-1).double().cpu().numpy())
+        if ctx.control:  # the growth claim's control: the smallest depth on disjoint draws
+            g_alt = ctx.generator(1000 + s)
+            sw, sb, x_std = params["tanh"]
+            z_alt = torch.randn(cfg.examples, n, generator=g_alt)
+            d0 = min(cfg.depths)
+            model = mlp(n, [n] * d0, 1, activation="tanh", bias=True).to(ctx.device)
+            init_model(model, ("he_normal", {"gain": sw}),
+                       bias=("normal", {"std": sb}) if sb > 0 else 0.0, generator=g_alt)
+            net = nn.Sequential(*[getattr(model, f"block{i}") for i in
+                                  range(1, d0 + 1)]).eval()
+            vals, _rms, _exact = jacobian_singular_values(net, (z_alt * x_std).to(ctx.device),
+                                                          exact_max=n)
+            alt_min.append(vals.reshape(-1).double().cpu().numpy())
 
     labels = {k: lab for k, lab, *_ in CONFIGS}
     dmax, dmin = max(cfg.depths), min(cfg.depths)
@@ -246,18 +279,25 @@ def run(ctx: StudyContext, cfg: Config) -> None:
               "free-probability prediction, and percentiles of s.")
 
     seeds = list(range(cfg.seeds))
-    v, sp = per_seed("tanh-orthogonal", dmax, spread)
-    ctx.check("orthogonal-tanh-isometric", v, spread=sp, seeds=seeds,
-              detail=f"depth {dmax}; theory {theory_spread(mu_t, 'orthogonal', dmax):.3g}")
-    v, sp = per_seed("tanh-gaussian", dmax, spread)
-    ctx.check("gaussian-tanh-spreads", v, spread=sp, seeds=seeds,
-              detail=f"depth {dmax}; theory {theory_spread(mu_t, 'gaussian', dmax):.3g}")
-    grow = [spread(a) / spread(b) for a, b in
-            zip(sv["tanh-gaussian"][dmax], sv["tanh-gaussian"][dmin])]
-    v, sp = mean_spread(grow)
-    ctx.check("gaussian-tanh-grows-with-depth", v, spread=sp, seeds=seeds,
-              detail=f"depth {dmax} vs {dmin}")
+    c = ctx.controlled
+    if ctx.control:
+        ctx.note("Control run: orthogonal <-> Gaussian weights for the tanh claims, the "
+                 "smallest depth against itself (disjoint draws) for the growth claim, tanh "
+                 "in place of ReLU for the ReLU claim.")
+    key = c("tanh-orthogonal", "tanh-gaussian")
+    ctx.check("orthogonal-tanh-isometric", values=[spread(a) for a in sv[key][dmax]],
+              seeds=seeds, detail=f"{labels[key]}, depth {dmax}; theory "
+              f"{theory_spread(mu_t, key.split('-')[1], dmax):.3g}")
+    key = c("tanh-gaussian", "tanh-orthogonal")
+    ctx.check("gaussian-tanh-spreads", values=[spread(a) for a in sv[key][dmax]],
+              seeds=seeds, detail=f"{labels[key]}, depth {dmax}; theory "
+              f"{theory_spread(mu_t, key.split('-')[1], dmax):.3g}")
+    top = alt_min if ctx.control else sv["tanh-gaussian"][dmax]
+    grow = [spread(a) / spread(b) for a, b in zip(top, sv["tanh-gaussian"][dmin])]
+    ctx.check("gaussian-tanh-grows-with-depth", values=grow, seeds=seeds,
+              detail=f"depth {dmin} (disjoint draws) vs {dmin}" if ctx.control else
+              f"depth {dmax} vs {dmin}")
+    act = c("relu", "tanh")
     worst = [min(spread(a), spread(b)) for a, b in
-             zip(sv["relu-orthogonal"][dmax], sv["relu-gaussian"][dmax])]
-    v, sp = mean_spread(worst)
-    ctx.check("relu-spreads", v, spread=sp, seeds=seeds, detail=f"depth {dmax}")
+             zip(sv[f"{act}-orthogonal"][dmax], sv[f"{act}-gaussian"][dmax])]
+    ctx.check("relu-spreads", values=worst, seeds=seeds, detail=f"{act}, depth {dmax}")
