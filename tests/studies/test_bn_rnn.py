@@ -48,11 +48,11 @@ def _check_files(out, data):
     assert {c["id"] for c in data["claims"]} == ids
     for c in data["claims"]:  # every claim measured, on every seed
         assert c["status"] in ("PASS", "FAIL") and c["measured"] is not None
-        assert c["seeds"] == [0, 1]
+        assert c["seeds"] == [0, 1, 2]
     for name in ("learning_curves.png", "frame_statistics.png"):
         assert (out / name).stat().st_size > 5000
     rows = (out / "convergence.csv").read_text().splitlines()
     assert rows[0].startswith("variant,norm,loss_area_mean") and len(rows) == 5
     assert "bn-rnn" in (out / "index.html").read_text()
-    # 4 variants x 2 seeds, each a run of the store with its metrics
-    assert len(data["runs"]) == 8 and all(r["status"] == "done" for r in data["runs"])
+    # 4 variants x 3 seeds, each a run of the store with its metrics
+    assert len(data["runs"]) == 12 and all(r["status"] == "done" for r in data["runs"])

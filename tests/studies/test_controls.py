@@ -13,11 +13,10 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 #: studies whose claims do not all declare a working control yet (issue 24, in progress):
 #: their tests are expected to fail; a study leaves this set when its controls all FAIL
 PENDING = {
-    "bn-deep-sigmoid", "bn-mnist", "bn-placement",
-    "bn-rnn", "bn-robustness", "bn-train-eval", "ccnn", "curriculum", "dropout-maxout",
+    "ccnn", "curriculum", "dropout-maxout",
     "fixup", "glorot-init-diagnostics",
     "he-depth", "init-training", "lsuv",
-    "norm-batch-size", "norm-prop", "optimizers", "preprocessing", "pretraining",
+    "norm-batch-size", "norm-prop", "pretraining",
     "symmetry", "weight-norm",
 }
 

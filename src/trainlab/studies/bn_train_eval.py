@@ -21,7 +21,7 @@ import torch
 from trainlab.nn.fold import fold_bn
 from trainlab.nn.norms import BatchNorm
 from trainlab.report.figures import pyplot
-from trainlab.studies._training import build_mlp, classification_data, mean_std
+from trainlab.studies._training import build_mlp, classification_data
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
 
 
@@ -45,6 +45,19 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
     model.eval()
     n = (len(x) // batch) * batch
     return correct / max(n, 1)
+
+
+def _first_bn_input(model: torch.nn.Module, x: torch.Tensor
+                    ) -> tuple[str, BatchNorm, torch.Tensor]:
+    """The first BN of ``model`` (its name, the module) and its input on ``x`` (eval mode)."""
+    name, bn = next((n, m) for n, m in model.named_modules() if isinstance(m, BatchNorm))
+    captured: list[torch.Tensor] = []
+    hook = bn.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
+    with torch.no_grad():
+        model.eval()
+        model(x)
+    hook.remove()
+    return name, bn, captured[0]
 
 
 def _time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -82,13 +95,16 @@ def _time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> floa
     claims=(
         Claim("eval-batch-independent", "In eval mode an example's output does not depend on "
               "its batch", "max |Δ logits| of one example put in two different batches, eval "
-              "mode", "<", 1e-5, why="eval mode uses the fixed running statistics: only float "
-                                     "rounding of a batched matmul can differ",
+              "mode, largest over the seeds' nets (exact)", "<", 1e-5,
+              why="eval mode uses the fixed running statistics: only float rounding of a "
+                  "batched matmul can differ",
+              control="eval mode -> training mode (the same nets and batches)",
               on={"mnist1d": On(SAME, "float rounding of a batched matmul, whatever the data")}),
         Claim("train-batch-dependent", "In training mode it does", "max |Δ logits|, same "
               "example, two batches of 32, training mode", ">", 1e-2,
               why="batch statistics of 32 examples differ between batches by ~1/√32 ≈ 18% "
                   "of a std",
+              control="training mode -> eval mode (the same nets and batches)",
               on={"mnist1d": On(SAME, "a sampling derivation: batch statistics of 32 examples "
                   "differ by ~1/√32 of a std on any data")}),
         Claim("train-mode-bug", "Evaluating in training mode with small batches loses accuracy",
@@ -96,24 +112,33 @@ def _time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> floa
               "seeds, beyond the spread)", ">", 0.02,
               why="4 examples give a noisy mean and a variance biased low by 3/4: the "
                   "normalized pre-activations are wrong for every example",
+              control="test batches of 4 -> of 256 in training mode (statistics of 256 "
+                      "examples, ≈ 6% of a std off)",
               on={"mnist1d": On(0.0, "the size of this gap was read off MNIST results and no "
                   "published number sizes it on MNIST-1D: only its direction (> 0, beyond the "
                   "spread over seeds) is tested there")}),
         Claim("running-stats", "The running averages estimate the population statistics",
               "median over units of |running mean − population mean| / population std, "
-              "first BN", "<", 0.1,
+              "first BN (one value per seed's net)", "<", 0.1,
               why="momentum 0.1 averages the last ~10 batch means of 128 examples: error "
                   "≈ 1/√1280 ≈ 0.03 std, plus drift as the weights move",
+              control="running averages -> the statistics of one training batch of 4 (what "
+                      "the train-mode bug normalizes with; ≈ 1/√4 = 0.5 std off)",
               on={"mnist1d": On(SAME, "a sampling derivation (momentum 0.1 over batches of 128: ≈ "
                   "0.03 std), not a property of the data")}),
         Claim("fold-exact", "Folding BN into the preceding Linear gives the same outputs",
-              "max |Δ logits| folded vs eval-mode model on the test set", "<", 1e-4,
+              "max |Δ logits| folded vs eval-mode model on the test set, largest over the seeds' "
+              "nets (exact)", "<", 1e-4,
               why="W' = sW, b' = s(b − μ) + β is exact algebra; float32 rounding only",
+              control="eval-mode model -> training-mode model (batch statistics, which "
+                      "folding does not reproduce)",
               on={"mnist1d": On(SAME, "exact algebra; float32 rounding only, on any data")}),
         Claim("fold-faster", "and is faster at inference",
-              "median time of a folded forward pass / the unfolded one (test set)", "<", 1.0,
+              "median time of a folded forward pass / the unfolded one (test set), one ratio per "
+              "seed's net", "<", 1.0,
               why="one elementwise affine pass per layer less; a ratio, measured in one run, "
                   "so the machine's speed cancels",
+              control="folded -> unfolded (the unfolded net timed against itself)",
               on={"mnist1d": On(SAME, "a ratio of two timings of the same network in one run: the "
                   "data do not enter")}),
     ),
@@ -136,6 +161,9 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                          config={"sizes": list(sizes), "norm": "bn", "init": "he_normal"})
             for s in seeds]
     ctx.train_grid(runs)
+    # the control run (--controls) swaps each technique under test (Claim.control)
+    bug_batch = 4 if 4 in cfg.small_batches else min(cfg.small_batches)
+    ref_batch = ctx.controlled(bug_batch, 256)
     gaps, acc_rows, models = [], [], []
     for s, run_ in zip(seeds, runs):
         model = run_.model
@@ -143,65 +171,75 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         models.append(model)
         acc_eval = _accuracy(model, x_test, y_test, 256, train_mode=False)
         row = {"seed": s, "eval mode": acc_eval}
-        for b in cfg.small_batches:
+        for b in sorted({*cfg.small_batches, ref_batch}):
             row[f"train mode, batch {b}"] = _accuracy(model, x_test, y_test, b, train_mode=True)
         acc_rows.append(row)
-        key4 = "train mode, batch 4" if 4 in cfg.small_batches else \
-            f"train mode, batch {min(cfg.small_batches)}"
-        gaps.append(acc_eval - row[key4])
+        gaps.append(acc_eval - row[f"train mode, batch {ref_batch}"])
     ctx.table("accuracy_by_mode", acc_rows, "Test accuracy of the trained BN MLPs in eval mode "
               "and in training mode with test batches of each size (the bug).")
-    # the model of the first seed for the remaining measurements
-    model = models[0]
+    # each seed's net: one example in two batches, the running statistics, folding, timing
+    d_eval, d_train, rels, var_ratio, d_fold, ratios, fold_rows = [], [], [], [], [], [], []
     g = ctx.generator(7)
-    idx_a = torch.randperm(len(x_test), generator=g)[:31]
-    idx_b = torch.randperm(len(x_test), generator=g)[:31]
     probe = x_test[:1]
-    batch_a = torch.cat([probe, x_test[idx_a.to(x_test.device)]])
-    batch_b = torch.cat([probe, x_test[idx_b.to(x_test.device)]])
-    with torch.no_grad():
-        model.eval()
-        d_eval = float((model(batch_a)[0] - model(batch_b)[0]).abs().max())
-        model.train()
-        d_train = float((model(batch_a)[0] - model(batch_b)[0]).abs().max())
-        model.eval()
-    ctx.check("eval-batch-independent", d_eval)
-    ctx.check("train-batch-dependent", d_train)
-    m, sd = mean_std(gaps)
-    ctx.check("train-mode-bug", m, spread=sd if len(gaps) > 1 else None, seeds=seeds)
+    for s, model in zip(seeds, models):
+        idx_a = torch.randperm(len(x_test), generator=g)[:31].to(x_test.device)
+        idx_b = torch.randperm(len(x_test), generator=g)[:31].to(x_test.device)
+        batch_a = torch.cat([probe, x_test[idx_a]])
+        batch_b = torch.cat([probe, x_test[idx_b]])
+        with torch.no_grad():
+            model.eval()
+            e = float((model(batch_a)[0] - model(batch_b)[0]).abs().max())
+            model.train()
+            t = float((model(batch_a)[0] - model(batch_b)[0]).abs().max())
+            model.eval()
+        d_eval.append(t if ctx.control else e)
+        d_train.append(e if ctx.control else t)
 
-    # running statistics vs population statistics of the first BN's input
-    bn_name, bn = next((n, mod) for n, mod in model.named_modules() if isinstance(mod, BatchNorm))
-    captured = []
-    hook = bn.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
-    with torch.no_grad():
-        model(data.x_train.to(ctx.device))
-    hook.remove()
-    pre = captured[0]
+        # running statistics vs population statistics of the first BN's input
+        bn_name, bn, pre = _first_bn_input(model, data.x_train.to(ctx.device))
+        pop_mean, pop_std = pre.mean(0), pre.std(0)
+        est_mean, est_var = bn.running_mean, bn.running_var
+        if ctx.control:  # one training batch of 4: what the train-mode bug normalizes with
+            pick = torch.randperm(len(pre), generator=g)[:4].to(pre.device)
+            est_mean, est_var = pre[pick].mean(0), pre[pick].var(0, unbiased=False)
+        rels.append(float(((est_mean - pop_mean).abs() / pop_std.clamp_min(1e-8)).median()))
+        var_ratio.append(float((est_var / pop_std ** 2).median()))
+
+        folded = fold_bn(model)
+        with torch.no_grad():
+            model.train(ctx.control)  # the control compares with training mode
+            d_fold.append(float((folded(x_test) - model(x_test)).abs().max()))
+            model.eval()
+        # interleave the two timings so that a slow phase of the machine hits both
+        fast = model if ctx.control else folded
+        t_unfolded, t_folded = [], []
+        for _ in range(3):
+            t_unfolded.append(_time_forward(model, x_test, cfg.timing_repeats))
+            t_folded.append(_time_forward(fast, x_test, cfg.timing_repeats))
+        ratios.append(min(t_folded) / min(t_unfolded))
+        fold_rows.append({"seed": s, "max |Δ logits| folded vs unfolded": d_fold[-1],
+                          "forward time folded (ms)": min(t_folded) * 1e3,
+                          "forward time unfolded (ms)": min(t_unfolded) * 1e3,
+                          "time ratio": ratios[-1]})
+    ctx.check("eval-batch-independent", max(d_eval), exact=True,
+              detail=f"per seed: {', '.join(f'{v:.2e}' for v in d_eval)}")
+    ctx.check("train-batch-dependent", values=d_train, seeds=seeds)
+    ctx.check("train-mode-bug", values=gaps, seeds=seeds,
+              detail=f"test batches of {ref_batch} in training mode")
+    ctx.check("running-stats", values=rels, seeds=seeds,
+              detail=f"{bn_name}: estimated var / population var, median per seed "
+                     + ", ".join(f"{v:.3f}" for v in var_ratio))
+    ctx.check("fold-exact", max(d_fold), exact=True,
+              detail=f"per seed: {', '.join(f'{v:.2e}' for v in d_fold)}")
+    ctx.check("fold-faster", values=ratios, seeds=seeds,
+              detail="; ".join(f"{r['forward time folded (ms)']:.3f} ms vs "
+                               f"{r['forward time unfolded (ms)']:.3f} ms" for r in fold_rows))
+    ctx.table("fold", fold_rows, "BN folded into the preceding Linear layers "
+              "(trainlab.nn.fold.fold_bn), each seed's net.")
+    # the figure's right panel: the first seed's net
+    model = models[0]
+    bn_name, bn, pre = _first_bn_input(model, data.x_train.to(ctx.device))
     pop_mean, pop_std = pre.mean(0), pre.std(0)
-    rel = ((bn.running_mean - pop_mean).abs() / pop_std.clamp_min(1e-8))
-    ctx.check("running-stats", float(rel.median()),
-              detail=f"{bn_name}: running var / population var, median "
-                     f"{float((bn.running_var / pop_std ** 2).median()):.3f}")
-
-    folded = fold_bn(model)
-    with torch.no_grad():
-        d_fold = float((folded(x_test) - model(x_test)).abs().max())
-    ctx.check("fold-exact", d_fold)
-    # interleave the two timings so that a slow phase of the machine hits both
-    t_unfolded, t_folded = [], []
-    for _ in range(3):
-        t_unfolded.append(_time_forward(model, x_test, cfg.timing_repeats))
-        t_folded.append(_time_forward(folded, x_test, cfg.timing_repeats))
-    ratio = min(t_folded) / min(t_unfolded)
-    ctx.check("fold-faster", ratio, detail=f"{min(t_folded) * 1e3:.3f} ms vs "
-                                           f"{min(t_unfolded) * 1e3:.3f} ms per pass")
-    ctx.table("fold", [{"quantity": "max |Δ logits| folded vs unfolded", "value": d_fold},
-                       {"quantity": "forward time folded (ms)", "value": min(t_folded) * 1e3},
-                       {"quantity": "forward time unfolded (ms)",
-                        "value": min(t_unfolded) * 1e3},
-                       {"quantity": "time ratio", "value": ratio}],
-              "BN folded into the preceding Linear layers (trainlab.nn.fold.fold_bn).")
 
     # figure: accuracy vs test batch size in training mode, and running vs population
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -233,5 +271,5 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                "training mode falls as the test batch shrinks, while eval mode (dashed) does "
                "not depend on the batch. Right: BN's running averages lie on the diagonal of "
                "the population statistics they estimate.")
-    if not math.isfinite(d_train):
+    if not all(math.isfinite(v) for v in d_train):
         ctx.note("the training-mode output was not finite")
