@@ -155,8 +155,9 @@ def _mean(v: list[float]) -> float:
               control="identity -> tanh in the deep net"),
         Claim("deep-linear-within-best-line",
               "A deep linear net is no better than the best linear classifier",
-              quantity="max over sets and seeds of acc(deep linear) - acc(best half-plane), "
-                       "the best half-plane found by exhaustive search on the test set",
+              quantity="per seed, max over sets of acc(deep linear) - acc(best half-plane) "
+                       "(mean over seeds), the best half-plane found by exhaustive search on "
+                       "the test set",
               op="<", threshold=0.01,
               why="a composition of affine maps is affine, so its decision region is a "
                   "half-plane and cannot beat the best one; 0.01 (10 test points) covers "
