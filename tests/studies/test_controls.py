@@ -17,7 +17,7 @@ PENDING = {
     "fixup", "glorot-init-diagnostics",
     "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "pretraining",
-    "symmetry", "weight-norm",
+    "weight-norm",
 }
 
 
