@@ -14,7 +14,7 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 #: their tests are expected to fail; a study leaves this set when its controls all FAIL
 PENDING = {
     "ccnn", "curriculum", "dropout-maxout",
-    "fixup", ,
+    "fixup",
     "he-depth", "init-training", "lsuv",
     "norm-batch-size", "norm-prop", "pretraining",
     "weight-norm",
