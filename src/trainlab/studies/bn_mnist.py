@@ -93,7 +93,7 @@ class SigmoidInputPercentiles(AtLogPoints):
         "quick": Config(),
         # the paper's setup (3 × 100 sigmoid, BN before each sigmoid, batch 60, plain SGD) on
         # all of MNIST, for 5000 of its 50 000 steps (10%): ≈ 3 × 2 runs × 5000 steps of a
-        # 100-unit MLP at batch 60, measured ≈ REFCPU s CPU on one core
+        # 100-unit MLP at batch 60, measured 108 s CPU on one core (3 PASS; BN 0.969, plain 0.961)
         "reference": Config(steps=5000, n_train=60000, log_every=250, n_test=10000),
         "paper": Config(steps=50000, n_train=60000, log_every=500, seeds=5, n_test=10000),
     },
