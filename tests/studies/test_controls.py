@@ -15,7 +15,7 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 PENDING = {
     "ccnn", "curriculum", "dropout-maxout",
     "fixup",
-    "he-depth", "lsuv",
+    "he-depth",
     "norm-batch-size", "norm-prop", "pretraining",
     "weight-norm",
 }

@@ -12,7 +12,7 @@ from trainlab.studies import get_study, run_study
 EXPECTED = {
     "lsuv": ({"variance-within-tol", "few-iterations", "baselines-stall", "lsuv-trains",
               "matches-orthogonal", "matches-bn"}, ("variances.png", "training.png"),
-             ("variances.csv", "deep_net.csv"), 5),
+             ("variances.csv", "deep_net.csv"), 15),
     "fixup": ({"he-blows-up-at-init", "fixup-identity-at-init", "no-bn-fails",
                "fixup-trains", "bn-trains"}, ("training.png",),
               ("accuracy.csv", "stream_at_init.csv"), 3),
