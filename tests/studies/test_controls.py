@@ -17,7 +17,6 @@ PENDING = {
     "fixup",
     "he-depth",
     "norm-batch-size", "norm-prop", "pretraining",
-    "weight-norm",
 }
 
 
