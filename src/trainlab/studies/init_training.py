@@ -217,8 +217,9 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                        source="Lecture 004, Module 7.4 ('for the first 35 iterations, the "
                               "loss (almost) remains constant')", values=ends,
                        same_setup=False,
-                       differences=f"width {cfg.width} (the lecture's slide code: 500), plain "
-                                   f"SGD at lr {cfg.lr} (the lecture's lr is not given), "
+                       differences=(f"width {cfg.width} (the lecture's slide code: 500), "
+                                    if cfg.width != 500 else "") +
+                                   f"plain SGD at lr {cfg.lr} (the lecture's lr is not given), "
                                    f"{data.meta.name} with {len(data.x_train)} training "
                                    f"examples, logged every {log_every} steps")
         else:
