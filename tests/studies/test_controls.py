@@ -15,7 +15,7 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 PENDING = {
     "ccnn", "curriculum", "dropout-maxout",
     "fixup",
-    "norm-batch-size", "norm-prop", "pretraining",
+    "norm-batch-size", "pretraining",
 }
 
 

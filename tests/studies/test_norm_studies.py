@@ -69,15 +69,20 @@ def test_claims_name_their_sources():
 def test_mnist1d_thresholds():
     """What each claim expects on MNIST-1D: data-free claims keep their threshold, the
     error-level ones of norm-batch-size are set by MNIST-1D's 1000-example test set, and
-    norm-prop's online accuracy by the published logistic-regression accuracy (32%)."""
+    norm-prop's online run is compared with its minibatch run (a difference of accuracies,
+    the same threshold), counted only where the minibatch run reaches the published
+    logistic-regression accuracy (32%)."""
     def on(name):
         return {c.id: a.expected for c, a in get_study(name).claims_on("mnist1d")}
 
     assert on("weight-norm") == {"wn-faster-than-plain": "< 1", "cwn-at-least-wn": "<= 1",
                                  "cwn-stable-at-high-lr": "< 1"}
     assert on("norm-prop") == {"init-mean-near-0": "< 0.1", "init-std-near-1": "< 0.2",
-                               "trains-at-batch-1": "> 0.32", "bn-refuses-batch-1": ">= 1"}
+                               "trains-at-batch-1": "> -0.03", "bn-refuses-batch-1": ">= 1"}
     assert on("norm-batch-size") == {"bn-error-rises-at-tiny-batch": "> 0",
                                      "gn-ln-flat": "< 0.05",
                                      "bn-best-at-large-batch": "<= 0.016",
                                      "brn-recovers": "> 0.5"}
+    from trainlab.studies.norm_prop import LEARNED
+
+    assert LEARNED == {"mnist": 0.8, "mnist1d": 0.32}
