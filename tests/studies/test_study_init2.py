@@ -15,7 +15,7 @@ EXPECTED = {
              ("variances.csv", "deep_net.csv"), 15),
     "fixup": ({"he-blows-up-at-init", "fixup-identity-at-init", "no-bn-fails",
                "fixup-trains", "bn-trains"}, ("training.png",),
-              ("accuracy.csv", "stream_at_init.csv"), 3),
+              ("accuracy.csv", "stream_at_init.csv"), 9),
     "loss-landscape": ({"loss-range-smaller", "grad-change-smaller", "beta-smaller"},
                        ("landscape.png",), ("landscape.csv",), 6),
 }
@@ -43,3 +43,27 @@ def test_study_runs_at_test_scale(name, tmp_path):
         assert len((out / f).read_text().splitlines()) >= 2, f
     assert (out / "index.html").exists()
     assert len(res.runs) == runs and all(r["status"] in ("done", "diverged") for r in res.runs)
+
+
+def test_fixup_layout_gives_he_init_its_variance():
+    """The fixup study's 1-row images: with zero padding a He-initialized 3x3 conv reads the
+    signal with one kernel row of three (output second moment 2/3 of He's 2·E[x²]); with the
+    circular padding the study sets, all three rows read it, and the moment is He's."""
+    import torch
+
+    from trainlab.init import init_model
+    from trainlab.studies.fixup import Config, _net
+
+    m = _net(Config(depth=8, widths=(4,)), "no-bn-he", 10, 1, seed=0)
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d) and c.padding != (0, 0)]
+    assert convs and all(c.padding_mode == "circular" for c in convs)
+    x = torch.randn(512, 64, 1, 40, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for mode in ("zeros", "circular"):
+        torch.manual_seed(1)
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False, padding_mode=mode)
+        init_model(conv, "he_normal", generator=1)
+        with torch.no_grad():
+            got[mode] = float(conv(x).pow(2).mean() / x.pow(2).mean())
+    assert got["circular"] == pytest.approx(2.0, rel=0.1)
+    assert got["zeros"] == pytest.approx(2.0 / 3.0, rel=0.1)
