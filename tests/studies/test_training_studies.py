@@ -269,8 +269,26 @@ def test_glorot_saturation_study(tmp_path):
 
 def test_curriculum_study(tmp_path):
     data, out = _run("curriculum", tmp_path, data="shapeset")
-    assert len(data["runs"]) == 6  # 3 orders × 2 phases
-    from trainlab.studies.curriculum import steps_to
+    assert len(data["runs"]) == 18  # 3 orders × 2 phases × 3 seeds
+    # the easy set is the regular shapes of every class (Bengio et al.), not a label subset
+    import csv
+
+    from trainlab.studies.curriculum import irregularity, split_by_regularity, steps_to
+
+    subsets = {r["subset"]: r for r in csv.DictReader(open(out / "subsets.csv"))}
+    assert int(subsets["easy"]["classes"]) == 9 and int(subsets["hard"]["classes"]) == 9
+    assert (float(subsets["easy"]["mean irregularity"])
+            < float(subsets["all"]["mean irregularity"])
+            < float(subsets["hard"]["mean irregularity"]))
+    from trainlab.data.shapeset import ShapesetStream
+    _, y, params = ShapesetStream(5).sample(300, return_params=True)
+    irr = irregularity(params)
+    assert irr.shape == (300,) and float(irr.min()) >= 0 and float(irr.max()) <= 1
+    easy, hard = split_by_regularity(irr, y, 0.25)
+    for c in y.unique():  # a quarter of each class, the most regular ones
+        m = y == c
+        assert abs(int((easy & m).sum()) - round(0.25 * int(m.sum()))) <= 1
+        assert float(irr[easy & m].max()) <= float(irr[m & ~easy].min())
 
     rows = [{"step": 10, "test_acc": 0.2}, {"step": 20, "test_acc": 0.5}]
     assert steps_to(rows, 0.4) == 20 and steps_to(rows, 0.9) == math.inf
