@@ -22,6 +22,7 @@ from trainlab.probes.batch_stats import ActiveSaturated, AtLogPoints
 from trainlab.report.figures import pyplot
 from trainlab.studies._training import (
     LN10,
+    act_outputs,
     build_mlp,
     classification_data,
     mean_std,
@@ -81,19 +82,13 @@ def _units_in_band(model: torch.nn.Module, x: torch.Tensor, low: float = 0.25,
                    high: float = 0.75) -> float:
     """The share of hidden ReLU units (every ``*.act`` module) whose output is positive on
     between ``low`` and ``high`` of the examples of ``x``, in training mode (BN: the batch's
-    own statistics, as the probe sees them during training); the model's mode is restored."""
-    fractions: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: fractions.append(
-        (out.detach() > 0).float().mean(0).flatten()))
-        for name, m in model.named_modules() if name.endswith("act")]
+    own statistics, as the probe sees them during training; :func:`act_outputs` leaves the
+    running statistics as they are); the model's mode is restored."""
     was = model.training
-    with torch.no_grad():
-        model.train()
-        model(x)
+    model.train()
+    outs = act_outputs(model, x)
     model.train(was)
-    for hk in hooks:
-        hk.remove()
-    p = torch.cat(fractions)
+    p = torch.cat([(o > 0).float().mean(0).flatten() for o in outs])
     return float(((p >= low) & (p <= high)).float().mean())
 
 

@@ -181,6 +181,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     d_eval, d_train, rels, var_ratio, d_fold, ratios, fold_rows = [], [], [], [], [], [], []
     g = ctx.generator(7)
     probe = x_test[:1]
+    first = None
     for s, model in zip(seeds, models):
         idx_a = torch.randperm(len(x_test), generator=g)[:31].to(x_test.device)
         idx_b = torch.randperm(len(x_test), generator=g)[:31].to(x_test.device)
@@ -197,6 +198,8 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
         # running statistics vs population statistics of the first BN's input
         bn_name, bn, pre = _first_bn_input(model, data.x_train.to(ctx.device))
+        if first is None:  # the figure's right panel shows the first seed's net
+            first = (bn_name, bn, pre)
         pop_mean, pop_std = pre.mean(0), pre.std(0)
         est_mean, est_var = bn.running_mean, bn.running_var
         if ctx.control:  # one training batch of 4: what the train-mode bug normalizes with
@@ -236,9 +239,8 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                                f"{r['forward time unfolded (ms)']:.3f} ms" for r in fold_rows))
     ctx.table("fold", fold_rows, "BN folded into the preceding Linear layers "
               "(trainlab.nn.fold.fold_bn), each seed's net.")
-    # the figure's right panel: the first seed's net
     model = models[0]
-    bn_name, bn, pre = _first_bn_input(model, data.x_train.to(ctx.device))
+    bn_name, bn, pre = first
     pop_mean, pop_std = pre.mean(0), pre.std(0)
 
     # figure: accuracy vs test batch size in training mode, and running vs population

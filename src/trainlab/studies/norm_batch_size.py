@@ -16,6 +16,7 @@ run's length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import fmean
 
 import torch
 
@@ -220,12 +221,9 @@ def run(ctx: StudyContext, cfg: Config) -> None:
                  "bn-error-rises reads GN's errors, gn-ln-flat BN's, bn-best-at-large-batch "
                  "BN's at the smallest batch.")
 
-    def mean(v):
-        return sum(v) / len(v)
-
     rows = [{"norm": LABELS[n] if not (ctx.control and n == "brn") else "BN (seeds + 1000)",
              "batch_size": b, "lr": cfg.lr_per_32 * b / 32,
-             "steps": max(1, cfg.epochs * len(xtr) // b), "test_error": mean(err[(n, b)]),
+             "steps": max(1, cfg.epochs * len(xtr) // b), "test_error": fmean(err[(n, b)]),
              "min": min(err[(n, b)]), "max": max(err[(n, b)]), "seeds": len(err[(n, b)])}
             for n in NORMS for b in cfg.batch_sizes]
     ctx.table("test_error", rows, f"Test error of the eval-mode model after {cfg.epochs} "
@@ -233,7 +231,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
               f"max over {len(seeds)} seeds; {len(xte)} test examples).")
     lo, hi = min(cfg.batch_sizes), max(cfg.batch_sizes)
     k = range(len(seeds))
-    e = {key: mean(v) for key, v in err.items()}
+    e = {key: fmean(v) for key, v in err.items()}
 
     gn_gain = e[("gn", lo)] - e[("gn", hi)]
     if gn_gain < -0.03:  # GN's statistics do not depend on the batch: only training length can
@@ -258,7 +256,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
 
     spans = [max(span(n, i) for n in flat) for i in k]
     ctx.check("gn-ln-flat", values=spans, seeds=seeds,
-              detail=", ".join(f"{LABELS[n]} {mean([span(n, i) for i in k]):.3f}"
+              detail=", ".join(f"{LABELS[n]} {fmean([span(n, i) for i in k]):.3f}"
                                for n in flat) + " (mean span)")
 
     at = ctx.controlled(hi, lo)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import fmean
 
 import torch
 
@@ -224,12 +225,9 @@ def run(ctx: StudyContext, cfg: Config) -> None:
     learned = LEARNED["mnist" if ctx.uses("mnist") else "mnist1d"]
     diff = [a1 - a2 if a2 >= learned else -1.0 for a1, a2 in zip(acc[small], acc[cfg.batch])]
 
-    def mean(v):
-        return sum(v) / len(v)
-
     ctx.check("trains-at-batch-1", values=diff, seeds=seeds,
-              detail=f"{name}: batch {small} {mean(acc[small]):.3f}, batch {cfg.batch} "
-                     f"{mean(acc[cfg.batch]):.3f} (mean test accuracy); {len(train[0])} "
+              detail=f"{name}: batch {small} {fmean(acc[small]):.3f}, batch {cfg.batch} "
+                     f"{fmean(acc[cfg.batch]):.3f} (mean test accuracy); {len(train[0])} "
                      f"examples, SGD lr {cfg.lr_per_example:g} x batch, "
                      f"{cfg.online_depth} x {cfg.width} blocks; a seed whose batch-"
                      f"{cfg.batch} run stays below {learned} counts -1 (nothing learned to "
@@ -246,7 +244,7 @@ def run(ctx: StudyContext, cfg: Config) -> None:
         refused, message = 1.0, str(e).split(". ")[0]
     ctx.check("bn-refuses-batch-1", refused, exact=True, detail=message)
     table = [{"model": name, "batch size": b, "lr": cfg.lr_per_example * b,
-              "steps": max(1, len(train[0]) // b), "test accuracy": mean(acc[b]),
+              "steps": max(1, len(train[0]) // b), "test accuracy": fmean(acc[b]),
               "min": min(acc[b]), "max": max(acc[b]), "seeds": len(acc[b])}
              for b in (small, cfg.batch)]
     if not ctx.control:
