@@ -15,7 +15,6 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 PENDING = {
     "ccnn",
     "curriculum",
-    "pretraining",
 }
 
 

@@ -111,3 +111,74 @@ def test_claims_are_recomputed_from_the_tables(tmp_path):
 def test_claims_are_recomputed_from_the_tables_on_mnist(tmp_path, mnist_root):
     out, _, data = _run(tmp_path, "dropout-maxout", "mnist", seed=1)
     _check_recomputed(out, {c["id"]: c for c in data["claims"]}, weight_scaling_tested=True)
+
+
+def _recompute_pretraining(runs_csv):
+    """The three claims' per-seed values from every run of the lr grid, computed here again:
+    each net's run with the lowest validation error (a diverged one last; the first lr on
+    ties), the 'learned' guard, the gains and Levene's absolute deviations."""
+    from trainlab.studies.pretraining import MARGIN
+
+    rows = _csv(runs_csv)
+    grid: dict = {}
+    for r in rows:  # grid order: the lrs of one (arm, seed) in the Config's order
+        grid.setdefault((r["arm"], int(r["seed"])), []).append(r)
+    sel = {}
+    for key, cands in grid.items():
+        best = min(cands, key=lambda r: (r["diverged"] == "True", float(r["val error"])))
+        # the study marks the same run, and never looked at the test error to choose it
+        assert [r["selected"] == "True" for r in cands] == [r is best for r in cands], key
+        sel[key] = best
+    chance = 0.9  # 10 classes on MNIST and MNIST-1D
+
+    def arm(name):
+        rs = [sel[k] for k in sorted(k for k in sel if k[0] == name)]
+        return ([float(r["test error"]) for r in rs],
+                [r["diverged"] != "True" and float(r["val error"]) <= chance - MARGIN
+                 for r in rs])
+
+    (e_nr, l_nr), (e_np, l_np) = arm("naive/random"), arm("naive/pretrained")
+    (e_mr, l_mr), (e_mp, l_mp) = arm("xavier+bn/random"), arm("xavier+bn/pretrained")
+    ok = [a and b for a, b in zip(l_nr, l_np)]
+    ok4 = [a and b and c and d for a, b, c, d in zip(l_nr, l_np, l_mr, l_mp)]
+    improves = [r - p if o else -1.0 for r, p, o in zip(e_nr, e_np, ok)]
+    m_r, m_p = sum(e_nr) / len(e_nr), sum(e_np) / len(e_np)
+    variance = [abs(r - m_r) - abs(p - m_p) if o else -1.0 for r, p, o in zip(e_nr, e_np, ok)]
+    gap = [(mr - mp) - (nr - np_) if o else 1.0
+           for nr, np_, mr, mp, o in zip(e_nr, e_np, e_mr, e_mp, ok4)]
+    return {"pretraining-improves-naive": improves, "pretraining-lowers-variance": variance,
+            "gap-shrinks-modern": gap}
+
+
+def test_pretraining_claims_are_recomputed_from_the_runs(tmp_path):
+    """Every net picks its lr on the validation split; the claims follow from the grid's
+    runs (runs.csv) by the selection, the guard, the gains and Levene's deviations."""
+    out, _, data = _run(tmp_path, "pretraining", "mnist1d", seed=1)
+    got = {c["id"]: c for c in data["claims"]}
+    want = _recompute_pretraining(out / "runs.csv")
+    for cid, values in want.items():
+        assert len(values) == 3 and got[cid]["n"] == 3 and got[cid]["test"] == "t"
+        assert got[cid]["measured"] == pytest.approx(sum(values) / 3, abs=1e-9), cid
+    # the grid: 4 arms x 3 lrs x 3 seeds; the random-init nets take the pre-trained nets'
+    # unsupervised updates as supervised steps (the same number of updates)
+    rows = {r["arm"]: r for r in _csv(out / "test_error.csv")}
+    assert len(_csv(out / "runs.csv")) == 4 * 3 * 3
+    cfg = get_study("pretraining").config("test")
+    assert int(rows["naive/random"]["steps"]) == cfg.steps + cfg.depth * cfg.pretrain_steps
+    assert int(rows["naive/pretrained"]["steps"]) == cfg.steps
+
+
+def test_pretraining_nets_that_did_not_learn_cannot_pass(tmp_path, monkeypatch):
+    """Nets that stay at chance (one step at a tiny lr) make every claim FAIL by its guard:
+    each seed counts against the claim (-1, or +1 for gap-shrinks-modern)."""
+    import dataclasses
+
+    spec = get_study("pretraining")
+    monkeypatch.setitem(spec.scales, "test", dataclasses.replace(
+        spec.config("test"), pretrain_steps=1, steps=1, lrs=(1e-5,)))
+    _, _, data = _run(tmp_path, "pretraining", "mnist1d")
+    got = {c["id"]: c for c in data["claims"]}
+    assert got["pretraining-improves-naive"]["measured"] == -1.0
+    assert got["pretraining-lowers-variance"]["measured"] == -1.0
+    assert got["gap-shrinks-modern"]["measured"] == 1.0
+    assert all(c["status"] == "FAIL" for c in got.values())
