@@ -13,8 +13,6 @@ NAMES = [n.replace("_", "-") for n in study_names()]
 #: studies whose claims do not all declare a working control yet (issue 24, in progress):
 #: their tests are expected to fail; a study leaves this set when its controls all FAIL
 PENDING = {
-    "ccnn",
-    "curriculum",
 }
 
 
