@@ -5,6 +5,7 @@ context's records (store rows, metrics.csv, the page's run count)."""
 from __future__ import annotations
 
 import copy
+import warnings
 import json
 
 import pytest
@@ -160,6 +161,31 @@ def test_study_grid_records_each_run_and_the_page_counts_the_packs(tmp_path):
     assert sum(1 for r in data["runs"] if r["pack"]) == 3
     page = (tmp_path / "out" / "index.html").read_text()
     assert "4 training runs: 3 in 1 pack, 1 alone (no other run" in page
+
+
+def test_a_study_logs_diverged_pack_members_once_instead_of_a_warning_each(tmp_path):
+    def fn(ctx, cfg):
+        data = _data()
+        runs = [ctx.grid_run(_mlp(s), data, label=f"s{s}-lr{lr:g}", steps=12, batch_size=32,
+                             seed=s, optimizer="sgd", lr=lr)
+                for s, lr in ((0, 0.1), (1, 1e6), (2, 1e6))]
+        hs = ctx.train_grid(runs)
+        ctx.check("loss-falls", hs[0].metrics[0]["train_loss"] - hs[0].last("train_loss"))
+
+    spec = Study("grid-diverge", "grid toy", "nowhere", "a diverging member",
+                 {"test": {}, "quick": {}, "paper": {}},
+                 (Claim("loss-falls", "training lowers the loss", "first - last", ">", 0.0),),
+                 fn, 1.0)
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_study(spec, scale="test", out=tmp_path / "out", db=None, log=lines.append)
+    assert res.error is None, res.error
+    assert not [w for w in caught if "diverged and is frozen" in str(w.message)]
+    assert [r["status"] for r in res.runs] == ["done", "diverged", "diverged"]
+    assert [r["pack"] for r in res.runs] == [1, 1, 1]
+    said = [ln for ln in lines if "runs diverged" in ln]
+    assert len(said) == 1 and "2 of 3 runs diverged" in said[0] and "s1-lr1e+06" in said[0], lines
 
 
 def test_members_whose_modules_differ_in_a_setting_do_not_share_a_pack():

@@ -49,6 +49,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,9 @@ from trainlab.runs.run import collect_env
 from trainlab.store import RunStore
 from trainlab.studies.page import format_value, write_study_page
 from trainlab.utils import atomic_write_text, resolve_device
+
+#: the warning a pack gives for each member that diverges (engine.pack.PackTrainer._freeze)
+_PACK_DIVERGED = r"pack member \d+ \(seed [^)]*\) diverged and is frozen"
 
 __all__ = [
     "no_data_result",
@@ -817,7 +821,13 @@ class StudyContext:
             histories: list[Any] = [None] * len(members)
             error: str | None = None
             try:
-                histories = train_group(runs, g)
+                # A pack warns once per diverged member; a study expects divergence where a
+                # claim measures it (a blow-up, a too-large step), records it in each run's
+                # status, and logs one line for the group below instead of a warning each.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_PACK_DIVERGED,
+                                            category=RuntimeWarning)
+                    histories = train_group(runs, g)
             except BaseException as e:
                 error = f"{type(e).__name__}: {e}"
                 raise
@@ -843,6 +853,13 @@ class StudyContext:
                                       "pack": pack_id,
                                       **({} if g.packed else {"alone": g.reason})})
                     out[g.members[k]] = h
+            diverged = [run.label for run, h in zip(members, histories)
+                        if getattr(h, "status", None) == "diverged"]
+            if diverged:
+                shown = ", ".join(diverged[:4]) + (f", ... (+{len(diverged) - 4})"
+                                                   if len(diverged) > 4 else "")
+                self.log(f"{len(diverged)} of {len(members)} runs diverged (non-finite values; "
+                         f"recorded with status 'diverged', the rest went on): {shown}")
         return out
 
 
