@@ -116,6 +116,37 @@ def test_check_decides_by_the_one_sided_t_bound_over_seeds(tmp_path):
     assert "Student t, n=3: one-sided 95% bounds" in page and ">exact<" in page
 
 
+def test_check_with_two_seeds_and_a_single_value_with_spread(tmp_path):
+    """Two seeds are the fewest that give an interval (t with 1 degree of freedom, 6.3138);
+    a value with a spread but no seeds is compared 'by more than the spread'; the FAIL text
+    quotes the bound's half-width; op and threshold are recorded as declared."""
+    claims = (Claim("two", "s", "q", ">", 1.0), Claim("two-mean", "s", "q", ">", 1.0),
+              Claim("spread", "s", "q", ">", 1.0), Claim("wide", "s", "q", ">", 1.0))
+
+    def fn(ctx, cfg):
+        ctx.check("two", values=[2.0, 2.25], seeds=[0, 1])
+        ctx.check("two-mean", 2.0, spread=0.25, seeds=[0, 1])
+        ctx.check("spread", 1.5, spread=0.75)                         # margin 0.5 < spread
+        ctx.check("wide", values=[1.0, 1.5, 2.0], seeds=[0, 1, 2], detail="note")
+
+    res = run_study(_check_study(claims, fn), scale="test", out=tmp_path / "o", log=None)
+    by = {c.id: c for c in res.claims}
+    t1 = 6.313752  # scipy.stats.t.ppf(0.95, 1)
+    sd = math.sqrt(((2.0 - 2.125) ** 2 + (2.25 - 2.125) ** 2) / 1)
+    assert by["two"].test == "t" and by["two"].n == 2
+    assert by["two"].spread == pytest.approx(sd)
+    assert by["two"].interval[0] == pytest.approx(2.125 - t1 * sd / math.sqrt(2), abs=1e-5)
+    assert by["two"].status == "PASS"  # lower bound 2.125 - 0.789 = 1.336
+    assert by["two-mean"].test == "t" and by["two-mean"].spread == pytest.approx(0.25)
+    assert by["two-mean"].interval[0] == pytest.approx(2.0 - t1 * 0.25 / math.sqrt(2), abs=1e-5)
+    assert by["spread"].test == "single" and by["spread"].status == "FAIL"
+    half = 2.919986 * 0.5 / math.sqrt(3)
+    assert by["wide"].status == "FAIL"
+    assert by["wide"].detail.startswith("note; the mean is on the claim's side")
+    assert f"t bound ±{half:.4g}" in by["wide"].detail, by["wide"].detail
+    assert (by["wide"].op, by["wide"].threshold) == (">", 1.0)
+
+
 def _control_study():
     claims = (Claim("bn-helps", "BN lowers the loss", "loss without - with", ">", 0.5,
                     control="BN -> none"),
@@ -178,6 +209,44 @@ def test_claim_below_holds_by_more_than_its_spread(op):
     assert c.holds(0.5, spread=0.1) and c.holds(0.5, spread=0.49)
     assert not c.holds(0.5, spread=0.6) and not c.holds(0.95, spread=0.1)
     assert not c.holds(1.5, spread=0.1)
+
+
+# (op, threshold, value, spread, holds): every operator at and beside its threshold, and the
+# spread exactly equal to the margin ("by more than the spread": not enough). Dyadic numbers,
+# so that the boundaries are exact in floating point. Written against the surviving mutants
+# of scripts/mutation.py on studies/base.py (`>=` read as `>`, `<` as `<=`, `>` as `>=`).
+HOLDS_CASES = [
+    (">", 1.0, 1.0, None, False), (">", 1.0, 1.5, 0.5, False), (">", 1.0, 1.5, 0.25, True),
+    (">=", 1.0, 1.0, None, True), (">=", 1.0, 2.0, None, True), (">=", 1.0, 0.5, None, False),
+    ("<", 1.0, 1.0, None, False), ("<", 1.0, 0.5, None, True), ("<", 1.0, 0.5, 0.5, False),
+    ("<=", 1.0, 1.0, None, True), ("<=", 1.0, 1.5, None, False),
+    ("in", (0.0, 1.0), 0.25, 0.25, True), ("in", (0.0, 1.0), 0.75, 0.25, True),
+    ("in", (0.0, 1.0), 0.25, 0.5, False), ("in", (0.0, 1.0), 1.0, None, True),
+    ("in", (0.0, 1.0), -0.25, None, False),
+]
+
+
+@pytest.mark.parametrize("op, threshold, value, spread, expected", HOLDS_CASES)
+def test_claim_holds_at_its_boundaries(op, threshold, value, spread, expected):
+    assert Claim("x", "s", "q", op, threshold).holds(value, spread=spread) is expected
+
+
+# (op, threshold, low, high, decided): the interval must lie entirely on the claim's side;
+# an infinite or NaN bound decides nothing
+DECIDE_CASES = [
+    (">", 1.0, 1.0, 2.0, False), (">", 1.0, 1.5, 2.0, True),
+    (">=", 1.0, 1.0, 2.0, True), (">=", 1.0, 0.5, 2.0, False),
+    ("<", 1.0, 0.0, 1.0, False), ("<", 1.0, 0.0, 0.5, True), ("<", 3.0, -math.inf, 2.0, False),
+    ("<=", 1.0, 0.0, 1.0, True), ("<=", 1.0, 0.0, 1.5, False),
+    ("in", (0.0, 1.0), 0.0, 1.0, True), ("in", (0.0, 1.0), -1.0, 0.5, False),
+    ("in", (0.0, 1.0), 0.5, 2.0, False), (">", 0.0, math.nan, math.nan, False),
+    (">", 0.0, 1.0, math.inf, False),
+]
+
+
+@pytest.mark.parametrize("op, threshold, low, high, expected", DECIDE_CASES)
+def test_claim_decides_an_interval_only_on_its_side(op, threshold, low, high, expected):
+    assert Claim("x", "s", "q", op, threshold).decide(low, high) is expected
 
 
 def test_claim_rejects_bad_declarations():
