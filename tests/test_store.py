@@ -8,6 +8,7 @@ import multiprocessing as mp
 import sqlite3
 
 import pytest
+import torch
 
 from trainlab.store import RunStore
 
@@ -126,6 +127,34 @@ def test_a_run_whose_folder_is_taken_over_while_it_runs_stays_overwritten(tmp_pa
     assert ra["status"] == "overwritten" and f"overwritten by run {b}" in ra["message"]
     s.finish(b, "diverged", message="loss NaN")
     assert s.get_run(b)["status"] == "diverged"
+
+
+def test_create_run_stores_values_json_cannot_hold_as_text(tmp_path):
+    """A config may hold paths and devices (what the CLI builds); they are stored as their
+    text, not refused, and a run without env has an empty one (not null)."""
+    import pathlib
+
+    s = RunStore(tmp_path / "t.db")
+    rid = s.create_run({"out": pathlib.Path("runs/a"), "device": torch.device("cpu"),
+                        "lr": 0.1}, folder=tmp_path / "a")
+    row = s.get_run(rid)
+    assert row["config"] == {"device": "cpu", "lr": 0.1, "out": "runs/a"}
+    assert row["env"] == {}
+
+
+def test_mark_overwritten_without_keep_marks_the_first_run_too(tmp_path):
+    """The store's first run has id 1: 'keep nothing' must not be spelled as a valid id
+    (a surviving mutant read the sentinel -1 as +1 and kept run 1); the default message says
+    what happened, a given one is stored as it is."""
+    s = RunStore(tmp_path / "t.db")
+    first = s.create_run({}, folder=tmp_path / "a")
+    other = s.create_run({}, folder=tmp_path / "b")
+    assert first == 1
+    assert s.mark_overwritten(tmp_path / "a") == 1
+    row = s.get_run(first)
+    assert row["status"] == "overwritten" and row["message"] == "its folder was overwritten"
+    assert s.mark_overwritten(tmp_path / "b", message="replaced by hand") == 1
+    assert s.get_run(other)["message"] == "replaced by hand"
 
 
 def test_mark_overwritten_is_one_transaction_and_counts_rows(tmp_path):
