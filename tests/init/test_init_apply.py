@@ -206,6 +206,33 @@ def test_parametrized_weight_is_set_through_right_inverse():
                                                                  generator=g))
 
 
+@pytest.mark.parametrize("mode", ["wn", "cwn", "torch"])
+def test_computed_weights_each_get_their_own_draw(mode):
+    """A weight-normalized layer's ``weight`` is computed on every access (trainlab's WN/CWN,
+    torch's parametrization): a fresh tensor, whose id() a later layer's fresh tensor can
+    reuse once the first is freed. Tied-parameter detection by that id skipped layers at
+    random (the draws then shifted to other layers, and the weight-norm study's results
+    changed from one process to the next). Every layer must get the scheme's next draw, in
+    module order, in every process."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from trainlab.nn.weight_norm import WeightNormLinear
+
+    def lin(i, o):
+        return weight_norm(nn.Linear(i, o)) if mode == "torch" else WeightNormLinear(
+            i, o, mode=mode)
+
+    widths = [40] + [64] * 12 + [10]
+    model = nn.Sequential(*[lin(a, b) for a, b in zip(widths, widths[1:])])
+    init_model(model, "he_normal", generator=3)
+    g = gen(3)
+    for k, m in enumerate(model):
+        w = I.he_normal_(torch.empty(widths[k + 1], widths[k]), generator=g)
+        if mode == "cwn":  # the layer computes w with each row centred
+            w = w - w.mean(1, keepdim=True)
+        torch.testing.assert_close(m.weight, w, msg=f"layer {k}")
+
+
 def test_hook_based_weight_norm_is_refused():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch deprecates nn.utils.weight_norm

@@ -283,7 +283,14 @@ class _Target:
 
     @property
     def key(self) -> tuple:
-        return (id(getattr(self.module, self.pname)), self.block)
+        """Identifies the tensor written, so that a parameter shared by two modules (tied
+        weights) is initialized once. A registered parameter is keyed by the object, which
+        tied modules share. A computed weight (weight normalization, a parametrization) is a
+        fresh tensor on every access whose id() a later one may reuse once it is freed: it is
+        keyed by its module instead (alive throughout, so the id is unique)."""
+        if self.pname in self.module._parameters:
+            return ("parameter", id(self.module._parameters[self.pname]), self.block)
+        return ("computed", id(self.module), self.pname, self.block)
 
 
 def _is_norm(module: nn.Module) -> bool:
