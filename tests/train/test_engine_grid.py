@@ -5,8 +5,8 @@ context's records (store rows, metrics.csv, the page's run count)."""
 from __future__ import annotations
 
 import copy
-import warnings
 import json
+import warnings
 
 import pytest
 import torch

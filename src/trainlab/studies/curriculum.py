@@ -145,9 +145,9 @@ def steps_to(history_rows: list[dict], target: float) -> float:
               why="Bengio et al. 2009, figure 3: the curriculum's test error falls below the "
                   "baseline's after the switch; 1 = no difference, one-sided 95% t bound over "
                   "seeds (a run that never reaches the target counts as infinitely slow: an "
-                  "under-trained shuffled run gives a target both reach at once, ratio 1; a seed whose "
-                  "shuffled run ends below `learned` test accuracy, chance being 1/3, is no "
-                  "evidence and counts as NaN, so the claim FAILs)",
+                  "under-trained shuffled run gives a target both reach at once, ratio 1; a "
+                  "seed whose shuffled run ends below `learned` test accuracy, chance being "
+                  "1/3, is no evidence and counts as NaN, so the claim FAILs)",
               control="curriculum -> shuffled order (the shuffled run on seeds + 1000)"),
         Claim("curriculum-beats-anti", "Easy-first ends no worse than hard-first",
               "per seed: final test accuracy, curriculum − anti-curriculum",
