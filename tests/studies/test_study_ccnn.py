@@ -76,6 +76,8 @@ def _run_and_check(tmp_path, dataset):
     assert all(c["status"] in ("PASS", "FAIL") for c in ids.values())  # all measured
     assert all(isinstance(c["measured"], float) for c in ids.values())
     assert ids["objective-monotone"]["test"] == "exact"
+    # the radius binds at test scale: no 'constraint did not bind' sentence
+    assert "stays well inside" not in ids["low-rank-spectrum"]["detail"]
     for cid in CLAIMS - {"objective-monotone"}:
         assert ids[cid]["test"] == "t" and ids[cid]["n"] == 3, cid
     for name in ("training.png", "spectrum.png"):
@@ -119,3 +121,16 @@ def _run_and_check(tmp_path, dataset):
     for row, radius in zip(rows, (cfg.radius, cfg.radius2)):
         assert float(row["nuclear_norm"]) <= radius * (1 + 1e-4)
         assert 0 < float(row["top_r_share"]) <= 1 and 0 < float(row["gaussian_top_r_share"]) < 1
+
+
+def test_ccnn_says_when_the_radius_never_binds(tmp_path, monkeypatch):
+    """A radius no fit reaches (as the authors' R = 200 at the reference scale's 10 epochs):
+    the spectrum is then the unconstrained fit's, and low-rank-spectrum's detail says so."""
+    import dataclasses
+
+    spec = get_study("ccnn")
+    monkeypatch.setitem(spec.scales, "test", dataclasses.replace(spec.scales["test"],
+                                                                 radius=1e6))
+    res = run_study("ccnn", scale="test", out=tmp_path / "o", seed=0, db=None, log=None)
+    claim = next(c for c in res.claims if c.id == "low-rank-spectrum")
+    assert "stays well inside the constraint" in claim.detail and "R = 1e+06" in claim.detail
