@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab.engine.pack import build_members, structure_key
+from trainlab.engine.pack import MemberDivergedWarning, build_members, structure_key
 from trainlab.nn import build_model
 from trainlab.nn.norms import NORMS
 from trainlab.optim import build_optimizer
@@ -258,7 +258,7 @@ def test_diverging_member_is_frozen_and_reported_others_unchanged():
     data = _data()
     spec = _spec()
     members = [{"seed": 0, "lr": 0.05}, {"seed": 1, "lr": 1e18}, {"seed": 2, "lr": 0.1}]
-    with pytest.warns(RuntimeWarning, match="member 1 .* diverged and is frozen"):
+    with pytest.warns(MemberDivergedWarning, match="member 1 .* diverged and is frozen"):
         res = train_pack(spec, members, data, steps=12, batch_size=32, optimizer="sgd",
                          log_every=4)
     h = res.histories

@@ -144,6 +144,7 @@ from trainlab.utils import resolve_device, seed_everything
 __all__ = [
     "PACK_PROBES",
     "Pack",
+    "MemberDivergedWarning",
     "PackDivergence",
     "PackOptimizer",
     "PackResult",
@@ -155,6 +156,12 @@ __all__ = [
     "train_pack",
     "unpackable_probes",
 ]
+
+
+class MemberDivergedWarning(RuntimeWarning):
+    """A pack member hit a non-finite value and was frozen while the others go on (its
+    History says ``diverged``). A category of its own, so that callers that expect
+    divergence (a study measuring a blow-up) can silence it without matching its text."""
 
 
 # -- structure -------------------------------------------------------------------------------
@@ -1967,7 +1974,7 @@ class PackTrainer:
         self.divergences.append(PackDivergence(j, div))
         warnings.warn(
             f"pack member {j} (seed {self.seeds[j]}) diverged and is frozen; the others go "
-            f"on: {div.message()}", RuntimeWarning, stacklevel=4)
+            f"on: {div.message()}", MemberDivergedWarning, stacklevel=4)
 
 
 # -- the simple API --------------------------------------------------------------------------

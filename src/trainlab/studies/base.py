@@ -62,15 +62,13 @@ from trainlab.data import DATASETS, load_dataset
 from trainlab.data.images import IMAGE_SPECS, is_available, prepare
 from trainlab.engine.grid import GridGroup, GridRun, plan_grid, train_group
 from trainlab.engine.history import History
+from trainlab.engine.pack import MemberDivergedWarning
 from trainlab.registry import Registry
 from trainlab.report.figures import save_figure
 from trainlab.runs.run import collect_env
 from trainlab.store import RunStore
 from trainlab.studies.page import format_value, write_study_page
 from trainlab.utils import atomic_write_text, resolve_device
-
-#: the warning a pack gives for each member that diverges (engine.pack.PackTrainer._freeze)
-_PACK_DIVERGED = r"pack member \d+ \(seed [^)]*\) diverged and is frozen"
 
 __all__ = [
     "no_data_result",
@@ -825,8 +823,7 @@ class StudyContext:
                 # claim measures it (a blow-up, a too-large step), records it in each run's
                 # status, and logs one line for the group below instead of a warning each.
                 with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=_PACK_DIVERGED,
-                                            category=RuntimeWarning)
+                    warnings.simplefilter("ignore", MemberDivergedWarning)
                     histories = train_group(runs, g)
             except BaseException as e:
                 error = f"{type(e).__name__}: {e}"

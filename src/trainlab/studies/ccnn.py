@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainlab.data.preprocess import ZCA
 from trainlab.engine.ccnn import CCNN, CCNNLayer
 from trainlab.report.figures import pyplot
 from trainlab.studies.base import SAME, Claim, On, StudyContext, study
@@ -100,21 +101,14 @@ def _cnn(depth: int, filters: int, channels2: int, in_shape: tuple[int, int, int
 def _contrast_zca(x: torch.Tensor, xt: torch.Tensor, eps: float = 0.1
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The authors' CNN input (TFCNN.py): each image minus its mean (global contrast
-    normalization), then ZCA whitening ``(x - mu) U diag((lambda + eps)^(-1/2)) U^T`` with
-    the pixel covariance; fitted here on the training images only (theirs: on all)."""
-    shape = x.shape[1:]
+    normalization), then ZCA whitening (:class:`trainlab.data.preprocess.ZCA`, ``eps`` as
+    theirs) fitted here on the training images only (theirs: on all)."""
 
     def gcn(a: torch.Tensor) -> torch.Tensor:
-        a = a.reshape(a.shape[0], -1).double()
-        return a - a.mean(1, keepdim=True)
+        return a - a.mean(dim=tuple(range(1, a.dim())), keepdim=True)
 
-    a, at = gcn(x), gcn(xt)
-    mu = a.mean(0)
-    cov = (a - mu).T @ (a - mu) / a.shape[0]
-    lam, u = torch.linalg.eigh(cov)
-    zca = (u * (lam.clamp_min(0) + eps).rsqrt()) @ u.T
-    return (((a - mu) @ zca).float().reshape(-1, *shape),
-            ((at - mu) @ zca).float().reshape(-1, *shape))
+    zca = ZCA(eps=eps).fit(gcn(x))
+    return zca.transform(gcn(x)), zca.transform(gcn(xt))
 
 
 def _ccnn(cfg: Config, seed: int, device: torch.device, *, layers: int = 2,
